@@ -1,0 +1,3 @@
+from callcontrol.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The ``callcontrol`` command: serve | demo | migrate | replay | trace stats | doctor | fs-conf.
+
+Each subcommand lives in the module that owns the concept; this file only parses arguments
+and imports that module when the subcommand runs, so ``callcontrol --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from callcontrol.config import ConfigError
+
+# subcommand -> "module:function"; each function takes the parsed namespace, returns an exit code
+_COMMANDS = {
+    "serve": "callcontrol.server:run_serve",
+    "demo": "callcontrol.demo:run_demo",
+    "migrate": "callcontrol.db.migrations:run_migrate",
+    "replay": "callcontrol.trace.replay:run_replay",
+    "trace-stats": "callcontrol.trace.stats:run_stats",
+    "doctor": "callcontrol.doctor:run_doctor",
+    "fs-conf": "callcontrol.fsconf:run_fs_conf",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callcontrol", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the call-control server")
+    serve.add_argument("--record", metavar="DIR", help="write one ESL trace per call into DIR")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="override CALLCONTROL_ESL_LISTEN")
+
+    demo = sub.add_parser("demo", help="a whole call against the simulated FreeSWITCH")
+    demo.add_argument("--scenario", default="all", help="which demo call to run (default: all)")
+
+    sub.add_parser("migrate", help="apply the SQL migrations in sql/ (idempotent)")
+
+    replay = sub.add_parser("replay", help="play a recorded trace's FreeSWITCH side against us")
+    replay.add_argument("trace", help="a .jsonl trace written by serve --record")
+
+    trace = sub.add_parser("trace", help="inspect recorded traces")
+    trace_sub = trace.add_subparsers(dest="trace_command", required=True)
+    stats = trace_sub.add_parser("stats", help="one JSON object of frame counts for a trace")
+    stats.add_argument("trace")
+
+    sub.add_parser("doctor", help="check configuration, database and FreeSWITCH reachability")
+
+    fs_conf = sub.add_parser("fs-conf", help="print the FreeSWITCH config/dialplan snippets")
+    fs_conf.add_argument("--out", metavar="DIR", help="write the files into DIR instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    name = "trace-stats" if args.command == "trace" else args.command
+    module_name, _, func_name = _COMMANDS[name].partition(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(func(args))
+    except ConfigError as exc:
+        print(f"callcontrol: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,53 @@
+"""Structured logging: JSON lines in production, colour on a terminal.
+
+Bind context once (``log.bind(call_uuid=...)``) and log decisions as events with fields
+(``log.info("handoff.result", status="busy", cause="USER_BUSY")``), never as formatted sentences.
+Secrets never reach the log: a processor masks any field whose name says it is one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_WORDS = ("password", "token", "secret", "api_key", "authorization")
+
+
+def _mask_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            event_dict[key] = "<hidden>"
+    return event_dict
+
+
+def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:
+    """Set up structlog; ``fmt`` is ``json``, ``console`` or ``auto`` (console on a TTY)."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str, **context: Any) -> Any:
+    """A bound structlog logger named ``name`` carrying ``context``."""
+    return structlog.get_logger(name).bind(**context)
