@@ -41,7 +41,7 @@ class FrameReader:
         self._keep_raw = keep_raw
         self.last_raw = b""
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self.broken:
             raise ProtocolError("the stream already failed to parse")
         if self._pos and self._pending is None and self._pos >= len(self._buf) // 2:

@@ -80,7 +80,9 @@ def auth_request() -> bytes:
     return b"Content-Type: auth/request\n\n"
 
 
-def connect_reply(channel_pairs: Pairs, *, socket_mode: str = "async", control: str = "full") -> bytes:
+def connect_reply(
+    channel_pairs: Pairs, *, socket_mode: str = "async", control: str = "full"
+) -> bytes:
     """The outbound ``connect`` reply: the CHANNEL_DATA event with no outer envelope."""
     tail = [
         ("Content-Type", "command/reply"),
@@ -114,8 +116,15 @@ def rude_rejection() -> bytes:
     return f"Content-Type: text/rude-rejection\nContent-Length: {len(body)}\n\n".encode() + body
 
 
-def log_data(line: str, *, level: int, channel_uuid: str = "", file: str = "", func: str = "",
-             lineno: int = 0) -> bytes:
+def log_data(
+    line: str,
+    *,
+    level: int,
+    channel_uuid: str = "",
+    file: str = "",
+    func: str = "",
+    lineno: int = 0,
+) -> bytes:
     body = line.encode()
     return (
         "Content-Type: log/data\n"

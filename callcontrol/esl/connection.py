@@ -1,0 +1,380 @@
+"""One Event Socket connection on trio: the thin shell around the sans-IO core.
+
+Theory of operation
+-------------------
+A single reader task turns received bytes into frames and routes each one:
+
+* ``command/reply`` and ``api/response`` answer the oldest command still waiting: FreeSWITCH
+  answers the commands of one connection strictly in order, so replies are matched FIFO. A
+  sender appends its reply slot and writes its bytes under one lock, so the slot order is the
+  wire order even when many tasks send at once.
+* ``BACKGROUND_JOB`` events complete the ``bgapi`` job with the same ``Job-UUID``;
+  ``CHANNEL_EXECUTE_COMPLETE`` completes the ``sendmsg execute`` whose ``Event-UUID`` came back
+  as ``Application-UUID``. Both are also delivered to subscribers like any other event.
+* Every event goes to the subscribers of its ``Unique-ID`` and to the catch-all subscribers.
+  Subscriber buffers are bounded: a consumer that falls that far behind is cut off with
+  ``SubscriberOverflow`` (and a log line) instead of stalling the reader or growing memory.
+* ``text/disconnect-notice`` with ``Content-Disposition: linger`` sets ``lingering``; any other
+  disconnect notice, EOF or a ``ProtocolError`` closes the connection: every waiter gets
+  ``ConnectionClosed`` and ``closed`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid as uuid_module
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from callcontrol.esl import _commands as commands
+from callcontrol.esl._errors import CommandError, ConnectionClosed, ProtocolError
+from callcontrol.esl._frames import (
+    API_RESPONSE,
+    AUTH_REQUEST,
+    COMMAND_REPLY,
+    DISCONNECT_NOTICE,
+    Event,
+    Frame,
+)
+from callcontrol.esl._reader import FrameReader
+from callcontrol.logs import get_logger
+
+RECEIVE_SIZE = 65536
+
+
+class SubscriberOverflow(Exception):
+    """The subscriber fell more than its buffer behind; its events were cut off."""
+
+
+class _Slot:
+    """A one-shot result: a reply, a job result or an execute completion."""
+
+    __slots__ = ("_done", "error", "value")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: Any) -> None:
+        if not self._done.is_set():
+            self.value = value
+            self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._done.is_set():
+            self.error = error
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def wait(self) -> Any:
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Subscription:
+    """Events for one channel UUID (or all events), with a bounded buffer."""
+
+    def __init__(self, conn: EslConnection, key: str | None, size: int) -> None:
+        self._conn = conn
+        self.key = key
+        self._send, self._receive = trio.open_memory_channel[Event](size)
+        self.overflowed = False
+
+    def _push(self, event: Event) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.overflowed = True
+            self._send.close()
+            self._conn.log.error("esl.subscriber_overflow", key=self.key)
+        except trio.ClosedResourceError:
+            pass
+
+    def _close(self) -> None:
+        self._send.close()
+
+    async def receive(self) -> Event:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            if self.overflowed:
+                raise SubscriberOverflow(f"subscriber for {self.key} overflowed") from None
+            raise ConnectionClosed("connection closed") from None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                yield await self.receive()
+            except ConnectionClosed:
+                return
+
+
+class BackgroundJob:
+    """A ``bgapi`` in flight: ``await job.result()`` gives the BACKGROUND_JOB event."""
+
+    def __init__(self, job_uuid: str, slot: _Slot) -> None:
+        self.job_uuid = job_uuid
+        self._slot = slot
+
+    @property
+    def done(self) -> bool:
+        return self._slot.done
+
+    async def result(self) -> Event:
+        event: Event = await self._slot.wait()
+        return event
+
+
+class EslConnection:
+    """An ESL connection over any trio ``Stream``; run ``run()`` in a nursery first."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        subscriber_buffer: int = 1024,
+        reply_timeout: float = 30.0,
+        log: Any = None,
+    ) -> None:
+        self.stream = stream
+        self.log = log if log is not None else get_logger("callcontrol.esl")
+        self._reader = FrameReader()
+        self._send_lock = trio.Lock()
+        self._replies: deque[_Slot] = deque()
+        self._jobs: dict[str, _Slot] = {}
+        self._executes: dict[str, _Slot] = {}
+        self._by_uuid: dict[str, list[Subscription]] = {}
+        self._catch_all: list[Subscription] = []
+        self._subscriber_buffer = subscriber_buffer
+        self._reply_timeout = reply_timeout
+        self._greeting = _Slot()
+        self.lingering = trio.Event()
+        self.closed = trio.Event()
+        self.close_reason = ""
+        self.frame_observers: list[Callable[[Frame], None]] = []
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read and route frames until the connection ends; never raises for peer errors."""
+        task_status.started()
+        try:
+            while True:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    self._close("eof")
+                    return
+                self._reader.feed(data)
+                for frame in self._reader:
+                    self._route(frame)
+                    if self.closed.is_set():
+                        return
+        except ProtocolError as exc:
+            self.log.error("esl.protocol_error", error=str(exc))
+            self._close(f"protocol error: {exc}")
+            await trio.aclose_forcefully(self.stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._close(f"stream closed: {exc!r}")
+        finally:
+            self._close("reader stopped")
+
+    def _route(self, frame: Frame) -> None:
+        for observe in self.frame_observers:
+            observe(frame)
+        ct = frame.content_type
+        if frame.is_event:
+            self._dispatch_event(frame.event)
+        elif ct in (COMMAND_REPLY, API_RESPONSE):
+            if not self._replies:
+                raise ProtocolError(f"unexpected {ct} with no command waiting")
+            self._replies.popleft().set(frame)
+        elif ct == DISCONNECT_NOTICE:
+            if frame.headers.get("Content-Disposition") == "linger":
+                self.lingering.set()
+            else:
+                self._close("disconnect notice")
+        elif ct == AUTH_REQUEST:
+            self._greeting.set(frame)
+        else:
+            # log/data, rude rejection and content types we do not act on
+            self.log.debug("esl.frame_ignored", content_type=ct)
+            if ct == "text/rude-rejection":
+                self._close("rejected by FreeSWITCH ACL")
+
+    def _dispatch_event(self, event: Event) -> None:
+        name = event.name
+        if name == "BACKGROUND_JOB":
+            job = event.job_uuid
+            if job is not None and (slot := self._jobs.pop(job, None)) is not None:
+                slot.set(event)
+        elif name == "CHANNEL_EXECUTE_COMPLETE":
+            app_uuid = event.application_uuid
+            if app_uuid is not None and (slot := self._executes.pop(app_uuid, None)) is not None:
+                slot.set(event)
+        uid = event.unique_id
+        if uid is not None:
+            for sub in self._by_uuid.get(uid, ()):
+                sub._push(event)
+        for sub in self._catch_all:
+            sub._push(event)
+
+    def _close(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.close_reason = reason
+        self.closed.set()
+        error = ConnectionClosed(reason)
+        for slot in [*self._replies, *self._jobs.values(), *self._executes.values()]:
+            slot.fail(error)
+        self._greeting.fail(error)
+        self._replies.clear()
+        self._jobs.clear()
+        self._executes.clear()
+        for subs in [*self._by_uuid.values(), self._catch_all]:
+            for sub in subs:
+                sub._close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def send(self, data: bytes) -> Frame:
+        """Send one command and wait for its reply frame (command/reply or api/response)."""
+        slot = await self._send_with_slot(data)
+        with trio.move_on_after(self._reply_timeout) as scope:
+            frame: Frame = await slot.wait()
+            return frame
+        if scope.cancelled_caught:
+            # The FIFO is now out of step with the wire: the connection cannot be trusted.
+            self.log.error("esl.reply_timeout", command=data.split(b"\n", 1)[0][:80])
+            self._close("reply timeout")
+            await trio.aclose_forcefully(self.stream)
+        raise ConnectionClosed("reply timeout")
+
+    async def _send_with_slot(self, data: bytes) -> _Slot:
+        if self.closed.is_set():
+            raise ConnectionClosed(self.close_reason)
+        slot = _Slot()
+        async with self._send_lock:
+            self._replies.append(slot)
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._close(f"send failed: {exc!r}")
+                raise ConnectionClosed(self.close_reason) from None
+        return slot
+
+    async def send_ok(self, data: bytes) -> Frame:
+        """Send a command; raise ``CommandError`` when FreeSWITCH answers ``-ERR``."""
+        frame = await self.send(data)
+        if not frame.ok:
+            raise CommandError(data.split(b"\n", 1)[0].decode(errors="replace"), frame.reply_text)
+        return frame
+
+    async def wait_greeting(self) -> Frame:
+        """Inbound connections: wait for FreeSWITCH's ``auth/request``."""
+        frame: Frame = await self._greeting.wait()
+        return frame
+
+    async def api(self, command: str, *args: str) -> str:
+        """``api``: the command's output text. Keep to short commands (it blocks the socket)."""
+        frame = await self.send(commands.api(command, *args))
+        return frame.reply_text
+
+    async def bgapi(self, command: str, *args: str, job_uuid: str | None = None) -> BackgroundJob:
+        """``bgapi`` with our own Job-UUID, registered before sending so no result is missed."""
+        job_uuid = job_uuid or str(uuid_module.uuid4())
+        slot = _Slot()
+        self._jobs[job_uuid] = slot
+        try:
+            await self.send_ok(commands.bgapi(command, *args, job_uuid=job_uuid))
+        except BaseException:
+            self._jobs.pop(job_uuid, None)
+            raise
+        return BackgroundJob(job_uuid, slot)
+
+    async def execute(
+        self,
+        app: str,
+        arg: str | None = None,
+        *,
+        uuid: str | None = None,
+        event_lock: bool = False,
+        loops: int | None = None,
+    ) -> Execution:
+        """``sendmsg execute``; the returned handle completes on CHANNEL_EXECUTE_COMPLETE."""
+        app_uuid = str(uuid_module.uuid4())
+        slot = _Slot()
+        self._executes[app_uuid] = slot
+        try:
+            await self.send_ok(
+                commands.execute(
+                    app, arg, uuid=uuid, event_uuid=app_uuid, event_lock=event_lock, loops=loops
+                )
+            )
+        except BaseException:
+            self._executes.pop(app_uuid, None)
+            raise
+        return Execution(app, app_uuid, slot)
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(
+        self, uuid: str | None = None, *, size: int | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Events of channel ``uuid`` (all events when None) while the block runs."""
+        sub = Subscription(self, uuid, size or self._subscriber_buffer)
+        registry = self._catch_all if uuid is None else self._by_uuid.setdefault(uuid, [])
+        registry.append(sub)
+        if self.closed.is_set():
+            sub._close()
+        try:
+            yield sub
+        finally:
+            registry.remove(sub)
+            if uuid is not None and not registry:
+                self._by_uuid.pop(uuid, None)
+
+    async def aclose(self) -> None:
+        self._close("closed by us")
+        await trio.aclose_forcefully(self.stream)
+
+
+class Execution:
+    """A ``sendmsg execute`` in flight: ``await completed()`` gives EXECUTE_COMPLETE."""
+
+    def __init__(self, app: str, app_uuid: str, slot: _Slot) -> None:
+        self.app = app
+        self.app_uuid = app_uuid
+        self._slot = slot
+
+    @property
+    def done(self) -> bool:
+        return self._slot.done
+
+    async def completed(self, timeout: float = math.inf) -> Event:
+        with trio.fail_after(timeout):
+            event: Event = await self._slot.wait()
+        return event
+
+    @property
+    def response(self) -> str | None:
+        """``Application-Response`` once completed (``FILE PLAYED``, ``PLAYBACK ERROR``...)."""
+        if not self._slot.done or self._slot.value is None:
+            return None
+        value: str | None = self._slot.value.get("Application-Response")
+        return value

@@ -1,0 +1,131 @@
+"""The outbound side: FreeSWITCH's ``socket`` application connected to us for one call.
+
+What a real FreeSWITCH allows on this socket is narrower than its documentation suggests
+(docs: callflow.md, measured). The rules this module follows:
+
+* never ``myevents``: with any filter for another leg it silences the socket. Instead an
+  explicit ``event plain ...`` list plus ``filter Unique-ID <a>`` and
+  ``filter Job-Owner-UUID <a>`` (the only way to learn of originate failures that create no
+  channel), and one ``filter Unique-ID <b>`` per agent leg, added *before* its originate;
+* ``linger`` so the hangup events and late job results still arrive; we send ``exit``
+  ourselves at the end, since plain linger never closes the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from callcontrol.esl import _commands as commands
+from callcontrol.esl._errors import ProtocolError
+from callcontrol.esl._frames import Event
+from callcontrol.esl.connection import EslConnection
+
+# Events a call's socket needs: its own life cycle, agent legs, job results, media module.
+CALL_EVENTS: tuple[str, ...] = (
+    "CHANNEL_CREATE",
+    "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA",
+    "CHANNEL_ANSWER",
+    "CHANNEL_EXECUTE",
+    "CHANNEL_EXECUTE_COMPLETE",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_UNBRIDGE",
+    "CHANNEL_PARK",
+    "CHANNEL_UNPARK",
+    "CHANNEL_HANGUP",
+    "CHANNEL_HANGUP_COMPLETE",
+    "DTMF",
+    "BACKGROUND_JOB",
+)
+# CUSTOM must come last: every word after it is a subclass name.
+CUSTOM_SUBCLASSES: tuple[str, ...] = (
+    "mod_audio_stream::connect",
+    "mod_audio_stream::disconnect",
+    "mod_audio_stream::error",
+    "mod_audio_stream::json",
+    "mod_audio_stream::play",
+)
+
+
+class OutboundCall:
+    """The controlled channel (the A-leg) of one outbound socket connection."""
+
+    def __init__(self, conn: EslConnection, channel: Event) -> None:
+        self.conn = conn
+        self.channel = channel
+        uid = channel.unique_id
+        if not uid:
+            raise ProtocolError("connect reply carries no Unique-ID")
+        self.uuid: str = uid
+        self.watched_legs: set[str] = set()
+
+    @classmethod
+    async def handshake(
+        cls,
+        conn: EslConnection,
+        *,
+        events: Sequence[str] = CALL_EVENTS,
+        custom: Sequence[str] = CUSTOM_SUBCLASSES,
+        linger: bool = True,
+    ) -> OutboundCall:
+        """``connect``, the explicit subscription, the A-leg filters and ``linger``."""
+        reply = await conn.send(commands.connect())
+        if not reply.has_event():
+            raise ProtocolError("connect reply carries no channel data")
+        call = cls(conn, reply.event)
+        names = [*events, "CUSTOM", *custom] if custom else list(events)
+        await conn.send_ok(commands.event("plain", names))
+        await conn.send_ok(commands.filter_add("Unique-ID", call.uuid))
+        await conn.send_ok(commands.filter_add("Job-Owner-UUID", call.uuid))
+        if linger:
+            await conn.send_ok(commands.linger())
+        return call
+
+    def variable(self, name: str, default: str | None = None) -> str | None:
+        """A channel variable from the connect data (``variable_<name>``)."""
+        return self.channel.get("variable_" + name, default)
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.channel.get(name, default)
+
+    async def watch_leg(self, b_uuid: str) -> None:
+        """Receive the events of another leg on this socket (add before originating it)."""
+        if b_uuid not in self.watched_legs:
+            await self.conn.send_ok(commands.filter_add("Unique-ID", b_uuid))
+            self.watched_legs.add(b_uuid)
+
+    async def unwatch_leg(self, b_uuid: str) -> None:
+        if b_uuid in self.watched_legs:
+            self.watched_legs.discard(b_uuid)
+            await self.conn.send(commands.filter_delete("Unique-ID", b_uuid))
+
+    async def answer(self) -> Event:
+        execution = await self.conn.execute("answer")
+        return await execution.completed()
+
+    async def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        await self.conn.send(commands.hangup(cause))
+
+    async def api(self, command: str, *args: str) -> str:
+        return await self.conn.api(command, *args)
+
+    async def exit(self) -> None:
+        """Say goodbye on the socket; tolerate a socket that is already gone."""
+        if self.conn.closed.is_set():
+            return
+        with trio.move_on_after(2):
+            try:
+                await self.conn.send(commands.exit_())
+            except Exception:  # the connection is ending either way
+                return
+
+    def describe(self) -> dict[str, Any]:
+        """The call's identity for logs: bound once per call."""
+        return {
+            "call_uuid": self.uuid,
+            "caller": self.header("Caller-Caller-ID-Number"),
+            "domain": self.variable("domain_name"),
+        }
