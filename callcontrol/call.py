@@ -1,0 +1,129 @@
+"""One call: the per-call nursery, hangup detection and shielded cleanup.
+
+Theory of operation
+-------------------
+``CallSession.run`` starts the call's *flow* (the AI secretary, or any handler) inside a
+cancel scope, and a watcher on the caller's leg. The caller is gone when the first of these
+arrives: the A-leg's CHANNEL_HANGUP, or the end of the socket (disconnect notice, EOF). Then
+the flow is cancelled — whatever it was doing, ringing an agent included — and the cleanups it
+registered run under a shielded, time-boxed scope: kill a ringing agent leg, stop hold music,
+close the AI websocket, write the outcome. Cleanups run newest first and one failing does not
+stop the others. The flow may also finish on its own (bridged to an agent, or hung up by us);
+cleanups run then too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from callcontrol.esl import ConnectionClosed, Event
+from callcontrol.esl.outbound import OutboundCall
+
+CLEANUP_SECONDS = 5.0
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+@attrs.define(eq=False)
+class CallContext:
+    """What a call flow gets: the controlled leg, a logger bound to the call, and services."""
+
+    call: OutboundCall
+    log: Any
+    services: Any
+    nursery: trio.Nursery
+    caller_gone: trio.Event = attrs.field(factory=trio.Event)
+    hangup_cause: str | None = None
+    _cleanups: list[tuple[str, Cleanup]] = attrs.field(factory=list)
+
+    def on_cleanup(self, name: str, func: Cleanup) -> Callable[[], None]:
+        """Register a cleanup; returns a function that unregisters it (the job got done)."""
+        entry = (name, func)
+        self._cleanups.append(entry)
+
+        def cancel() -> None:
+            if entry in self._cleanups:
+                self._cleanups.remove(entry)
+
+        return cancel
+
+    async def run_cleanups(self) -> None:
+        while self._cleanups:
+            name, func = self._cleanups.pop()
+            try:
+                await func()
+            except (Exception, trio.Cancelled) as exc:
+                self.log.error("call.cleanup_failed", cleanup=name, error=repr(exc))
+                if isinstance(exc, trio.Cancelled):
+                    raise
+
+
+CallFlow = Callable[[CallContext], Awaitable[None]]
+
+
+class CallSession:
+    """Runs one call's flow until it ends or the caller hangs up."""
+
+    def __init__(self, call: OutboundCall, flow: CallFlow, log: Any, services: Any = None) -> None:
+        self.call = call
+        self.flow = flow
+        self.log = log
+        self.services = services
+        self.context: CallContext | None = None
+        self.finished = trio.Event()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            ctx = CallContext(self.call, self.log, self.services, nursery)
+            self.context = ctx
+            flow_scope = trio.CancelScope()
+            nursery.start_soon(self._watch_caller, ctx, flow_scope)
+            try:
+                with flow_scope:
+                    await self.flow(ctx)
+            except ConnectionClosed as exc:
+                self.log.info("call.socket_closed", reason=str(exc))
+            except Exception:
+                self.log.exception("call.flow_failed")
+                raise
+            finally:
+                with trio.move_on_after(CLEANUP_SECONDS) as scope:
+                    scope.shield = True
+                    await ctx.run_cleanups()
+                if scope.cancelled_caught:
+                    self.log.error("call.cleanup_timeout", seconds=CLEANUP_SECONDS)
+                nursery.cancel_scope.cancel()
+                self.finished.set()
+                self.log.info("call.ended", hangup_cause=ctx.hangup_cause)
+
+    async def _watch_caller(self, ctx: CallContext, flow_scope: trio.CancelScope) -> None:
+        conn = self.call.conn
+        async with conn.subscribe(self.call.uuid) as events:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(self._wait_socket_end, flow_scope, ctx, inner.cancel_scope)
+                async for event in events:
+                    if _is_caller_hangup(event, self.call.uuid):
+                        ctx.hangup_cause = event.get("Hangup-Cause")
+                        self.log.info("call.caller_hangup", cause=ctx.hangup_cause)
+                        break
+                ctx.caller_gone.set()
+                flow_scope.cancel()
+                inner.cancel_scope.cancel()
+
+    async def _wait_socket_end(
+        self, flow_scope: trio.CancelScope, ctx: CallContext, done: trio.CancelScope
+    ) -> None:
+        await self.call.conn.closed.wait()
+        ctx.caller_gone.set()
+        flow_scope.cancel()
+        done.cancel()
+
+
+def _is_caller_hangup(event: Event, a_uuid: str) -> bool:
+    return event.name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE") and (
+        event.unique_id == a_uuid
+    )

@@ -1,0 +1,150 @@
+"""The inbound side: we connect to FreeSWITCH's Event Socket (port 8021) and authenticate.
+
+Used by the callback scanner and ``doctor`` for commands that are not about one call
+(registrations, channels, click-to-call). The client keeps itself connected: after a drop it
+reconnects with exponential backoff and full jitter (so a restarted FreeSWITCH is not hit by
+every instance at the same instant) and subscribes again to the same events and filters.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from callcontrol.esl import _commands as commands
+from callcontrol.esl._errors import CommandError, ConnectionClosed
+from callcontrol.esl._frames import Event
+from callcontrol.esl.connection import BackgroundJob, EslConnection
+from callcontrol.logs import get_logger
+
+
+class AuthenticationFailed(Exception):
+    """FreeSWITCH refused the Event Socket password."""
+
+
+@attrs.frozen
+class Backoff:
+    """Delays between reconnect attempts: ``base * 2**n`` capped at ``cap``, full jitter."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.cap, self.base * (2 ** min(attempt, 16))))
+
+
+class InboundClient:
+    """A self-reconnecting inbound connection; run ``run()`` in a nursery."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        events: Sequence[str] = (),
+        filters: Sequence[tuple[str, str]] = (),
+        backoff: Backoff = Backoff(),
+        connect_timeout: float = 5.0,
+        event_buffer: int = 4096,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._password = password
+        self.events = tuple(events)
+        self.filters = tuple(filters)
+        self.backoff = backoff
+        self.connect_timeout = connect_timeout
+        self._rng = rng or random.Random()
+        self.log: Any = get_logger("callcontrol.esl.inbound", host=host, port=port)
+        self._conn: EslConnection | None = None
+        self._connected = trio.Event()
+        self._event_send, self.event_stream = trio.open_memory_channel[Event](event_buffer)
+        self.connections = 0
+        self.dropped_events = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed.is_set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, serve, reconnect forever (until cancelled)."""
+        task_status.started()
+        attempt = 0
+        while True:
+            try:
+                await self._serve_once()
+                attempt = 0
+            except AuthenticationFailed:
+                self.log.error("esl.inbound.auth_failed")
+            except (OSError, ConnectionClosed, trio.TooSlowError, CommandError) as exc:
+                self.log.warning("esl.inbound.disconnected", error=repr(exc), attempt=attempt)
+            delay = self.backoff.delay(attempt, self._rng)
+            attempt += 1
+            self.log.info("esl.inbound.reconnect_in", seconds=round(delay, 3))
+            await trio.sleep(delay)
+
+    async def _serve_once(self) -> None:
+        with trio.fail_after(self.connect_timeout):
+            stream = await trio.open_tcp_stream(self.host, self.port)
+        conn = EslConnection(stream, log=self.log)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run)
+            try:
+                with trio.fail_after(self.connect_timeout):
+                    await conn.wait_greeting()
+                    reply = await conn.send(commands.auth(self._password))
+                if not reply.ok:
+                    raise AuthenticationFailed(reply.reply_text)
+                await self._subscribe(conn)
+                self.connections += 1
+                self._conn = conn
+                self._connected.set()
+                self.log.info("esl.inbound.connected", connections=self.connections)
+                async with conn.subscribe() as events:
+                    async for event in events:
+                        self._forward(event)
+            finally:
+                self._conn = None
+                self._connected = trio.Event()
+                nursery.cancel_scope.cancel()
+                await conn.aclose()
+        raise ConnectionClosed(conn.close_reason or "connection ended")
+
+    async def _subscribe(self, conn: EslConnection) -> None:
+        if self.events:
+            await conn.send_ok(commands.event("plain", self.events))
+        for header, value in self.filters:
+            await conn.send_ok(commands.filter_add(header, value))
+
+    def _forward(self, event: Event) -> None:
+        try:
+            self._event_send.send_nowait(event)
+        except trio.WouldBlock:
+            self.dropped_events += 1
+            if self.dropped_events % 1000 == 1:
+                self.log.error("esl.inbound.events_dropped", total=self.dropped_events)
+
+    async def connection(self, timeout: float = 10.0) -> EslConnection:
+        """The live connection, waiting up to ``timeout`` for one."""
+        with trio.fail_after(timeout):
+            while True:
+                conn = self._conn
+                if conn is not None and not conn.closed.is_set():
+                    return conn
+                await self._connected.wait()
+
+    async def api(self, command: str, *args: str, timeout: float = 10.0) -> str:
+        conn = await self.connection(timeout)
+        return await conn.api(command, *args)
+
+    async def bgapi(
+        self, command: str, *args: str, job_uuid: str | None = None, timeout: float = 10.0
+    ) -> BackgroundJob:
+        conn = await self.connection(timeout)
+        return await conn.bgapi(command, *args, job_uuid=job_uuid)
