@@ -88,12 +88,13 @@ def load_migrations(directory: Traversable | None = None) -> list[Migration]:
 async def migrate(db: Database, migrations: list[Migration] | None = None) -> list[int]:
     """Apply the pending migrations; returns the versions applied by this call."""
     pending = load_migrations() if migrations is None else migrations
-    applied = await db.transaction(lambda conn: _apply_pending(conn, pending))
+    applied = await db.transaction(lambda conn: apply_pending(conn, pending))
     _log.info("db.migrated", applied=applied, known=[m.version for m in pending])
     return applied
 
 
-def _apply_pending(conn: Connection, migrations: list[Migration]) -> list[int]:
+def apply_pending(conn: Connection, migrations: list[Migration]) -> list[int]:
+    """The body of :func:`migrate` for a sync connection already inside a transaction."""
     # Two-key advisory lock: one migration run per schema at a time, other schemas unaffected.
     conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('callcontrol.migrate'), hashtext(current_schema()))"

@@ -2,3 +2,4 @@
 
 Each capability adds its fixtures here by importing them from its own module.
 """
+from callcontrol.testing.database_fixtures import database_url, db, db_url  # noqa: F401
