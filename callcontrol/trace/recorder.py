@@ -1,0 +1,229 @@
+"""``serve --record DIR``: a ``trio.abc.Stream`` wrapper that writes the connection's trace.
+
+Every frame FreeSWITCH sends becomes one ``recv`` line (the received bytes are split with the
+same FrameReader the server uses, so the lines concatenate to exactly the bytes received),
+and every ``send_all`` one ``send`` line; ``t`` is trio time since the wrapper was created.
+
+Lines are buffered in memory and written by a worker thread, in a shielded scope, when the
+buffer passes ``flush_bytes`` and when the stream is closed: the event loop never waits on the
+disk, and a cancelled call (``aclose_forcefully``) still gets its trace. A failure to write is
+logged once and recording of that call stops; the call itself never sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from callcontrol.esl import FrameReader, ProtocolError
+from callcontrol.logs import get_logger
+from callcontrol.trace.format import (
+    Direction,
+    Mode,
+    TraceHeader,
+    TraceLine,
+    dump_header,
+    dump_line,
+)
+
+FLUSH_BYTES = 256 * 1024
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+log = get_logger("callcontrol.trace")
+
+
+class TraceFile:
+    """One trace file, created on its first write and named ``<UTC time>-<call uuid>.jsonl``.
+
+    Its methods do blocking file I/O and run in a worker thread.
+    """
+
+    def __init__(self, directory: Path, started: dt.datetime, header: TraceHeader) -> None:
+        self.directory = directory
+        self.started = started
+        self.header = header
+        self.path: Path | None = None
+
+    def _name(self, unique_id: str | None) -> str:
+        stamp = self.started.strftime("%Y%m%dT%H%M%S.%fZ")
+        return f"{stamp}-{_SAFE_NAME.sub('_', unique_id or 'unknown')}"
+
+    def append(self, text: str, unique_id: str | None) -> None:
+        if self.path is None:
+            self.path = self._create(unique_id)
+            text = dump_header(self.header) + "\n" + text
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(text)
+
+    def _create(self, unique_id: str | None) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = self._name(unique_id)
+        for n in itertools.count():
+            path = self.directory / (f"{stem}.jsonl" if n == 0 else f"{stem}-{n}.jsonl")
+            try:
+                path.open("x").close()
+            except FileExistsError:
+                continue
+            return path
+        raise AssertionError("unreachable")
+
+    def rename_for(self, unique_id: str | None) -> None:
+        """Give the file the call's UUID when it was learned after the file was created."""
+        if self.path is None or unique_id is None:
+            return
+        stem = self._name(unique_id)
+        if self.path.name.startswith(stem):
+            return
+        target = self.path.with_name(f"{stem}.jsonl")
+        if not target.exists():
+            self.path = self.path.rename(target)
+
+
+class RecordingStream(trio.abc.Stream):
+    """Wraps the server's stream to FreeSWITCH and records it; create it inside trio."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        directory: str | Path,
+        *,
+        mode: Mode = "outbound",
+        meta: Mapping[str, Any] | None = None,
+        flush_bytes: int = FLUSH_BYTES,
+    ) -> None:
+        self.stream = stream
+        self._start = trio.current_time()
+        started = dt.datetime.now(dt.UTC)
+        extra = {"recorder": "callcontrol", "started": started.isoformat(), **(meta or {})}
+        self.file = TraceFile(Path(directory), started, TraceHeader(mode, extra))
+        self.unique_id: str | None = None
+        self._flush_bytes = flush_bytes
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._failed = False
+        self._write_lock = trio.Lock()
+        self._reader: FrameReader | None = FrameReader()
+        self._unsplit = bytearray()  # received bytes not yet written as a recv line
+
+    @property
+    def path(self) -> Path | None:
+        """The trace file, once something has been written."""
+        return self.file.path
+
+    # trio.abc.Stream
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._guarded(self._add, "send", bytes(data))
+        await self.stream.send_all(data)
+        await self._flush_if_large()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.stream.receive_some(max_bytes)
+        self._guarded(self._received, bytes(data))
+        await self._flush_if_large()
+        return data
+
+    async def aclose(self) -> None:
+        try:
+            await self.stream.aclose()
+        finally:
+            self._guarded(self._emit_unsplit)
+            await self._flush(final=True)
+
+    # recording
+
+    def _guarded(self, record: Callable[..., None], *args: Any) -> None:
+        try:
+            record(*args)
+        except Exception as exc:  # a recorder bug must not end the call it records
+            self._fail("trace.record_failed", exc)
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        self._failed = True
+        self._pending.clear()
+        log.error(what, error=repr(exc), directory=str(self.file.directory), path=str(self.path))
+
+    def _add(self, direction: Direction, data: bytes) -> None:
+        if self._failed:
+            return
+        text = dump_line(TraceLine(trio.current_time() - self._start, direction, data)) + "\n"
+        self._pending.append(text)
+        self._pending_size += len(text)
+
+    def _received(self, data: bytes) -> None:
+        if not data:  # EOF: a frame cut short is still part of what was received
+            self._emit_unsplit()
+            return
+        self._unsplit += data
+        if self._reader is None:
+            self._emit_unsplit()
+            return
+        try:
+            self._split_frames(data)
+        except ProtocolError as exc:
+            log.warning("trace.unparsable_stream", error=str(exc), path=str(self.path))
+            # From here on the stream is recorded chunk by chunk, still byte-exact.
+            self._reader = None
+            self._emit_unsplit()
+
+    def _split_frames(self, data: bytes) -> None:
+        assert self._reader is not None
+        self._reader.feed(data)
+        for frame in self._reader:
+            # Bytes up to the end of this frame (incl. any blank lines before it).
+            cut = len(self._unsplit) - self._reader.buffered
+            self._add("recv", bytes(self._unsplit[:cut]))
+            del self._unsplit[:cut]
+            if self.unique_id is None and frame.has_event():
+                self.unique_id = frame.event.unique_id
+
+    def _emit_unsplit(self) -> None:
+        if self._unsplit:
+            self._add("recv", bytes(self._unsplit))
+            self._unsplit.clear()
+
+    async def _flush_if_large(self) -> None:
+        if self._pending_size >= self._flush_bytes and not self._write_lock.locked():
+            await self._flush(final=False)
+
+    async def _flush(self, *, final: bool) -> None:
+        # Shielded: the lines are already taken from the call, and a cancelled call
+        # (aclose_forcefully) must still leave its trace behind.
+        with trio.CancelScope(shield=True):
+            async with self._write_lock:
+                if self._failed:
+                    return
+                text = "".join(self._pending)
+                self._pending.clear()
+                self._pending_size = 0
+                try:
+                    await trio.to_thread.run_sync(self._write, text, final)
+                except Exception as exc:  # disk full, permissions...: the call goes on
+                    self._fail("trace.write_failed", exc)
+
+    def _write(self, text: str, final: bool) -> None:
+        if text or self.file.path is None:
+            self.file.append(text, self.unique_id)
+        if final:
+            self.file.rename_for(self.unique_id)
+
+
+def recording_wrapper(
+    directory: str | Path, *, mode: Mode = "outbound"
+) -> Callable[[trio.abc.Stream], trio.abc.Stream]:
+    """What ``serve --record DIR`` installs: wrap each call's stream in a RecordingStream."""
+    target = Path(directory)
+
+    def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
+        return RecordingStream(stream, target, mode=mode)
+
+    return wrap
