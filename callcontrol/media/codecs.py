@@ -170,11 +170,13 @@ class Resampler:
         self.from_rate, self.to_rate = from_rate, to_rate
         self._up, self._down = ratio.numerator, ratio.denominator
         self._passthrough = ratio == 1
-        h = _design_lowpass(self._up, self._down, taps_per_phase)
-        # phases[p][j] multiplies the window sample that is j samples old (reversed taps).
-        phases = h.reshape(taps_per_phase, self._up).T
-        self._phases = np.ascontiguousarray(phases[:, ::-1])
-        self._k = taps_per_phase
+        # Decimation needs a filter as long, in input samples, as interpolation needs per phase:
+        # a 16-tap filter alone leaves 6 kHz only 29 dB down when 24 kHz goes to an 8 kHz line.
+        k = -(-taps_per_phase * max(self._up, self._down) // self._up)
+        h = _design_lowpass(self._up, self._down, k)
+        # Polyphase split: phase p holds the taps that produce upsampled positions ≡ p (mod up).
+        self._phase_taps = [np.ascontiguousarray(h[p :: self._up]) for p in range(self._up)]
+        self._k = k
         self.reset()
 
     def reset(self) -> None:
@@ -197,18 +199,17 @@ class Resampler:
     def process_array(self, samples: Int16Array) -> Int16Array:
         if self._passthrough:
             return samples
+        if len(samples) == 0:
+            return np.empty(0, dtype=np.int16)
         nout = self.output_length(len(samples))
         buf = np.concatenate((self._history, samples.astype(np.float32)))
-        positions = self._pos + self._down * np.arange(nout)
-        index, phase = np.divmod(positions, self._up)
-        windows = np.lib.stride_tricks.sliding_window_view(buf, self._k)
-        out = np.empty(nout, dtype=np.float32)
-        if self._up == 1:
-            out[:] = windows[index] @ self._phases[0]
-        else:
-            for p in range(self._up):
-                sel = phase == p
-                out[sel] = windows[index[sel]] @ self._phases[p]
+        # every[i, p] is the output at upsampled position i * up + p of this buffer; the
+        # outputs we need are every ``down``-th position from ``_pos``. np.convolve runs in C,
+        # which beats gathering windows for matrix products at 20 ms frame sizes.
+        every = np.empty((len(buf) - self._k + 1, self._up), dtype=np.float32)
+        for p, taps in enumerate(self._phase_taps):
+            every[:, p] = np.convolve(buf, taps, "valid")
+        out = every.ravel()[self._pos + self._down * np.arange(nout)]
         self._history = buf[len(buf) - (self._k - 1) :]
         self._pos += self._down * nout - len(samples) * self._up
         return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
