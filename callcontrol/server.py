@@ -1,0 +1,174 @@
+"""``callcontrol serve``: the trio TCP server FreeSWITCH's ``socket`` application dials into.
+
+One connection is one call. Each runs in its own nursery (``handle_call``); a malformed frame
+or a crash in one call closes that call's socket and is logged, and every other call goes on.
+On SIGTERM or SIGINT the listener stops taking calls, calls in progress get a grace period to
+finish, and those still running are handed back to the dialplan: ``resume`` makes FreeSWITCH
+continue with the actions after ``socket`` (our dialplan puts the fallback there), then ``exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from callcontrol.call import CallFlow, CallSession
+from callcontrol.config import HostPort, Settings, load_settings
+from callcontrol.esl import ConnectionClosed, ProtocolError, commands
+from callcontrol.esl.connection import EslConnection
+from callcontrol.esl.outbound import OutboundCall
+from callcontrol.logs import configure_logging, get_logger
+
+HANDSHAKE_SECONDS = 10.0
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+StreamWrapper = Callable[[trio.abc.Stream], trio.abc.Stream]
+
+
+async def answer_and_wait(ctx: Any) -> None:
+    """The simplest flow: answer and keep the caller until they hang up (a smoke test)."""
+    await ctx.call.answer()
+    ctx.log.info("call.answered")
+    await ctx.caller_gone.wait()
+
+
+@attrs.define(eq=False)
+class App:
+    """The process-wide services each call can reach."""
+
+    settings: Settings
+    flow: CallFlow = answer_and_wait
+    services: Any = None
+    wrap_stream: StreamWrapper | None = None
+    active: dict[int, CallSession] = attrs.field(factory=dict)
+    shutting_down: trio.Event = attrs.field(factory=trio.Event)
+    calls_handled: int = 0
+
+    @classmethod
+    def for_replay(cls, flow: CallFlow = answer_and_wait) -> App:
+        """An app with built-in defaults and no external services (trace replay, tests)."""
+        return cls(settings=load_settings({}), flow=flow)
+
+
+async def handle_call(stream: trio.abc.Stream, app: App) -> None:
+    """Serve one outbound-socket connection (one call) until it ends."""
+    if app.wrap_stream is not None:
+        stream = app.wrap_stream(stream)
+    log = get_logger("callcontrol.call")
+    conn = EslConnection(stream, log=log)
+    app.calls_handled += 1
+    key = app.calls_handled
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run)
+            try:
+                with trio.fail_after(HANDSHAKE_SECONDS):
+                    call = await OutboundCall.handshake(conn)
+            except (ConnectionClosed, ProtocolError, trio.TooSlowError) as exc:
+                log.error("call.handshake_failed", error=repr(exc))
+                nursery.cancel_scope.cancel()
+                return
+            log = log.bind(**call.describe())
+            conn.log = log
+            session = CallSession(call, app.flow, log, app.services)
+            app.active[key] = session
+            try:
+                await session.run()
+            finally:
+                with trio.move_on_after(3) as scope:
+                    scope.shield = True
+                    await call.exit()
+                nursery.cancel_scope.cancel()
+    except Exception:
+        log.exception("call.crashed")
+    finally:
+        app.active.pop(key, None)
+        await trio.aclose_forcefully(stream)
+
+
+async def _hand_back_to_dialplan(session: CallSession) -> None:
+    """Let FreeSWITCH run the dialplan's fallback after ``socket``, then leave."""
+    conn = session.call.conn
+    with trio.move_on_after(2):
+        try:
+            await conn.send(commands.resume())
+            await conn.send(commands.exit_())
+        except ConnectionClosed:
+            pass
+    await conn.aclose()
+
+
+async def serve(
+    app: App,
+    listen: HostPort,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept calls until ``app.shutting_down`` is set, then drain and hand back."""
+    log = get_logger("callcontrol.server")
+    async with trio.open_nursery() as calls:
+        listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
+        log.info("server.listening", address=str(listen))
+
+        async def accept(listener: trio.SocketListener) -> None:
+            async with listener:
+                while True:
+                    stream = await listener.accept()
+                    calls.start_soon(handle_call, stream, app)
+
+        async with trio.open_nursery() as acceptors:
+            for listener in listeners:
+                acceptors.start_soon(accept, listener)
+            task_status.started(listeners)
+            await app.shutting_down.wait()
+            acceptors.cancel_scope.cancel()
+        log.info("server.draining", active=len(app.active))
+        with trio.move_on_after(SHUTDOWN_GRACE_SECONDS):
+            while app.active:
+                await next(iter(app.active.values())).finished.wait()
+        for session in list(app.active.values()):
+            log.info("server.hand_back", call_uuid=session.call.uuid)
+            await _hand_back_to_dialplan(session)
+    log.info("server.stopped")
+
+
+async def _watch_signals(app: App) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            app.shutting_down.set()
+            return
+
+
+def build_app(settings: Settings, *, record_dir: Path | None = None) -> App:
+    app = App(settings=settings)
+    if record_dir is not None:
+        from callcontrol.trace.recorder import recording_wrapper  # noqa: PLC0415
+
+        app.wrap_stream = recording_wrapper(record_dir)
+    return app
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_format)
+    listen = settings.esl_listen
+    if getattr(args, "listen", None):
+        host, _, port = args.listen.rpartition(":")
+        listen = HostPort(host, int(port))
+    record = Path(args.record) if getattr(args, "record", None) else None
+    app = build_app(settings, record_dir=record)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, app)
+            await serve(app, listen)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return 0
