@@ -1,0 +1,725 @@
+"""``ScriptedRealtime``: a local speech-model server that follows a script, for tests.
+
+It speaks the OpenAI Realtime GA wire protocol over a real trio-websocket server on localhost
+(``ScriptedLive`` speaks GPT-Live), so the production client is tested end to end. A script is a
+list of steps run in order, per connection::
+
+    script = [
+        Hear(ms=200),                              # wait for 200 ms of caller audio
+        Say("Olá, em que posso ajudar?", ms=1200), # real PCM frames + transcript
+        CallerSpeechStarted(),                     # VAD: the caller barges in
+        AwaitClient("conversation.item.truncate"), # ... and the client truncates
+        CallerSpeechStopped(),
+        CallerSaid("quero falar com o suporte"),   # caller transcript
+        CallTool("request_handoff", {"destination": "Suporte", "reason": "dúvida"}),
+        AwaitToolOutput(),                         # function_call_output (+ response.create)
+        Close(code=1011, reason="boom"),           # or SendError(...), GoSilent()
+    ]
+    server = ScriptedRealtime(script)
+    async with server as url:
+        ...  # point the client at url
+    server.last.truncates, server.last.tool_outputs, server.last.instructions, ...
+
+Everything the client sent is recorded per connection (``SessionRecord``): session.update
+contents, truncates, tool outputs, response.create calls, and caller audio as a byte count (the
+audio itself is kept in ``caller_audio`` for assertions). Like the real server, it answers
+``session.update`` with ``session.updated``, encodes its speech in the configured output format
+(PCM16 24 kHz, μ-law or A-law), and rejects a truncate beyond the audio it sent.
+
+A step that waits and times out records a failure; ``strict`` servers raise ``ScriptFailed`` on
+exit, so a test cannot pass while the script was not followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+from callcontrol.media.codecs import PCM24K, AudioFormat, alaw_encode, ulaw_encode
+
+DEFAULT_TIMEOUT = 5.0
+
+# --- audio -------------------------------------------------------------------------------------
+
+
+def synth_speech(
+    ms: int, frequency: float = 440.0, rate: int = 24000, amplitude: int = 8000
+) -> bytes:
+    """A tone with 5 ms fades: deterministic audio tests can recognise (PCM16 LE)."""
+    n = rate * ms // 1000
+    t = np.arange(n) / rate
+    wave = amplitude * np.sin(2 * math.pi * frequency * t)
+    fade = min(n // 2, rate // 200)
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade)
+        wave[:fade] *= ramp
+        wave[n - fade :] *= ramp[::-1]
+    samples: npt.NDArray[np.int16] = np.rint(wave).astype("<i2")
+    return samples.tobytes()
+
+
+def encode_for(fmt: AudioFormat, ms: int, frequency: float) -> bytes:
+    pcm = synth_speech(ms, frequency, rate=fmt.rate)
+    if fmt.encoding == "pcmu":
+        return ulaw_encode(pcm)
+    if fmt.encoding == "pcma":
+        return alaw_encode(pcm)
+    return pcm
+
+
+# --- script steps ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Hear:
+    """Wait until ``ms`` of caller audio arrived since this step started."""
+
+    ms: int
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@attrs.frozen
+class Say:
+    """Speak: ``ms`` of tone (or ``pcm`` at 24 kHz) in ``chunk_ms`` deltas, with a transcript.
+
+    ``paced`` sends one chunk per ``chunk_ms`` of clock time, like a real model, so a barge-in
+    can land in the middle; otherwise the whole utterance goes out at once.
+    """
+
+    text: str
+    ms: int = 1000
+    chunk_ms: int = 40
+    frequency: float = 440.0
+    paced: bool = False
+    pcm: bytes | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class CallerSpeechStarted:
+    pass
+
+
+@attrs.frozen
+class CallerSpeechStopped:
+    pass
+
+
+@attrs.frozen
+class CallerSaid:
+    """The caller's transcript for the last turn."""
+
+    text: str
+
+
+@attrs.frozen
+class CallTool:
+    """Ask for a tool; ``arguments`` may be a dict or a raw (even broken) JSON string."""
+
+    name: str
+    arguments: Mapping[str, Any] | str
+    call_id: str | None = None
+
+
+@attrs.frozen
+class AwaitToolOutput:
+    """Wait for the tool output of ``call_id`` (default: the last ``CallTool``)."""
+
+    call_id: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@attrs.frozen
+class AwaitClient:
+    """Wait for a client event of this ``type`` (counted from the start of this step)."""
+
+    type: str
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@attrs.frozen
+class SendError:
+    code: str
+    message: str = "scripted error"
+    type: str = "invalid_request_error"
+
+
+@attrs.frozen
+class Send:
+    """Send a raw server event (for cases the other steps do not cover)."""
+
+    event: Mapping[str, Any]
+
+
+@attrs.frozen
+class Close:
+    code: int = 1000
+    reason: str = ""
+
+
+@attrs.frozen
+class GoSilent:
+    """Stop here: send nothing more, keep the connection open and keep recording."""
+
+
+Step = (
+    Hear
+    | Say
+    | CallerSpeechStarted
+    | CallerSpeechStopped
+    | CallerSaid
+    | CallTool
+    | AwaitToolOutput
+    | AwaitClient
+    | SendError
+    | Send
+    | Close
+    | GoSilent
+)
+
+
+class ScriptFailed(AssertionError):
+    """The client did not do what the script waited for."""
+
+
+# --- what the client did -----------------------------------------------------------------------
+
+
+@attrs.define
+class SessionRecord:
+    path: str
+    headers: dict[str, str]
+    events: list[dict[str, Any]] = attrs.field(factory=list)
+    session_updates: list[dict[str, Any]] = attrs.field(factory=list)
+    truncates: list[dict[str, Any]] = attrs.field(factory=list)
+    tool_outputs: dict[str, str] = attrs.field(factory=dict)
+    response_creates: list[dict[str, Any]] = attrs.field(factory=list)
+    caller_audio: bytearray = attrs.field(factory=bytearray, repr=False)
+    input_format: AudioFormat = PCM24K
+    output_format: AudioFormat = PCM24K
+    failures: list[str] = attrs.field(factory=list)
+    close_code: int | None = None
+    # assistant item id -> ms of audio sent, for truncate validation
+    items: dict[str, float] = attrs.field(factory=dict)
+
+    @property
+    def audio_bytes(self) -> int:
+        return len(self.caller_audio)
+
+    @property
+    def audio_ms(self) -> float:
+        return self.input_format.duration_ms(len(self.caller_audio))
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The effective session: every update merged, like ``session.updated`` reports."""
+        merged: dict[str, Any] = {}
+        for update in self.session_updates:
+            merged.update(update)
+        return merged
+
+    @property
+    def instructions(self) -> str:
+        return str(self.session.get("instructions", ""))
+
+    def types(self) -> list[str]:
+        return [str(e.get("type")) for e in self.events]
+
+
+# --- dialects ----------------------------------------------------------------------------------
+
+
+class _Dialect:
+    """How the script's steps look on the wire, and what client events mean."""
+
+    start_event: str | None = None  # GPT-Live: the client must open with this
+
+    def greeting(self, rec: SessionRecord) -> list[dict[str, Any]]:
+        return [{"type": "session.created", "session": {"id": "sess_scripted", "type": "realtime"}}]
+
+    def audio_of(self, event: Mapping[str, Any]) -> str | None:
+        if event.get("type") == "input_audio_buffer.append":
+            return str(event.get("audio", ""))
+        return None
+
+    def on_client(self, conn: _Connection, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = event.get("type")
+        rec = conn.rec
+        if kind == "session.update":
+            session = dict(event.get("session") or {})
+            rec.session_updates.append(session)
+            rec.input_format = _format_of(session, "input", rec.input_format)
+            rec.output_format = _format_of(session, "output", rec.output_format)
+            return [{"type": "session.updated", "session": rec.session}]
+        if kind == "conversation.item.truncate":
+            return self._truncate(rec, event)
+        if kind == "conversation.item.create":
+            item = event.get("item") or {}
+            if item.get("type") == "function_call_output":
+                rec.tool_outputs[str(item.get("call_id"))] = str(item.get("output"))
+        if kind == "response.create":
+            rec.response_creates.append(dict(event.get("response") or {}))
+        return []
+
+    def _truncate(self, rec: SessionRecord, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        rec.truncates.append(
+            {k: event.get(k) for k in ("item_id", "content_index", "audio_end_ms")}
+        )
+        item_id, end = str(event.get("item_id")), event.get("audio_end_ms")
+        sent = rec.items.get(item_id)
+        if sent is None:
+            return [_error("item_not_found", f"Item {item_id} not found", event)]
+        if not isinstance(end, int) or end < 0 or end > sent + 1:
+            return [_error("invalid_value", f"audio_end_ms {end} beyond {sent:.0f} ms", event)]
+        return [{"type": "conversation.item.truncated", "item_id": item_id, "audio_end_ms": end}]
+
+    def say(self, conn: _Connection, step: Say) -> list[list[dict[str, Any]]]:
+        """The utterance as batches of events; a paced say sleeps between batches."""
+        n = conn.next_id()
+        rid, iid = f"resp_{n}", f"item_{n}"
+        fmt = conn.rec.output_format
+        audio = _utterance(step, fmt)
+        conn.rec.items[iid] = fmt.duration_ms(len(audio))
+        head: list[dict[str, Any]] = [
+            {"type": "response.created", "response": {"id": rid, "status": "in_progress"}},
+            {
+                "type": "response.output_item.added",
+                "response_id": rid,
+                "item": {"id": iid, "type": "message", "role": "assistant"},
+            },
+        ]
+        chunks = [
+            [
+                {
+                    "type": "response.output_audio.delta",
+                    "response_id": rid,
+                    "item_id": iid,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": _b64(chunk),
+                }
+            ]
+            for chunk in _chunks(audio, fmt, step.chunk_ms)
+        ]
+        words: list[dict[str, Any]] = [
+            {
+                "type": "response.output_audio_transcript.delta",
+                "response_id": rid,
+                "item_id": iid,
+                "delta": w,
+            }
+            for w in _words(step.text)
+        ]
+        tail: list[dict[str, Any]] = [
+            {"type": "response.output_audio.done", "response_id": rid, "item_id": iid},
+            {
+                "type": "response.output_audio_transcript.done",
+                "response_id": rid,
+                "item_id": iid,
+                "transcript": step.text,
+            },
+            {"type": "response.done", "response": {"id": rid, "status": "completed"}},
+        ]
+        return [head + words, *chunks, tail]
+
+    def speech_started(self, conn: _Connection) -> dict[str, Any]:
+        return {
+            "type": "input_audio_buffer.speech_started",
+            "audio_start_ms": int(conn.rec.audio_ms),
+            "item_id": f"caller_{conn.next_id()}",
+        }
+
+    def speech_stopped(self, conn: _Connection) -> dict[str, Any]:
+        return {
+            "type": "input_audio_buffer.speech_stopped",
+            "audio_end_ms": int(conn.rec.audio_ms),
+            "item_id": f"caller_{conn.counter}",
+        }
+
+    def caller_said(self, conn: _Connection, text: str) -> list[dict[str, Any]]:
+        iid = f"caller_{conn.counter}"
+        return [
+            {
+                "type": "conversation.item.input_audio_transcription.delta",
+                "item_id": iid,
+                "content_index": 0,
+                "delta": text,
+            },
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": iid,
+                "content_index": 0,
+                "transcript": text,
+            },
+        ]
+
+    def call_tool(self, conn: _Connection, step: CallTool, call_id: str) -> list[dict[str, Any]]:
+        n = conn.next_id()
+        rid, iid = f"resp_{n}", f"item_{n}"
+        raw = step.arguments if isinstance(step.arguments, str) else json.dumps(step.arguments)
+        return [
+            {"type": "response.created", "response": {"id": rid, "status": "in_progress"}},
+            {
+                "type": "response.output_item.added",
+                "response_id": rid,
+                "item": {"id": iid, "type": "function_call", "call_id": call_id, "name": step.name},
+            },
+            {
+                "type": "response.function_call_arguments.delta",
+                "response_id": rid,
+                "item_id": iid,
+                "call_id": call_id,
+                "delta": raw,
+            },
+            {
+                "type": "response.function_call_arguments.done",
+                "response_id": rid,
+                "item_id": iid,
+                "call_id": call_id,
+                "name": step.name,
+                "arguments": raw,
+            },
+            {"type": "response.done", "response": {"id": rid, "status": "completed"}},
+        ]
+
+    def has_tool_output(self, rec: SessionRecord, call_id: str) -> bool:
+        return call_id in rec.tool_outputs
+
+    def error(self, step: SendError) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "error": {"type": step.type, "code": step.code, "message": step.message},
+        }
+
+    def before_close(self, step: Close) -> list[dict[str, Any]]:
+        return []
+
+
+def _error(code: str, message: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "code": code,
+            "message": message,
+            "event_id": event.get("event_id"),
+        },
+    }
+
+
+def _format_of(session: Mapping[str, Any], direction: str, default: AudioFormat) -> AudioFormat:
+    fmt = ((session.get("audio") or {}).get(direction) or {}).get("format")
+    if not isinstance(fmt, Mapping):
+        return default
+    kind = str(fmt.get("type", "audio/pcm")).removeprefix("audio/")
+    if kind == "pcm":
+        return AudioFormat("pcm", int(fmt.get("rate", 24000)))
+    return AudioFormat("pcmu" if kind == "pcmu" else "pcma", 8000)
+
+
+def _utterance(step: Say, fmt: AudioFormat) -> bytes:
+    if step.pcm is None:
+        return encode_for(fmt, step.ms, step.frequency)
+    if fmt != PCM24K:
+        raise ValueError("Say(pcm=...) is 24 kHz PCM16; the session asked for another format")
+    return step.pcm
+
+
+def _chunks(audio: bytes, fmt: AudioFormat, chunk_ms: int) -> list[bytes]:
+    size = int(fmt.bytes_per_ms * max(20, min(100, chunk_ms)))
+    return [audio[i : i + size] for i in range(0, len(audio), size)]
+
+
+def _words(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class _LiveDialect(_Dialect):
+    """GPT-Live: session.start/started, session.* audio and transcripts, client delegation."""
+
+    start_event = "session.start"
+
+    def greeting(self, rec: SessionRecord) -> list[dict[str, Any]]:
+        return []
+
+    def audio_of(self, event: Mapping[str, Any]) -> str | None:
+        if event.get("type") == "session.input_audio.append":
+            return str(event.get("audio", ""))
+        return None
+
+    def on_client(self, conn: _Connection, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind, rec = event.get("type"), conn.rec
+        if kind == "session.start":
+            session = dict(event.get("session") or {})
+            rec.session_updates.append(session)
+            fmt = _format_of({"audio": {"input": (session.get("audio") or {})}}, "input", PCM24K)
+            rec.input_format = rec.output_format = fmt
+            return [{"type": "session.started", "session": {"id": "sess_live", **session}}]
+        if kind in ("session.commentary.append", "session.thinking.append"):
+            delegation = event.get("delegation_id")
+            if delegation is not None:
+                rec.tool_outputs[str(delegation)] = str(event.get("content"))
+            else:
+                rec.response_creates.append({"instructions": event.get("content")})
+            return [
+                {
+                    "type": kind.replace(".append", ".appended"),
+                    "client_event_id": event.get("event_id"),
+                }
+            ]
+        if kind == "session.close":
+            return [{"type": "session.closed", "reason": "close_requested"}]
+        return []
+
+    def say(self, conn: _Connection, step: Say) -> list[list[dict[str, Any]]]:
+        fmt = conn.rec.output_format
+        audio = _utterance(step, fmt)
+        chunks = [
+            [{"type": "session.output_audio.delta", "delta": _b64(c)}]
+            for c in _chunks(audio, fmt, step.chunk_ms)
+        ]
+        words = [{"type": "session.output_transcript.delta", "delta": w} for w in _words(step.text)]
+        return [words, *chunks]
+
+    def speech_started(self, conn: _Connection) -> dict[str, Any]:
+        raise ScriptFailed("GPT-Live has no speech_started event")
+
+    speech_stopped = speech_started
+
+    def caller_said(self, conn: _Connection, text: str) -> list[dict[str, Any]]:
+        return [{"type": "session.input_transcript.delta", "delta": text}]
+
+    def call_tool(self, conn: _Connection, step: CallTool, call_id: str) -> list[dict[str, Any]]:
+        # Client delegation carries no task text: the client infers the tool from the transcript.
+        return [
+            {
+                "type": "session.delegation.created",
+                "offset_ms": int(conn.rec.audio_ms),
+                "delegation": {"id": call_id, "type": "delegation", "target": "client"},
+            }
+        ]
+
+    def error(self, step: SendError) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "error": {"type": step.type, "code": step.code, "message": step.message},
+        }
+
+    def before_close(self, step: Close) -> list[dict[str, Any]]:
+        return [{"type": "session.closed", "reason": step.reason or "connection_lost"}]
+
+
+# --- one connection ----------------------------------------------------------------------------
+
+
+class _Connection:
+    def __init__(self, ws: WebSocketConnection, rec: SessionRecord, dialect: _Dialect) -> None:
+        self.ws, self.rec, self.dialect = ws, rec, dialect
+        self.counter = 0
+        self._changed = trio.Event()
+        self._last_call_id: str | None = None
+
+    def next_id(self) -> int:
+        self.counter += 1
+        return self.counter
+
+    async def send(self, event: Mapping[str, Any]) -> None:
+        # The client may leave at any moment; the reader sees it and ends the connection.
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send_message(json.dumps(event, ensure_ascii=False))
+
+    async def read(self) -> None:
+        while True:
+            try:
+                raw = await self.ws.get_message()
+            except ConnectionClosed as exc:
+                self.rec.close_code = exc.reason.code if exc.reason else None
+                return
+            event = json.loads(raw)
+            audio = self.dialect.audio_of(event)
+            if audio is not None:
+                pcm = base64.b64decode(audio)
+                self.rec.caller_audio += pcm
+                event = {"type": event["type"], "bytes": len(pcm)}
+            self.rec.events.append(event)
+            for reply in self.dialect.on_client(self, event):
+                await self.send(reply)
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def wait_until(self, what: str, ready: Callable[[], bool], timeout: float) -> bool:
+        with trio.move_on_after(timeout):
+            while not ready():
+                await self._changed.wait()
+            return True
+        self.rec.failures.append(f"timed out after {timeout} s waiting for {what}")
+        return False
+
+    async def run(self, script: Sequence[Step]) -> None:
+        for reply in self.dialect.greeting(self.rec):
+            await self.send(reply)
+        if self.dialect.start_event and not await self._await_start():
+            await self.ws.aclose(1008, "expected session.start")
+            return
+        for step in script:
+            if not await self._step(step):
+                break
+        await trio.sleep_forever()  # silent: the reader records until the client leaves
+
+    async def _await_start(self) -> bool:
+        return (
+            await self.wait_until("session.start", lambda: bool(self.rec.events), DEFAULT_TIMEOUT)
+            and self.rec.events[0].get("type") == self.dialect.start_event
+        )
+
+    async def _step(self, step: Step) -> bool:
+        match step:
+            case Hear(ms=ms, timeout=timeout):
+                target = self.rec.audio_ms + ms
+                return await self.wait_until(
+                    f"{ms} ms of caller audio", lambda: self.rec.audio_ms >= target, timeout
+                )
+            case Say():
+                await self._say(step)
+            case CallerSpeechStarted():
+                await self.send(self.dialect.speech_started(self))
+            case CallerSpeechStopped():
+                await self.send(self.dialect.speech_stopped(self))
+            case CallerSaid(text=text):
+                for event in self.dialect.caller_said(self, text):
+                    await self.send(event)
+            case CallTool():
+                self._last_call_id = step.call_id or f"call_{self.next_id()}"
+                for event in self.dialect.call_tool(self, step, self._last_call_id):
+                    await self.send(event)
+            case AwaitToolOutput(call_id=call_id, timeout=timeout):
+                wanted = call_id or self._last_call_id or ""
+                return await self.wait_until(
+                    f"tool output for {wanted}",
+                    lambda: self.dialect.has_tool_output(self.rec, wanted),
+                    timeout,
+                )
+            case AwaitClient(type=kind, timeout=timeout):
+                seen = len(self.rec.events)
+                return await self.wait_until(
+                    f"client event {kind}",
+                    lambda: any(e.get("type") == kind for e in self.rec.events[seen:]),
+                    timeout,
+                )
+            case SendError():
+                await self.send(self.dialect.error(step))
+            case Send(event=event):
+                await self.send(event)
+            case Close(code=code, reason=reason):
+                for event in self.dialect.before_close(step):
+                    await self.send(event)
+                await self.ws.aclose(code, reason)
+                return False
+            case GoSilent():
+                return False
+        return True
+
+    async def _say(self, step: Say) -> None:
+        batches = self.dialect.say(self, step)
+        for i, batch in enumerate(batches):
+            for event in batch:
+                await self.send(event)
+            is_audio = 0 < i < len(batches) - 1
+            if step.paced and is_audio:
+                await trio.sleep(step.chunk_ms / 1000)
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+class ScriptedRealtime:
+    """A scripted Realtime GA server on localhost. ``async with server as url``."""
+
+    dialect: _Dialect = _Dialect()
+    path = "/v1/realtime"
+
+    def __init__(
+        self,
+        script: Sequence[Step] = (),
+        *,
+        reject_status: int | None = None,
+        strict: bool = True,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.script = list(script)
+        self.reject_status = reject_status
+        self.strict = strict
+        self.host = host
+        self.sessions: list[SessionRecord] = []
+        self.url = ""
+        self._stack: AsyncExitStack | None = None
+
+    @property
+    def last(self) -> SessionRecord:
+        if not self.sessions:
+            raise ScriptFailed("no client connected")
+        return self.sessions[-1]
+
+    @property
+    def failures(self) -> list[str]:
+        return [failure for rec in self.sessions for failure in rec.failures]
+
+    async def __aenter__(self) -> str:
+        self._stack = AsyncExitStack()
+        self.url = await self._stack.enter_async_context(self._serve())
+        return self.url
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._stack is not None
+        await self._stack.aclose()
+        if exc is None and self.strict and self.failures:
+            raise ScriptFailed("; ".join(self.failures))
+
+    @asynccontextmanager
+    async def _serve(self) -> AsyncIterator[str]:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, self._handle, self.host, 0, None)
+            yield f"ws://{self.host}:{server.port}{self.path}"
+            nursery.cancel_scope.cancel()
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        if self.reject_status is not None:
+            await request.reject(self.reject_status, body=b"scripted rejection")
+            return
+        ws = await request.accept()
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        rec = SessionRecord(path=request.path, headers=headers)
+        self.sessions.append(rec)
+        conn = _Connection(ws, rec, self.dialect)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.run, self.script)
+            await conn.read()
+            nursery.cancel_scope.cancel()
+
+
+class ScriptedLive(ScriptedRealtime):
+    """The same, speaking GPT-Live (``session.start``, client delegation)."""
+
+    dialect = _LiveDialect()
+    path = "/v1/live/sessions"
