@@ -102,17 +102,16 @@ class CallSession:
 
     async def _watch_caller(self, ctx: CallContext, flow_scope: trio.CancelScope) -> None:
         conn = self.call.conn
-        async with conn.subscribe(self.call.uuid) as events:
-            async with trio.open_nursery() as inner:
-                inner.start_soon(self._wait_socket_end, flow_scope, ctx, inner.cancel_scope)
-                async for event in events:
-                    if _is_caller_hangup(event, self.call.uuid):
-                        ctx.hangup_cause = event.get("Hangup-Cause")
-                        self.log.info("call.caller_hangup", cause=ctx.hangup_cause)
-                        break
-                ctx.caller_gone.set()
-                flow_scope.cancel()
-                inner.cancel_scope.cancel()
+        async with conn.subscribe(self.call.uuid) as events, trio.open_nursery() as inner:
+            inner.start_soon(self._wait_socket_end, flow_scope, ctx, inner.cancel_scope)
+            async for event in events:
+                if _is_caller_hangup(event, self.call.uuid):
+                    ctx.hangup_cause = event.get("Hangup-Cause")
+                    self.log.info("call.caller_hangup", cause=ctx.hangup_cause)
+                    break
+            ctx.caller_gone.set()
+            flow_scope.cancel()
+            inner.cancel_scope.cancel()
 
     async def _wait_socket_end(
         self, flow_scope: trio.CancelScope, ctx: CallContext, done: trio.CancelScope

@@ -98,6 +98,8 @@ def test_repeated_headers_keep_every_value():
     path = next(p for p in ALL_TRACES if p.name == "c_bridge_success.outbound.jsonl")
     reader = FrameReader()
     reader.feed(recv_stream(path))
-    completes = [f.event for f in reader if f.is_event and f.event.name == "CHANNEL_HANGUP_COMPLETE"]
+    completes = [
+        f.event for f in reader if f.is_event and f.event.name == "CHANNEL_HANGUP_COMPLETE"
+    ]
     assert completes
     assert len(completes[0].headers.get_all("Hangup-Cause")) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -53,10 +54,8 @@ def _consume(data: bytes) -> None:
 @settings(max_examples=300)
 @given(st.binary(max_size=2000))
 def test_random_bytes_only_raise_protocol_error(data):
-    try:
+    with contextlib.suppress(ProtocolError):
         _consume(data)
-    except ProtocolError:
-        pass
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -69,10 +68,8 @@ def test_mutated_real_stream_only_raises_protocol_error(start, mutations):
     for pos, byte in mutations:
         if data:
             data[pos % len(data)] = byte
-    try:
+    with contextlib.suppress(ProtocolError):
         _consume(bytes(data))
-    except ProtocolError:
-        pass
 
 
 def test_reader_refuses_to_continue_after_an_error():
@@ -104,29 +101,43 @@ def test_oversized_content_length_is_refused():
 
 
 def test_every_content_type_freeswitch_sends():
-    pairs = [("Event-Name", "CUSTOM"), ("Event-Subclass", "mod_audio_stream::play"),
-             ("Unique-ID", "a-1"), ("Caller-Caller-ID-Name", "João da Silva; 50% off")]
+    pairs = [
+        ("Event-Name", "CUSTOM"),
+        ("Event-Subclass", "mod_audio_stream::play"),
+        ("Unique-ID", "a-1"),
+        ("Caller-Caller-ID-Name", "João da Silva; 50% off"),
+    ]
     body = json.dumps({"file": "/tmp/a_1.tmp.r8"}).encode()
-    stream = b"".join([
-        serialize.auth_request(),
-        serialize.command_reply("+OK accepted"),
-        serialize.api_response("+OK 1234\n"),
-        serialize.bgapi_reply("job-1"),
-        serialize.event_plain(pairs, body),
-        serialize.event_json(pairs, body),
-        serialize.event_xml(pairs, body),
-        serialize.log_data("[NOTICE] switch_channel.c:1 hello\n", level=5, channel_uuid="a-1"),
-        serialize.linger_notice("a-1", "sofia/internal/1000@x"),
-        serialize.disconnect_notice("a-1"),
-        serialize.rude_rejection(),
-    ])
+    stream = b"".join(
+        [
+            serialize.auth_request(),
+            serialize.command_reply("+OK accepted"),
+            serialize.api_response("+OK 1234\n"),
+            serialize.bgapi_reply("job-1"),
+            serialize.event_plain(pairs, body),
+            serialize.event_json(pairs, body),
+            serialize.event_xml(pairs, body),
+            serialize.log_data("[NOTICE] switch_channel.c:1 hello\n", level=5, channel_uuid="a-1"),
+            serialize.linger_notice("a-1", "sofia/internal/1000@x"),
+            serialize.disconnect_notice("a-1"),
+            serialize.rude_rejection(),
+        ]
+    )
     reader = FrameReader()
     reader.feed(stream)
     frames = list(reader)
     assert [f.content_type for f in frames] == [
-        "auth/request", "command/reply", "api/response", "command/reply",
-        "text/event-plain", "text/event-json", "text/event-xml", "log/data",
-        "text/disconnect-notice", "text/disconnect-notice", "text/rude-rejection",
+        "auth/request",
+        "command/reply",
+        "api/response",
+        "command/reply",
+        "text/event-plain",
+        "text/event-json",
+        "text/event-xml",
+        "log/data",
+        "text/disconnect-notice",
+        "text/disconnect-notice",
+        "text/rude-rejection",
     ]
     assert frames[3].headers["Job-UUID"] == "job-1"
     for frame in frames[4:7]:

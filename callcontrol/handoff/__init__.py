@@ -1,0 +1,1 @@
+"""The attended transfer: destinations rung on hold, bridged, or a typed failure."""

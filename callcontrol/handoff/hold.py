@@ -1,0 +1,90 @@
+"""Hold music on the caller's leg, and the two ways of taking a call off hold.
+
+Which one applies depends on the media transport (media.md, callflow.md, measured):
+
+* ``BreakHold`` (mod_audio_stream, or no AI audio on the leg): the music is a ``playback`` on
+  A; ``uuid_break <a> all`` stops it and the audio stream carries on.
+* ``ReparkHold`` (native ``unicast``): an ending playback tears unicast down for the rest of
+  that park, and a new ``unicast`` works only in a new park. So the music is stopped with
+  ``uuid_transfer <a> park inline`` (it stops the playback itself), we wait for A's
+  CHANNEL_PARK, and only then may the media layer arm a new ``unicast`` (``on_reparked``).
+
+Before a bridge both use ``uuid_break``: the bridge ends the park anyway, and
+``park_after_bridge`` gives a fresh one afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from callcontrol.esl.connection import Execution
+from callcontrol.esl.outbound import OutboundCall
+
+STOP_SECONDS = 3.0
+
+
+class HoldMusic(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self, *, for_bridge: bool = False) -> None: ...
+
+
+class BreakHold:
+    """Music by ``playback``; off hold by ``uuid_break``."""
+
+    def __init__(self, call: OutboundCall, music: str) -> None:
+        self.call = call
+        self.music = music
+        self.playing: Execution | None = None
+
+    async def start(self) -> None:
+        self.playing = await self.call.conn.execute("playback", self.music)
+
+    async def stop(self, *, for_bridge: bool = False) -> None:
+        playing, self.playing = self.playing, None
+        if playing is None:
+            return
+        await self.call.api("uuid_break", self.call.uuid, "all")
+        with trio.move_on_after(STOP_SECONDS):
+            await playing.completed()
+
+
+class ReparkHold(BreakHold):
+    """Music by ``playback``; off hold by a re-park, so native unicast can be armed again."""
+
+    def __init__(
+        self,
+        call: OutboundCall,
+        music: str,
+        on_reparked: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(call, music)
+        self.on_reparked = on_reparked
+
+    async def stop(self, *, for_bridge: bool = False) -> None:
+        if for_bridge or self.playing is None:
+            await super().stop(for_bridge=for_bridge)
+            return
+        self.playing = None
+        conn = self.call.conn
+        async with conn.subscribe(self.call.uuid) as events:
+            await self.call.api("uuid_transfer", self.call.uuid, "park", "inline")
+            with trio.move_on_after(STOP_SECONDS):
+                async for event in events:
+                    if event.name == "CHANNEL_PARK":
+                        break
+        if self.on_reparked is not None:
+            await self.on_reparked()
+
+
+class NoHold:
+    """For flows that keep the caller in silence (or tests of the machine's own timing)."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self, *, for_bridge: bool = False) -> None:
+        return None

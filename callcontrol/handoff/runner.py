@@ -1,0 +1,253 @@
+"""The handoff driver: runs ``HandoffMachine`` against the call's Event Socket.
+
+It turns what FreeSWITCH says into machine inputs and carries out the machine's actions, in
+order, one at a time. All agent-leg events arrive on the call's own socket: the connection
+already filters ``Unique-ID <a>`` and ``Job-Owner-UUID <a>``; ``Originate`` adds
+``filter Unique-ID <b>`` before the ``bgapi originate`` so not one event of B is missed.
+
+Every decision is one log line with its reason (``handoff.*`` events). The outcome is returned
+as soon as it is decided; legs still winding down (a B-leg killed because the caller left,
+whose job has not reported yet) are finished by ``finish_legs``, which the call registers as
+a cleanup so it runs even when the call is being torn down.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid as uuid_module
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import attrs
+import trio
+
+from callcontrol.esl import CommandError, ConnectionClosed, Event
+from callcontrol.esl.connection import Subscription
+from callcontrol.esl.outbound import OutboundCall
+from callcontrol.handoff import machine as m
+from callcontrol.handoff.hold import HoldMusic
+from callcontrol.handoff.outcomes import Outcome
+
+WHISPER_MAX_SECONDS = 15.0
+WIND_DOWN_SECONDS = 8.0
+
+# (leg uuid, attempt number) -> the originate argument: "{vars}endpoint &park()"
+DialFunction = Callable[[str, int], str]
+
+
+@attrs.frozen
+class HandoffResult:
+    outcome: Outcome
+    cause: str
+    attempts: int
+    leg: str | None
+    seconds: float
+
+
+class HandoffRunner:
+    def __init__(
+        self,
+        call: OutboundCall,
+        plan: m.Plan,
+        dial: DialFunction,
+        hold: HoldMusic,
+        log: Any,
+        *,
+        whisper: Callable[[str], Awaitable[None]] | None = None,
+        new_leg_id: Callable[[], str] = lambda: str(uuid_module.uuid4()),
+    ) -> None:
+        self.call = call
+        self.conn = call.conn
+        self.dial = dial
+        self.hold = hold
+        self.log = log
+        self.whisper = whisper
+        self.machine = m.HandoffMachine(plan=plan, new_leg_id=new_leg_id)
+        self._jobs: dict[str, str] = {}  # Job-UUID -> leg
+        self._timers: dict[str, tuple[float, m.Input]] = {}
+        self._events: Subscription | None = None
+        self._stack = AsyncExitStack()
+        self._started_at = 0.0
+        self.result: HandoffResult | None = None
+        self.commands_after_hangup: list[str] = []
+
+    # -- public --------------------------------------------------------------------------
+
+    async def run(self) -> HandoffResult:
+        """Ring until an outcome is decided; returns it (legs may still be winding down)."""
+        self._started_at = trio.current_time()
+        self._events = await self._stack.enter_async_context(self.conn.subscribe())
+        self.log.info(
+            "handoff.start",
+            ring_timeout=self.machine.plan.ring_timeout,
+            max_retries=self.machine.plan.max_retries,
+        )
+        await self._perform(self.machine.start())
+        while self.result is None:
+            await self._step()
+        return self.result
+
+    async def finish_legs(self) -> None:
+        """After the outcome (or when the caller left): make sure no agent leg is left alive."""
+        try:
+            if self.machine.state is not m.State.DONE:
+                await self._feed(m.CallerHungUp("ORIGINATOR_CANCEL"))
+            with trio.move_on_after(WIND_DOWN_SECONDS) as scope:
+                while not self.machine.finished and self._events is not None:
+                    await self._step()
+            if scope.cancelled_caught:
+                for leg in sorted(self.machine.live_legs):
+                    self.log.error("handoff.leg_unconfirmed", leg=leg)
+                    await self._kill(leg, "ORIGINATOR_CANCEL")
+        except ConnectionClosed:
+            self.log.warning(
+                "handoff.socket_gone_during_wind_down", live_legs=sorted(self.machine.live_legs)
+            )
+        finally:
+            await self._stack.aclose()
+            self._events = None
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _step(self) -> None:
+        assert self._events is not None
+        deadline = min((due for due, _ in self._timers.values()), default=math.inf)
+        with trio.move_on_at(deadline):
+            event = await self._events.receive()
+            inp = self._translate(event)
+            if inp is not None:
+                await self._feed(inp)
+            return
+        await self._fire_timers()
+
+    async def _fire_timers(self) -> None:
+        now = trio.current_time()
+        for name, (due, inp) in sorted(self._timers.items(), key=lambda kv: kv[1][0]):
+            if due <= now:
+                del self._timers[name]
+                await self._feed(inp)
+
+    async def _feed(self, inp: m.Input) -> None:
+        before = self.machine.state
+        actions = self.machine.handle(inp)
+        if self.machine.ignored and self.machine.ignored[-1][1] is inp:
+            self.log.debug("handoff.input_ignored", state=before.value, input=repr(inp))
+        await self._perform(actions)
+
+    def _translate(self, event: Event) -> m.Input | None:
+        name = event.name
+        uid = event.unique_id
+        if name == "BACKGROUND_JOB":
+            leg = self._jobs.get(event.job_uuid or "")
+            if leg is None:
+                return None
+            text = event.body_text.strip()
+            ok = text.startswith("+OK")
+            cause = "" if ok else text.removeprefix("-ERR").strip() or "NORMAL_UNSPECIFIED"
+            return m.JobResult(leg, ok, cause)
+        if uid == self.call.uuid:
+            if name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"):
+                return m.CallerHungUp(event.get("Hangup-Cause") or "NORMAL_CLEARING")
+            if name == "CHANNEL_BRIDGE":
+                return m.CallerBridged(event.get("Other-Leg-Unique-ID") or "")
+            return None
+        if uid is None or (uid not in self.machine.live_legs and uid != self.machine.bridged_leg):
+            return None
+        if name == "CHANNEL_ANSWER":
+            return m.LegAnswered(uid)
+        if name == "CHANNEL_HANGUP":
+            return m.LegHungUp(uid, event.get("Hangup-Cause") or "NORMAL_CLEARING")
+        return None
+
+    # -- actions -------------------------------------------------------------------------
+
+    async def _perform(self, actions: list[m.Action]) -> None:
+        for action in actions:
+            await self._do(action)
+
+    async def _do(self, action: m.Action) -> None:
+        if self.machine.caller_gone and not isinstance(action, m.KillLeg | m.Finish):
+            self.commands_after_hangup.append(type(action).__name__)
+            return
+        if isinstance(action, m.StartHold):
+            self.log.info("handoff.hold", state="on")
+            await self.hold.start()
+        elif isinstance(action, m.StopHold):
+            self.log.info(
+                "handoff.hold",
+                state="off",
+                reason="bridge" if action.for_bridge else "attempt_over",
+            )
+            await self.hold.stop(for_bridge=action.for_bridge)
+        elif isinstance(action, m.Originate):
+            await self._originate(action)
+        elif isinstance(action, m.StartRingGuard):
+            self._timers["guard:" + action.leg] = (
+                trio.current_time() + action.seconds,
+                m.RingGuardExpired(action.leg),
+            )
+        elif isinstance(action, m.StartRetryTimer):
+            self.log.info(
+                "handoff.retry_scheduled",
+                attempt=self.machine.attempt + 1,
+                in_seconds=action.seconds,
+            )
+            self._timers["retry"] = (trio.current_time() + action.seconds, m.RetryDue())
+        elif isinstance(action, m.Whisper):
+            await self._whisper(action.leg)
+        elif isinstance(action, m.Bridge):
+            await self._bridge(action.leg)
+        elif isinstance(action, m.KillLeg):
+            self._timers.pop("guard:" + action.leg, None)
+            self.log.info("handoff.kill_leg", leg=action.leg, cause=action.cause)
+            await self._kill(action.leg, action.cause)
+        elif isinstance(action, m.Finish):
+            self._timers.clear()
+            seconds = trio.current_time() - self._started_at
+            self.result = HandoffResult(
+                action.outcome, action.cause, action.attempts, self.machine.bridged_leg, seconds
+            )
+            self.log.info(
+                "handoff.result",
+                status=action.outcome.value,
+                cause=action.cause,
+                attempts=action.attempts,
+                seconds=round(seconds, 3),
+            )
+
+    async def _originate(self, action: m.Originate) -> None:
+        leg = action.leg
+        argument = self.dial(leg, action.attempt)
+        await self.call.watch_leg(leg)
+        job_uuid = str(uuid_module.uuid4())
+        self._jobs[job_uuid] = leg
+        self.log.info("handoff.originate", leg=leg, attempt=action.attempt)
+        try:
+            await self.conn.bgapi("originate", argument, job_uuid=job_uuid)
+        except CommandError as exc:
+            self.log.error("handoff.originate_refused", leg=leg, reply=exc.reply)
+            await self._feed(m.JobResult(leg, ok=False, cause="NORMAL_TEMPORARY_FAILURE"))
+
+    async def _whisper(self, leg: str) -> None:
+        if self.whisper is None:
+            await self._feed(m.WhisperDone(leg))
+            return
+        self.log.info("handoff.whisper", leg=leg)
+        with trio.move_on_after(WHISPER_MAX_SECONDS):
+            await self.whisper(leg)
+        await self._feed(m.WhisperDone(leg))
+
+    async def _bridge(self, leg: str) -> None:
+        self.log.info("handoff.bridge", leg=leg)
+        # When the agent hangs up first, A parks again instead of being dropped (callflow §3).
+        await self.call.api("uuid_setvar", self.call.uuid, "park_after_bridge", "true")
+        reply = await self.call.api("uuid_bridge", self.call.uuid, leg)
+        if not reply.startswith("+OK"):
+            self.log.warning("handoff.bridge_refused", leg=leg, reply=reply.strip())
+            await self._feed(m.BridgeRefused(leg, reply.strip()))
+
+    async def _kill(self, leg: str, cause: str) -> None:
+        reply = await self.call.api("uuid_kill", leg, cause)
+        if not reply.startswith("+OK"):
+            self.log.debug("handoff.kill_reply", leg=leg, reply=reply.strip())
