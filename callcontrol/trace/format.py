@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,7 +176,3 @@ def _parse_data(number: int, obj: Mapping[str, Any], source: str) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise TraceFormatError(number, "'data_b64' is not valid base64", source) from None
-
-
-def lines_of(trace: Trace, direction: Direction) -> Iterable[TraceLine]:
-    return (line for line in trace.lines if line.dir == direction)

@@ -2,7 +2,8 @@
 
 Every frame FreeSWITCH sends becomes one ``recv`` line (the received bytes are split with the
 same FrameReader the server uses, so the lines concatenate to exactly the bytes received),
-and every ``send_all`` one ``send`` line; ``t`` is trio time since the wrapper was created.
+and every ``send_all`` one ``send`` line; ``t`` is trio time since the wrapper was created. End of
+stream from FreeSWITCH is a ``recv`` line with empty data.
 
 Lines are buffered in memory and written by a worker thread, in a shielded scope, when the
 buffer passes ``flush_bytes`` and when the stream is closed: the event loop never waits on the
@@ -34,8 +35,6 @@ from callcontrol.trace.format import (
 
 FLUSH_BYTES = 256 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-
-log = get_logger("callcontrol.trace")
 
 
 class TraceFile:
@@ -110,6 +109,7 @@ class RecordingStream(trio.abc.Stream):
         self._write_lock = trio.Lock()
         self._reader: FrameReader | None = FrameReader()
         self._unsplit = bytearray()  # received bytes not yet written as a recv line
+        self._eof = False
 
     @property
     def path(self) -> Path | None:
@@ -150,7 +150,9 @@ class RecordingStream(trio.abc.Stream):
     def _fail(self, what: str, exc: Exception) -> None:
         self._failed = True
         self._pending.clear()
-        log.error(what, error=repr(exc), directory=str(self.file.directory), path=str(self.path))
+        get_logger("callcontrol.trace").error(
+            what, error=repr(exc), directory=str(self.file.directory), path=str(self.path)
+        )
 
     def _add(self, direction: Direction, data: bytes) -> None:
         if self._failed:
@@ -160,8 +162,13 @@ class RecordingStream(trio.abc.Stream):
         self._pending_size += len(text)
 
     def _received(self, data: bytes) -> None:
-        if not data:  # EOF: a frame cut short is still part of what was received
+        if not data:
+            # A frame cut short is still part of what was received; the empty line after it
+            # tells replay that FreeSWITCH closed the socket here.
             self._emit_unsplit()
+            if not self._eof:
+                self._eof = True
+                self._add("recv", b"")
             return
         self._unsplit += data
         if self._reader is None:
@@ -170,7 +177,9 @@ class RecordingStream(trio.abc.Stream):
         try:
             self._split_frames(data)
         except ProtocolError as exc:
-            log.warning("trace.unparsable_stream", error=str(exc), path=str(self.path))
+            get_logger("callcontrol.trace").warning(
+                "trace.unparsable_stream", error=str(exc), path=str(self.path)
+            )
             # From here on the stream is recorded chunk by chunk, still byte-exact.
             self._reader = None
             self._emit_unsplit()

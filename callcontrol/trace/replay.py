@@ -172,6 +172,24 @@ class UuidRoles:
         self.reverse.update(learned_reverse)
         return True
 
+    def match_lines(self, recorded: bytes, actual: bytes) -> None:
+        """For a command that differs: learn from the lines that still correspond.
+
+        A changed app argument must not hide the pairing of the Event-UUID on the next line,
+        or every later event of that execution would look foreign to the server.
+        """
+        rec_lines, act_lines = recorded.split(b"\n"), actual.split(b"\n")
+        matcher = difflib.SequenceMatcher(
+            None,
+            [_UUID.sub(b"<uuid>", line) for line in rec_lines],
+            [_UUID.sub(b"<uuid>", line) for line in act_lines],
+            autojunk=False,
+        )
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                for rec, act in zip(rec_lines[i1:i2], act_lines[j1:j2], strict=True):
+                    self.match(rec, act)
+
     @property
     def generated(self) -> int:
         """How many recorded UUIDs stood for a different value in this run."""
@@ -309,6 +327,7 @@ class _Player:
         if self.roles.match(step.command, actual):
             self.result.matched += 1
         else:
+            self.roles.match_lines(step.command, actual)
             expected = self.roles.apply(step.command)
             self.result.differences.append(Difference("differs", step.lineno, expected, actual))
 
