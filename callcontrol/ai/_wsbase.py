@@ -56,6 +56,25 @@ async def connect(
         yield ws
 
 
+@asynccontextmanager
+async def reader_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for the reader whose body exceptions come out unwrapped.
+
+    The call session catches ``ProviderUnavailable`` and its own errors by type; a strict
+    ExceptionGroup around a single error from the ``async with`` body would defeat that.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield nursery
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
 def _safe_url(url: str) -> str:
     # Some gateways take the key as a query parameter; never echo a query string.
     return url.split("?", 1)[0]
@@ -70,6 +89,8 @@ class JsonWebsocketProvider:
         self._event_tx, self._event_rx = trio.open_memory_channel[ProviderEvent](EVENT_BUFFER)
         self._closed = False
         self._counter = 0
+        # a protocol-level goodbye (e.g. GPT-Live's session.closed) explains the close that follows
+        self.server_close_reason: str | None = None
 
     # subclasses implement this: one server message -> zero or more domain events
     def translate(self, message: dict[str, Any]) -> list[ProviderEvent]:
@@ -105,6 +126,8 @@ class JsonWebsocketProvider:
         """Read until the connection ends; always finishes with exactly one ``Closed``."""
         async with self._event_tx:
             closed = await self._read_until_closed()
+            if self.server_close_reason:
+                closed = Closed(self.server_close_reason, closed.code)
             self._closed = True
             self._log.info("ai.closed", reason=closed.reason, code=closed.code)
             await self._event_tx.send(closed)

@@ -30,7 +30,6 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
-import trio
 
 from callcontrol.ai import _wsbase
 from callcontrol.ai.provider import (
@@ -314,13 +313,10 @@ async def open_openai_realtime(
     url = endpoint.full_url()
     async with (
         _wsbase.connect(url, endpoint.headers(), connect_timeout=endpoint.connect_timeout) as ws,
-        trio.open_nursery() as nursery,
+        _wsbase.reader_nursery() as nursery,
     ):
         log.info("ai.connected", url=url.split("?", 1)[0])
         client = OpenAIRealtime(ws, config, log)
         await client.send_event(session_update(config, endpoint.model))
         nursery.start_soon(client.pump)
-        try:
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
+        yield client

@@ -287,3 +287,11 @@ def test_azure_endpoint_uses_api_key_header_and_keeps_its_url() -> None:
     assert ep.headers() == [("api-key", "k")]
     assert ep.full_url() == "wss://res.openai.azure.com/openai/v1/realtime?model=my-deployment"
     assert RealtimeEndpoint(url="wss://h/v1/realtime", model="m").full_url().endswith("?model=m")
+
+
+async def test_errors_in_the_session_body_come_out_unwrapped() -> None:
+    # the call session catches its own errors by type; no ExceptionGroup in the way
+    async with ScriptedRealtime() as url:
+        with pytest.raises(KeyError):
+            async with open_openai_realtime(_endpoint(url), _config()):
+                raise KeyError("session bug")
