@@ -1,0 +1,270 @@
+"""``request_handoff``: from what the caller asked for to a typed, spoken result.
+
+The AI calls this with what the caller said ("suporte", "o João do financeiro"). In order:
+find the destination in the directory (an ambiguous match goes back as a question, no match
+goes to the default destination); check its working hours (closed → say when it opens);
+check DND for an extension (reported as DND without ringing it, since FusionPBX would make the
+phone look merely busy); then ring it on hold through ``HandoffRunner``. Whatever happens, the
+AI gets a ``HandoffReply``: a status, the pt-BR sentence to say, and what can be offered next.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from callcontrol.config import Settings
+from callcontrol.db.database import Database, DatabaseUnavailable
+from callcontrol.destinations.directory import Directory, availability
+from callcontrol.destinations.dnd import is_do_not_disturb
+from callcontrol.destinations.matching import Ambiguous, Matched, NoMatch
+from callcontrol.destinations.model import Destination, DestinationType, FallbackAction
+from callcontrol.handoff import machine as m
+from callcontrol.handoff.dialstring import (
+    UnsafeDialStringValue,
+    dial_string_for,
+    originate_argument,
+)
+from callcontrol.handoff.hold import HoldMusic
+from callcontrol.handoff.outcomes import Outcome, caller_message
+from callcontrol.handoff.runner import HandoffResult, HandoffRunner
+from callcontrol.metrics import Metrics
+
+# Outcomes after which offering a callback makes sense: someone exists but could not answer.
+CALLBACK_OUTCOMES = frozenset(
+    {Outcome.BUSY, Outcome.NO_ANSWER, Outcome.DND, Outcome.OFFLINE, Outcome.REJECTED,
+     Outcome.UNAVAILABLE, Outcome.FAILED}
+)  # fmt: skip
+
+
+@attrs.frozen
+class HandoffReply:
+    """What the AI learns from a handoff request (sent as the tool's JSON output)."""
+
+    status: str  # an Outcome value, or: ambiguous | closed | no_destination | disabled
+    message: str
+    destination: str | None = None
+    destination_type: str | None = None
+    fallback: str | None = None
+    can_offer_callback: bool = False
+    candidates: tuple[str, ...] = ()
+    next_opening: str | None = None
+    cause: str | None = None
+    attempts: int = 0
+    destination_uuid: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.status == Outcome.SUCCESS.value
+
+    def as_tool_output(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "say": self.message}
+        for key in ("destination", "fallback", "next_opening", "cause"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.candidates:
+            out["candidates"] = list(self.candidates)
+        out["can_offer_callback"] = self.can_offer_callback
+        return out
+
+
+@attrs.frozen
+class CallIdentity:
+    """Who is calling and where from, read once from the connect data."""
+
+    call_uuid: str
+    domain_uuid: UUID | None
+    domain_name: str | None
+    secretary_uuid: UUID | None
+    caller_number: str | None
+    caller_name: str | None
+
+    @classmethod
+    def of(cls, call: Any) -> CallIdentity:
+        return cls(
+            call_uuid=call.uuid,
+            domain_uuid=_uuid_or_none(call.variable("domain_uuid")),
+            domain_name=call.variable("domain_name"),
+            secretary_uuid=_uuid_or_none(call.variable("voice_secretary_uuid")),
+            caller_number=call.header("Caller-Caller-ID-Number"),
+            caller_name=call.header("Caller-Caller-ID-Name"),
+        )
+
+
+def _uuid_or_none(text: str | None) -> UUID | None:
+    try:
+        return UUID(text) if text else None
+    except ValueError:
+        return None
+
+
+Whisper = Callable[[str], Awaitable[None]]
+
+
+@attrs.define(eq=False)
+class HandoffService:
+    directory: Directory
+    db: Database
+    settings: Settings
+    metrics: Metrics
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def transfer(
+        self,
+        ctx: Any,
+        said: str,
+        reason: str = "",
+        *,
+        hold: HoldMusic,
+        whisper: Whisper | None = None,
+    ) -> HandoffReply:
+        who = CallIdentity.of(ctx.call)
+        log = ctx.log.bind(handoff_said=said)
+        if who.domain_uuid is None or not who.domain_name:
+            log.error("handoff.no_domain", reason="the call has no domain_uuid/domain_name")
+            return self._reply_failed(None, "NO_DOMAIN")
+        try:
+            found = await self.directory.find(who.domain_uuid, who.secretary_uuid, said)
+        except DatabaseUnavailable as exc:
+            log.error("handoff.directory_unavailable", error=str(exc))
+            return self._reply_failed(None, "DATABASE_UNAVAILABLE")
+        if isinstance(found, Ambiguous):
+            names = tuple(c.name for c in found.candidates)
+            log.info("handoff.ambiguous", candidates=list(names))
+            return HandoffReply("ambiguous", found.question(self.settings.language),
+                                candidates=names)  # fmt: skip
+        if isinstance(found, NoMatch):
+            log.info("handoff.no_destination", reason="no match and no default destination")
+            return HandoffReply("no_destination", self._text_no_destination(),
+                                can_offer_callback=True)  # fmt: skip
+        assert isinstance(found, Matched)
+        destination = found.destination
+        log = log.bind(destination=destination.name, match=found.kind.value)
+        return await self.ring(ctx, who, destination, log, hold=hold, whisper=whisper)
+
+    async def ring(
+        self,
+        ctx: Any,
+        who: CallIdentity,
+        destination: Destination,
+        log: Any,
+        *,
+        hold: HoldMusic,
+        whisper: Whisper | None = None,
+    ) -> HandoffReply:
+        opened = availability(destination, self.now(), self.settings.language)
+        if not opened.is_open:
+            log.info("handoff.closed", next_opening=str(opened.next_opening))
+            self._count("closed", destination)
+            return HandoffReply(
+                "closed", opened.message or "", destination.name,
+                destination.destination_type.value, destination.fallback_action.value,
+                can_offer_callback=True,
+                next_opening=opened.next_opening.isoformat() if opened.next_opening else None,
+                destination_uuid=str(destination.uuid),
+            )  # fmt: skip
+        if destination.destination_type is DestinationType.EXTENSION and who.domain_uuid:
+            dnd = await self._dnd(who.domain_uuid, destination.number, log)
+            if dnd:
+                log.info("handoff.result", status="dnd", reason="v_extensions.do_not_disturb")
+                return self._reply(destination, Outcome.DND, "DO_NOT_DISTURB", 0, 0.0)
+        try:
+            dial = self._dial_function(who, destination)
+            dial(str(uuid_module.uuid4()), 1)  # refuse a hostile row before ringing anything
+        except UnsafeDialStringValue as exc:
+            log.error("handoff.unsafe_destination", error=str(exc))
+            return self._reply(destination, Outcome.FAILED, "INVALID_DESTINATION", 0, 0.0)
+        plan = m.Plan(
+            ring_timeout=float(destination.ring_timeout_seconds
+                               or self.settings.transfer_default_timeout),
+            max_retries=destination.max_retries,
+            retry_delay=float(destination.retry_delay_seconds),
+            hold_music=True,
+            whisper=whisper is not None,
+        )  # fmt: skip
+        runner = HandoffRunner(ctx.call, plan, dial, hold, log, whisper=whisper)
+        ctx.on_cleanup("handoff.finish_legs", runner.finish_legs)
+        result = await runner.run()
+        if result.outcome is not Outcome.SUCCESS:
+            await runner.finish_legs()
+        return self._reply(destination, result.outcome, result.cause, result.attempts,
+                           result.seconds, result)  # fmt: skip
+
+    async def _dnd(self, domain_uuid: UUID, number: str, log: Any) -> bool:
+        try:
+            return await is_do_not_disturb(self.db, domain_uuid, number)
+        except DatabaseUnavailable as exc:
+            # Ring anyway: a busy phone is reported as busy, and nobody is lost to a DB blip.
+            log.warning("handoff.dnd_unknown", error=str(exc))
+            return False
+
+    def _dial_function(self, who: CallIdentity, destination: Destination) -> Callable[[str, int], str]:
+        assert who.domain_name is not None
+        domain_name = who.domain_name
+
+        def dial(leg: str, attempt: int) -> str:
+            return originate_argument(
+                dial_string_for(
+                    destination,
+                    domain_name,
+                    origination_uuid=leg,
+                    call_uuid=who.call_uuid,
+                    instance=self.settings.instance_id,
+                    caller_id_number=who.caller_number,
+                    caller_id_name=who.caller_name,
+                )
+            )
+
+        return dial
+
+    def _count(self, status: str, destination: Destination | None, seconds: float = 0) -> None:
+        kind = destination.destination_type.value if destination else "none"
+        self.metrics.transfers.labels(status=status, destination_type=kind).inc()
+        self.metrics.transfer_seconds.labels(status=status).observe(seconds)
+
+    def _reply(
+        self,
+        destination: Destination,
+        outcome: Outcome,
+        cause: str,
+        attempts: int,
+        seconds: float,
+        result: HandoffResult | None = None,
+    ) -> HandoffReply:
+        self._count(outcome.value, destination, seconds)
+        failed = outcome is not Outcome.SUCCESS and outcome is not Outcome.CANCELLED
+        fallback = destination.fallback_action.value if failed else None
+        return HandoffReply(
+            status=outcome.value,
+            message=caller_message(
+                outcome, destination.name,
+                destination_type=destination.destination_type.value,
+                language=self.settings.language,
+            ),
+            destination=destination.name,
+            destination_type=destination.destination_type.value,
+            fallback=fallback,
+            can_offer_callback=failed and outcome in CALLBACK_OUTCOMES
+            and destination.fallback_action is FallbackAction.OFFER_CALLBACK,
+            cause=cause,
+            attempts=attempts,
+            destination_uuid=str(destination.uuid),
+        )  # fmt: skip
+
+    def _reply_failed(self, destination: Destination | None, cause: str) -> HandoffReply:
+        self._count(Outcome.FAILED.value, destination)
+        english = self.settings.language.startswith("en")
+        text = ("I could not complete the transfer right now." if english
+                else "Não consegui completar a transferência agora.")  # fmt: skip
+        return HandoffReply(Outcome.FAILED.value, text, fallback="offer_callback",
+                            can_offer_callback=True, cause=cause)  # fmt: skip
+
+    def _text_no_destination(self) -> str:
+        if self.settings.language.startswith("en"):
+            return "There is nobody I can transfer you to right now."
+        return "Não há ninguém disponível para transferência agora."

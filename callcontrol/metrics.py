@@ -1,0 +1,53 @@
+"""Prometheus metrics, owned by one ``Metrics`` object per process (not module globals), so
+each test and each embedded server counts on its own registry."""
+
+from __future__ import annotations
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_TRANSFER_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300)
+
+
+@attrs.define(eq=False)
+class Metrics:
+    registry: CollectorRegistry = attrs.field(factory=CollectorRegistry)
+    transfers: Counter = attrs.field(init=False)
+    transfer_seconds: Histogram = attrs.field(init=False)
+    calls_active: Gauge = attrs.field(init=False)
+    calls_total: Counter = attrs.field(init=False)
+    ai_failures: Counter = attrs.field(init=False)
+    protocol_errors: Counter = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        r = self.registry
+        self.transfers = Counter(
+            "voice_transfers_total",
+            "Handoffs by outcome and destination type.",
+            ["status", "destination_type"],
+            registry=r,
+        )
+        self.transfer_seconds = Histogram(
+            "voice_transfers_duration_seconds",
+            "From the handoff request to its outcome.",
+            ["status"],
+            buckets=_TRANSFER_BUCKETS,
+            registry=r,
+        )
+        self.calls_active = Gauge("voice_calls_active", "Calls connected now.", registry=r)
+        self.calls_total = Counter("voice_calls_total", "Calls handled.", ["result"], registry=r)
+        self.ai_failures = Counter(
+            "voice_ai_failures_total", "AI session failures by kind.", ["kind"], registry=r
+        )
+        self.protocol_errors = Counter(
+            "voice_esl_protocol_errors_total", "ESL connections closed for bad frames.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when absent): for tests and the console page."""
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
