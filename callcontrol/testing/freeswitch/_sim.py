@@ -1,0 +1,356 @@
+"""The simulated switch: channels, sockets, the event bus and the test controls."""
+
+from __future__ import annotations
+
+import uuid as uuid_mod
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+from callcontrol.testing.freeswitch._api import run_api
+from callcontrol.testing.freeswitch._apps import Media, run_queue, unicast
+from callcontrol.testing.freeswitch._callflow import CallFlow
+from callcontrol.testing.freeswitch._channel import Channel, Message
+from callcontrol.testing.freeswitch._endpoints import Endpoints
+from callcontrol.testing.freeswitch._events import EventFactory, SimEvent
+from callcontrol.testing.freeswitch._handles import SimCall, SimLeg
+from callcontrol.testing.freeswitch._listener import DEFAULT_PASSWORD, Listener
+from callcontrol.testing.freeswitch._originate import originate
+from callcontrol.testing.freeswitch._parser import ClientCommand
+
+# 2026-11-25 17:07:23 UTC, the day of the recordings: fixed so event dates are reproducible.
+DEFAULT_EPOCH = 1795626443.0
+
+
+@attrs.define(eq=False)
+class FreeSwitchSim:
+    """A FreeSWITCH 1.10 that speaks real ESL bytes. Open it with ``open_freeswitch_sim``."""
+
+    nursery: trio.Nursery
+    latency: float = 0.02  # FreeSWITCH fires app/park events ~20 ms after the command
+    domain: str = "pbx.example.com"
+    domain_uuid: str = "9c5b7c9e-0000-4000-8000-000000000001"
+    endpoints: Endpoints = attrs.field(factory=Endpoints)
+    media: Media = attrs.field(factory=Media)
+    channels: dict[str, Channel] = attrs.field(factory=dict)
+    history: list[Channel] = attrs.field(factory=list)
+    listeners: list[Listener] = attrs.field(factory=list)
+    calls: list[SimCall] = attrs.field(factory=list)
+    events: list[SimEvent] = attrs.field(factory=list)
+    registrations: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    directory: set[str] = attrs.field(factory=set)
+    epoch: float = DEFAULT_EPOCH
+    sessions_since_startup: int = 0
+    peak_sessions: int = 0
+    factory: EventFactory = attrs.field(init=False)
+    flow: CallFlow = attrs.field(init=False)
+    _t0: float = attrs.field(init=False)
+    _changed: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self._t0 = trio.current_time()
+        self.factory = EventFactory(core_uuid=self.new_uuid(), clock=self.now)
+        self.flow = CallFlow(self)
+
+    # -- time, ids, bookkeeping ----------------------------------------------------------
+
+    def now(self) -> float:
+        """Wall-clock epoch seconds as the switch reports them, driven by the trio clock."""
+        return self.epoch + (trio.current_time() - self._t0)
+
+    def uptime(self) -> float:
+        return trio.current_time() - self._t0
+
+    def new_uuid(self) -> str:
+        return str(uuid_mod.uuid4())
+
+    def next_session_id(self) -> int:
+        self.sessions_since_startup += 1
+        return self.sessions_since_startup
+
+    def add_channel(self, ch: Channel) -> None:
+        self.channels[ch.uuid] = ch
+        self.history.append(ch)
+        self.peak_sessions = max(self.peak_sessions, len(self.channels))
+        self._notify()
+
+    def channel_gone(self, ch: Channel) -> None:
+        self.channels.pop(ch.uuid, None)
+        ch.gone.set()
+        ch.wakeup.set()
+        self._notify()
+
+    def leg(self, uuid: str) -> SimLeg:
+        """A handle on any channel, live or gone, by UUID (e.g. an origination_uuid)."""
+        for ch in reversed(self.history):
+            if ch.uuid == uuid:
+                return SimLeg(self, ch)
+        raise KeyError(uuid)
+
+    def legs(self, dial_prefix: str = "") -> list[SimLeg]:
+        """Originated legs, oldest first, whose channel name starts with ``dial_prefix``."""
+        return [SimLeg(self, ch) for ch in self.history
+                if ch.direction == "outbound" and ch.name.startswith(dial_prefix)]
+
+    # -- the event bus ---------------------------------------------------------------------
+
+    def publish(self, event: SimEvent) -> None:
+        self.events.append(event)
+        for listener in list(self.listeners):
+            listener.offer(event)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Wait for the next change anywhere: an event fired, a command read, a frame sent."""
+        changed = self._changed
+        async with trio.open_nursery() as nursery:
+            async def on_listener(listener: Listener) -> None:
+                await listener.changed()
+                nursery.cancel_scope.cancel()
+
+            for listener in self.listeners:
+                nursery.start_soon(on_listener, listener)
+            await changed.wait()
+            nursery.cancel_scope.cancel()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Event-driven wait (no polling): returns once ``predicate()`` is true."""
+        while not predicate():
+            await self.wait_changed()
+
+    async def wait_for_event(self, predicate: Callable[[SimEvent], bool]) -> SimEvent:
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if predicate(event):
+                    return event
+            seen = len(self.events)
+            await self.wait_changed()
+
+    async def wait_for_leg(self, dial_prefix: str = "") -> SimLeg:
+        """The first originated leg whose channel name starts with ``dial_prefix``."""
+        await self.wait_for(lambda: bool(self.legs(dial_prefix)))
+        return self.legs(dial_prefix)[0]
+
+    # -- commands from sockets -----------------------------------------------------------
+
+    async def api(self, line: str, owner: Channel | None = None) -> str:
+        return await run_api(self, line)
+
+    def bgapi(self, line: str, job_uuid: str, owner: Channel | None = None) -> None:
+        command, _, args = line.strip().partition(" ")
+
+        def report(output: str) -> None:
+            headers = [("Job-UUID", job_uuid)]
+            if owner is not None:
+                headers.append(("Job-Owner-UUID", owner.uuid))
+            headers.append(("Job-Command", command))
+            if args:
+                headers.append(("Job-Command-Arg", args))
+            body = (output or "-ERR no reply\n").encode()
+            self.publish(self.factory.plain_event("BACKGROUND_JOB", headers, body))
+
+        async def job() -> None:
+            if command.lower() == "originate":
+                await originate(self, args, report)
+            else:
+                report(await run_api(self, line))
+
+        self.nursery.start_soon(job)
+
+    def sendmsg(self, listener: Listener, cmd: ClientCommand) -> str:
+        uuid = cmd.arg or (listener.channel.uuid if listener.channel is not None else "")
+        ch = self.channels.get(uuid)
+        if ch is None or not ch.alive:
+            return f"-ERR invalid session id [{uuid}]"
+        what = (cmd.header("call-command") or "").lower()
+        if what == "execute":
+            ch.post(_execute_message(cmd))
+        elif what == "hangup":
+            self.nursery.start_soon(self._hangup_later, ch, cmd.header("hangup-cause")
+                                    or "NORMAL_CLEARING")
+        elif what == "unicast":
+            unicast(self, ch, Message("unicast", headers=cmd.headers))
+        return "+OK"
+
+    async def _hangup_later(self, ch: Channel, cause: str) -> None:
+        await trio.sleep(self.latency)
+        if not ch.extra.get("wedged"):
+            self.flow.hangup(ch, cause)
+
+    def sendevent(self, cmd: ClientCommand) -> str:
+        name = cmd.arg.split()[0] if cmd.arg else "CUSTOM"
+        event_uuid = self.new_uuid()
+        headers = [(k, v) for k, v in cmd.headers if k.lower() != "content-length"]
+        self.publish(self.factory.plain_event(name.upper(), headers, cmd.body or None))
+        return event_uuid
+
+    # -- sockets ---------------------------------------------------------------------------
+
+    def listener_for(self, ch: Channel) -> Listener | None:
+        listener = ch.extra.get("listener")
+        return listener if isinstance(listener, Listener) else None
+
+    def socket_connected(self, listener: Listener) -> None:
+        ch = listener.channel
+        assert ch is not None
+
+        async def park_and_serve() -> None:
+            await trio.sleep(self.latency)
+            if ch.alive and ch.host_app is not None:
+                self.flow.park(ch)
+                await run_queue(self, ch)
+
+        self.nursery.start_soon(park_and_serve)
+
+    def listener_closed(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        ch = listener.channel
+        if ch is None or not ch.alive or listener.outbound is False:
+            return
+        ch.extra.pop("listener", None)
+        if ch.variables.get("socket_resume") == "true":
+            # The dialplan goes on after `socket`; the simulator has no dialplan to run.
+            ch.extra["resumed"] = True
+            self.flow.leave_park(ch)
+            return
+        # No more dialplan after the socket app: the call ends.
+        self.flow.hangup(ch, "NORMAL_CLEARING")
+
+    def attach_outbound(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        caller_number: str = "1000",
+        caller_name: str = "",
+        destination_number: str = "5000",
+        variables: dict[str, str] | None = None,
+        codec: str = "PCMU",
+        rate: int = 8000,
+        socket_address: str = "127.0.0.1:8022",
+        full: bool = True,
+        uuid: str | None = None,
+    ) -> SimCall:
+        """Dial a call over ``stream`` (any trio Stream: TCP, or a memory stream pair)."""
+        ch = self._new_caller(caller_number, caller_name, destination_number,
+                              variables or {}, codec=codec, rate=rate, uuid=uuid)
+        ch.controlled = True
+        socket_data = f"{socket_address} async full" if full else f"{socket_address} async"
+        self.flow.fire("CHANNEL_CREATE", ch)
+        ch.set_state("CS_EXECUTE")
+        ch.call_state = "RINGING"
+        self.flow.start_app(ch, "socket", socket_data, "", host=True)
+        ch.variables["socket_host"] = socket_address.rsplit(":", 1)[0]
+        listener = Listener(self, stream, outbound=True, channel=ch, full=full)
+        ch.extra["listener"] = listener
+        self.listeners.append(listener)
+        call = SimCall(self, ch, listener)
+        self.calls.append(call)
+        self.nursery.start_soon(listener.run)
+        return call
+
+    async def place_call(self, host: str, port: int, **kwargs: Any) -> SimCall:
+        """Dial a call into the server at ``host:port`` over TCP, like ``socket … async full``."""
+        stream = await trio.open_tcp_stream(host, port)
+        return self.attach_outbound(stream, socket_address=f"{host}:{port}", **kwargs)
+
+    def _new_caller(self, number: str, name: str, dest: str, variables: dict[str, str], *,
+                    codec: str, rate: int, uuid: str | None) -> Channel:
+        uuid = uuid or self.new_uuid()
+        now = self.now()
+        chan_name = f"sofia/internal/{number}@{self.domain}"
+        ch = Channel(
+            uuid=uuid, name=chan_name, direction="inbound", caller_id_name=name,
+            caller_id_number=number, destination_number=dest, callee_id_name="",
+            callee_id_number="", context=variables.get("domain_name", self.domain),
+            username=number, network_addr="192.0.2.50", read_codec=codec, read_rate=rate,
+            created=now, call_state="DOWN",
+        )
+        ch.variables.update({
+            "direction": "inbound", "uuid": uuid, "session_id": str(self.next_session_id()),
+            "sip_from_user": number, "sip_from_host": self.domain, "sip_to_user": dest,
+            "sip_to_host": self.domain, "channel_name": chan_name, "sip_call_id":
+            f"{uuid[:8]}@192.0.2.50", "sip_network_ip": "192.0.2.50",
+            "read_codec": codec, "read_rate": str(rate), "write_codec": codec,
+            "write_rate": str(rate), "domain_uuid": self.domain_uuid,
+            "domain_name": self.domain, "call_uuid": uuid,
+        })
+        ch.variables.update(variables)
+        self.add_channel(ch)
+        return ch
+
+    async def attach_inbound(self, stream: trio.abc.Stream,
+                             password: str = DEFAULT_PASSWORD) -> None:
+        """Serve one inbound Event Socket client on ``stream`` until it leaves."""
+        listener = Listener(self, stream, outbound=False, password=password)
+        self.listeners.append(listener)
+        await listener.run()
+
+    async def serve_inbound(self, host: str = "127.0.0.1", port: int = 0,
+                            password: str = DEFAULT_PASSWORD) -> list[trio.SocketListener]:
+        """Listen for inbound ESL clients (mod_event_socket's port 8021); returns the sockets
+        (``port=0`` picks a free port: read it from ``listeners[0].socket.getsockname()``)."""
+
+        async def handler(stream: trio.SocketStream) -> None:
+            await self.attach_inbound(stream, password)
+
+        result: list[trio.SocketListener] = await self.nursery.start(
+            partial(trio.serve_tcp, handler, port, host=host))
+        return result
+
+    # -- directory -------------------------------------------------------------------------
+
+    def register(self, user: str, domain: str | None = None, *, ip: str = "192.0.2.60",
+                 port: int = 5060) -> None:
+        domain = domain or self.domain
+        key = f"{user}@{domain}"
+        self.directory.add(key)
+        self.registrations[key] = {
+            "reg_user": user, "realm": domain, "token": f"{self.new_uuid()[:16]}@{ip}",
+            "url": f"sofia/internal/sip:{user}@{ip}:{port}",
+            "expires": str(int(self.now()) + 3600), "network_ip": ip,
+            "network_port": str(port), "network_proto": "udp",
+            "hostname": self.factory.hostname, "metadata": "",
+        }
+
+    def unregister(self, user: str, domain: str | None = None) -> None:
+        self.registrations.pop(f"{user}@{domain or self.domain}", None)
+
+    def registration_rows(self) -> list[dict[str, str]]:
+        return list(self.registrations.values())
+
+
+def _execute_message(cmd: ClientCommand) -> Message:
+    arg = cmd.header("execute-app-arg")
+    if arg is None and cmd.body:
+        arg = cmd.body.decode("utf-8", "replace")
+    loops_text = cmd.header("loops") or "1"
+    loops = int(loops_text) if loops_text.lstrip("-").isdigit() else 1
+    return Message(
+        "execute", app=cmd.header("execute-app-name") or "", arg=arg or "",
+        event_uuid=cmd.header("Event-UUID") or "", loops=loops, headers=cmd.headers,
+    )
+
+
+@asynccontextmanager
+async def open_freeswitch_sim(**options: Any) -> AsyncIterator[FreeSwitchSim]:
+    """Run a simulated FreeSWITCH for the duration of the block.
+
+    Options are ``FreeSwitchSim`` fields (``latency``, ``domain``, ``endpoints``, ``media``…).
+    Leaving the block cancels everything still running (ringing legs, lingering sockets).
+    """
+    async with trio.open_nursery() as nursery:
+        sim = FreeSwitchSim(nursery, **options)
+        try:
+            yield sim
+        finally:
+            nursery.cancel_scope.cancel()
