@@ -203,7 +203,9 @@ class HandoffService:
             log.warning("handoff.dnd_unknown", error=str(exc))
             return False
 
-    def _dial_function(self, who: CallIdentity, destination: Destination) -> Callable[[str, int], str]:
+    def _dial_function(
+        self, who: CallIdentity, destination: Destination
+    ) -> Callable[[str, int], str]:
         assert who.domain_name is not None
         domain_name = who.domain_name
 
