@@ -186,8 +186,17 @@ class CallFlow:
     # -- bridge -------------------------------------------------------------------------
 
     async def bridge(self, a: Channel, b: Channel) -> None:
-        a.other_leg, b.other_leg = b, a
         a.originator, b.originator = True, False
+        a_before, b_before = a.profile_values(), b.profile_values()
+        # Each side sees the other's profile as it was; A sees B's caller/callee flipped.
+        a.other_profile = _flipped(b_before)
+        b.other_profile = a_before
+        now = self.sim.now()
+        for leg, seen in ((a, b_before), (b, a_before)):
+            # uuid_bridge transfers both legs: each gets a new profile (Transfer-Source).
+            leg.new_profile(f"{int(now)}:{self.sim.new_uuid()}:uuid_br:{seen['Unique-ID']}", now)
+            leg.callee_id_name = seen["Caller-ID-Name"]
+            leg.callee_id_number = seen["Caller-ID-Number"]
         for ch in (a, b):
             self.leave_park(ch)
             if ch.unicast is Unicast.ARMED:
@@ -219,10 +228,15 @@ class CallFlow:
         if not ch.alive:
             return
         partner = self._unbridge_on_hangup(ch) if ch.bridged_to else None
-        self.leave_park(ch)
         ch.transfer_at = self.sim.now()
+        ch.new_profile(f"{int(ch.transfer_at)}:{self.sim.new_uuid()}:bl_xfer:park/"
+                       f"{ch.context}/inline", ch.transfer_at)
+        ch.rdnis, ch.destination_number = ch.destination_number, "park"
+        self.leave_park(ch)
         ch.call_state = "RINGING"
         self.set_state(ch, "CS_ROUTING")
+        # The inline dialplan restores the destination once it runs (q2b).
+        ch.destination_number, ch.rdnis = ch.rdnis, ""
         ch.call_state = "ACTIVE" if ch.answer_state == "answered" else "RINGING"
         self.set_state(ch, "CS_EXECUTE")
         self.start_app(ch, "park", "", "", host=True)
@@ -243,6 +257,16 @@ class CallFlow:
         self.leave_park(ch)
         self.set_state(ch, "CS_PARK")
         self.park(ch)
+
+
+def _flipped(profile: dict[str, str]) -> dict[str, str]:
+    out = dict(profile)
+    out["Caller-ID-Name"], out["Callee-ID-Name"] = profile["Callee-ID-Name"], \
+        profile["Caller-ID-Name"]
+    out["Caller-ID-Number"], out["Callee-ID-Number"] = profile["Callee-ID-Number"], \
+        profile["Caller-ID-Number"]
+    out["ANI"] = profile["ANI"]
+    return out
 
 
 def normalise_cause(cause: str) -> str:

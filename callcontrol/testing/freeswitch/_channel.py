@@ -75,6 +75,8 @@ class Channel:
     destination_number: str = ""
     callee_id_name: str = ""
     callee_id_number: str = ""
+    orig_caller_id_name: str | None = None
+    orig_caller_id_number: str | None = None
     context: str = "default"
     source: str = "mod_sofia"
     network_addr: str = ""
@@ -95,8 +97,10 @@ class Channel:
     bridged_at: float = 0.0
     transfer_at: float = 0.0
     transfer_source: str = ""
-    # The leg we are or were bridged to; FreeSWITCH keeps Other-Leg-* after the unbridge.
-    other_leg: Channel | None = None
+    rdnis: str = ""
+    # The profile of the leg we are or were bridged to, as it was when the bridge began;
+    # FreeSWITCH keeps Other-Leg-* after the unbridge.
+    other_profile: dict[str, str] | None = None
     originator: bool = False  # this leg initiated the bridge (uuid_bridge's first UUID)
     bridged_to: str | None = None
     app: RunningApp | None = None  # the app running, innermost (e.g. playback)
@@ -138,6 +142,14 @@ class Channel:
         self.unicast = state
         self.unicast_log.append((now, state))
 
+    def new_profile(self, transfer_source: str, now: float) -> None:
+        """A transfer (uuid_bridge, uuid_transfer) gives the channel a new caller profile."""
+        self.transfer_source = transfer_source
+        self.profile_index += 1
+        self.profile_created = now
+        self.variables["transfer_history"] = transfer_source
+        self.variables["transfer_source"] = transfer_source
+
     def set_state(self, state: str) -> None:
         self.state = state
 
@@ -157,8 +169,8 @@ class Channel:
             else "xml",
             "Caller-ID-Name": self.caller_id_name,
             "Caller-ID-Number": self.caller_id_number,
-            "Orig-Caller-ID-Name": self.caller_id_name,
-            "Orig-Caller-ID-Number": self.caller_id_number,
+            "Orig-Caller-ID-Name": _first(self.orig_caller_id_name, self.caller_id_name),
+            "Orig-Caller-ID-Number": _first(self.orig_caller_id_number, self.caller_id_number),
             "Network-Addr": self.network_addr,
             "Callee-ID-Name": self.callee_id_name,
             "Callee-ID-Number": self.callee_id_number,
@@ -168,6 +180,7 @@ class Channel:
             "Source": self.source,
             "Transfer-Source": self.transfer_source,
             "Context": self.context,
+            "RDNIS": self.rdnis,
             "Channel-Name": self.name,
             "Profile-Index": str(self.profile_index),
             "Profile-Created-Time": us(self.profile_created or self.created),
@@ -185,3 +198,7 @@ class Channel:
             "Privacy-Hide-Name": "false",
             "Privacy-Hide-Number": "false",
         }
+
+
+def _first(value: str | None, default: str) -> str:
+    return default if value is None else value

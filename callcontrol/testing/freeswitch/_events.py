@@ -201,10 +201,11 @@ def channel_block(ch: Channel) -> list[tuple[str, str]]:
             ("Channel-Write-Codec-Bit-Rate", bit_rate),
         ]
     pairs += profile_pairs("Caller-", ch, templates()["caller_profile"])
-    other = ch.other_leg
+    other = ch.other_profile
     if other is not None:
         pairs.append(("Other-Type", "originatee" if ch.originator else "originator"))
-        pairs += profile_pairs("Other-Leg-", other, templates()["other_leg_profile"])
+        pairs += [(f"Other-Leg-{n}", other[n]) for n in templates()["other_leg_profile"]
+                  if other.get(n, "") != ""]
     return pairs
 
 

@@ -204,7 +204,8 @@ class FreeSwitchSim:
         assert ch is not None
 
         async def park_and_serve() -> None:
-            await trio.sleep(self.latency)
+            # The socket app parks as soon as `connect` is answered (q1a, d: within 1 ms).
+            await trio.sleep(0.001)
             if ch.alive and ch.host_app is not None:
                 self.flow.park(ch)
                 await run_queue(self, ch)
@@ -239,10 +240,19 @@ class FreeSwitchSim:
         socket_address: str = "127.0.0.1:8022",
         full: bool = True,
         uuid: str | None = None,
+        profile: dict[str, str] | None = None,
     ) -> SimCall:
-        """Dial a call over ``stream`` (any trio Stream: TCP, or a memory stream pair)."""
+        """Dial a call over ``stream`` (any trio Stream: TCP, or a memory stream pair).
+
+        ``profile`` overrides Channel fields of the caller's leg, e.g. ``{"name":
+        "loopback/9000-b", "source": "mod_loopback"}`` to look like the lab's recordings.
+        """
         ch = self._new_caller(caller_number, caller_name, destination_number,
                               variables or {}, codec=codec, rate=rate, uuid=uuid)
+        for field, value in (profile or {}).items():
+            setattr(ch, field, value)
+        if profile and "name" in profile:
+            ch.variables["channel_name"] = profile["name"]
         ch.controlled = True
         socket_data = f"{socket_address} async full" if full else f"{socket_address} async"
         self.flow.fire("CHANNEL_CREATE", ch)
