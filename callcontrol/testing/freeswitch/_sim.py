@@ -20,6 +20,7 @@ from callcontrol.testing.freeswitch._events import EventFactory, SimEvent
 from callcontrol.testing.freeswitch._handles import SimCall, SimLeg
 from callcontrol.testing.freeswitch._listener import DEFAULT_PASSWORD, Listener
 from callcontrol.testing.freeswitch._originate import originate
+from callcontrol.testing.freeswitch._outbound import caller_channel, run_socket_app
 from callcontrol.testing.freeswitch._parser import ClientCommand
 
 # 2026-11-25 17:07:23 UTC, the day of the recordings: fixed so event dates are reproducible.
@@ -247,19 +248,13 @@ class FreeSwitchSim:
         ``profile`` overrides Channel fields of the caller's leg, e.g. ``{"name":
         "loopback/9000-b", "source": "mod_loopback"}`` to look like the lab's recordings.
         """
-        ch = self._new_caller(caller_number, caller_name, destination_number,
-                              variables or {}, codec=codec, rate=rate, uuid=uuid)
+        ch = caller_channel(self, caller_number, caller_name, destination_number,
+                            variables or {}, codec=codec, rate=rate, uuid=uuid)
         for field, value in (profile or {}).items():
             setattr(ch, field, value)
         if profile and "name" in profile:
             ch.variables["channel_name"] = profile["name"]
-        ch.controlled = True
-        socket_data = f"{socket_address} async full" if full else f"{socket_address} async"
-        self.flow.fire("CHANNEL_CREATE", ch)
-        ch.set_state("CS_EXECUTE")
-        ch.call_state = "RINGING"
-        self.flow.start_app(ch, "socket", socket_data, "", host=True)
-        ch.variables["socket_host"] = socket_address.rsplit(":", 1)[0]
+        run_socket_app(self, ch, socket_address, full=full)
         listener = Listener(self, stream, outbound=True, channel=ch, full=full)
         ch.extra["listener"] = listener
         self.listeners.append(listener)
@@ -272,31 +267,6 @@ class FreeSwitchSim:
         """Dial a call into the server at ``host:port`` over TCP, like ``socket … async full``."""
         stream = await trio.open_tcp_stream(host, port)
         return self.attach_outbound(stream, socket_address=f"{host}:{port}", **kwargs)
-
-    def _new_caller(self, number: str, name: str, dest: str, variables: dict[str, str], *,
-                    codec: str, rate: int, uuid: str | None) -> Channel:
-        uuid = uuid or self.new_uuid()
-        now = self.now()
-        chan_name = f"sofia/internal/{number}@{self.domain}"
-        ch = Channel(
-            uuid=uuid, name=chan_name, direction="inbound", caller_id_name=name,
-            caller_id_number=number, destination_number=dest, callee_id_name="",
-            callee_id_number="", context=variables.get("domain_name", self.domain),
-            username=number, network_addr="192.0.2.50", read_codec=codec, read_rate=rate,
-            created=now, call_state="DOWN",
-        )
-        ch.variables.update({
-            "direction": "inbound", "uuid": uuid, "session_id": str(self.next_session_id()),
-            "sip_from_user": number, "sip_from_host": self.domain, "sip_to_user": dest,
-            "sip_to_host": self.domain, "channel_name": chan_name, "sip_call_id":
-            f"{uuid[:8]}@192.0.2.50", "sip_network_ip": "192.0.2.50",
-            "read_codec": codec, "read_rate": str(rate), "write_codec": codec,
-            "write_rate": str(rate), "domain_uuid": self.domain_uuid,
-            "domain_name": self.domain, "call_uuid": uuid,
-        })
-        ch.variables.update(variables)
-        self.add_channel(ch)
-        return ch
 
     async def attach_inbound(self, stream: trio.abc.Stream,
                              password: str = DEFAULT_PASSWORD) -> None:
