@@ -1,0 +1,320 @@
+"""``callcontrol doctor``: each check against the real thing it checks (PostgreSQL from the
+test fixture, a small Event Socket server speaking FreeSWITCH's bytes over real TCP)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+
+from callcontrol.config import HostPort, load_settings
+from callcontrol.doctor import (
+    check_configuration,
+    check_database,
+    check_inbound_esl,
+    check_listen_port,
+    check_realtime_key,
+    check_unicast_ports,
+    run_doctor,
+)
+from callcontrol.esl import serialize
+from callcontrol.testing.database import isolated_database_url
+
+PASSWORD = "s3cret-esl-pw"
+STATUS = "UP 0 years, 0 days, 1 hour, 2 minutes, 3 seconds\nFreeSWITCH (Version 1.10.12) is ready\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- a tiny inbound Event Socket: greeting, auth, api status -------------------------------
+
+
+def _answer(command: bytes, password: str) -> tuple[bytes, bool]:
+    """FreeSWITCH's reply to one command, and whether it closes the connection after it."""
+    line = command.decode().strip()
+    if line.startswith("auth "):
+        if line == f"auth {password}":
+            return serialize.command_reply("+OK accepted"), False
+        return serialize.command_reply("-ERR invalid") + serialize.disconnect_notice(), True
+    if line == "api status":
+        return serialize.api_response(STATUS), False
+    return serialize.command_reply("-ERR command not found"), False
+
+
+async def _trio_esl(stream: trio.SocketStream, password: str) -> None:
+    async with stream:
+        await stream.send_all(serialize.auth_request())
+        buf = b""
+        while True:
+            data = await stream.receive_some(4096)
+            if not data:
+                return
+            buf += data
+            while b"\n\n" in buf:
+                command, buf = buf.split(b"\n\n", 1)
+                reply, close = _answer(command, password)
+                await stream.send_all(reply)
+                if close:
+                    return
+
+
+async def _serve(nursery: trio.Nursery, handler: Any) -> int:
+    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    return int(listeners[0].socket.getsockname()[1])
+
+
+def _settings(**env: str) -> Any:
+    return load_settings(env)
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def test_configuration_lists_every_problem_and_hides_secrets(capsys: Any) -> None:
+    env = {"ESL_PORT": "99999", "CALLCONTROL_TIMEZONE": "Mars/Base", "OPENAI_API_KEY": "sk-x1"}
+    check, settings = check_configuration(env)
+    assert settings is None and check.failed
+    assert len(check.extra) == 2
+    assert any("ESL_PORT" in p for p in check.extra)
+    assert any("CALLCONTROL_TIMEZONE" in p for p in check.extra)
+
+    assert run_doctor(argparse.Namespace(), env) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL  configuration: 2 problem(s)")
+    assert "ESL_PORT='99999'" in out
+    assert "sk-x1" not in out
+
+
+def test_configuration_from_a_toml_file(tmp_path: Any) -> None:
+    path = tmp_path / "cc.toml"
+    path.write_text('esl_port = 8031\nunknown_key = 1\n')
+    check, _ = check_configuration({"CALLCONTROL_CONFIG": str(path)})
+    assert check.failed
+    assert any("unknown key 'unknown_key'" in p for p in check.extra)
+    path.write_text("esl_port = 8031\n")
+    check, settings = check_configuration({"CALLCONTROL_CONFIG": str(path)})
+    assert check.status == "OK" and str(path) in check.detail
+    assert settings is not None and settings.esl_port == 8031
+
+
+# -- database -------------------------------------------------------------------------------
+
+
+def test_database_reachable_and_migrated(db_url: str) -> None:
+    database, migrations = check_database(_settings(DATABASE_URL=db_url))
+    assert database.status == "OK", database.render()
+    assert migrations.status == "OK", migrations.render()
+    assert "all 2 applied" in migrations.detail or "applied" in migrations.detail
+
+
+def test_database_without_migrations_says_run_migrate(database_url: str) -> None:
+    with isolated_database_url(database_url, migrated=False) as url:
+        database, migrations = check_database(_settings(DATABASE_URL=url))
+    assert database.status == "OK"
+    assert migrations.failed
+    assert "001_voice_transfer_destinations" in migrations.detail
+    assert "callcontrol migrate" in migrations.fix
+
+
+def test_database_down_fails_fast_without_the_password() -> None:
+    url = f"postgresql://fusionpbx:hunter2@127.0.0.1:{_free_port()}/fusionpbx"
+    [database] = check_database(_settings(DATABASE_URL=url))
+    assert database.failed
+    assert "cannot connect" in database.detail
+    assert "hunter2" not in database.render()
+
+
+def test_database_unset_means_embedded() -> None:
+    database, migrations = check_database(_settings())
+    assert database.status == "OK" and "embedded PostgreSQL" in database.detail
+    assert migrations.status == "SKIP"
+
+
+# -- inbound Event Socket -------------------------------------------------------------------
+
+
+async def test_inbound_esl_accepted() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, lambda s: _trio_esl(s, PASSWORD))
+        check = await check_inbound_esl(_settings(ESL_PORT=str(port), ESL_PASSWORD=PASSWORD))
+        nursery.cancel_scope.cancel()
+    assert check.status == "OK", check.render()
+    assert "UP 0 years" in check.detail
+    assert PASSWORD not in check.render()
+
+
+async def test_inbound_esl_wrong_password() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, lambda s: _trio_esl(s, PASSWORD))
+        check = await check_inbound_esl(_settings(ESL_PORT=str(port), ESL_PASSWORD="ClueCon"))
+        nursery.cancel_scope.cancel()
+    assert check.failed
+    assert "refused the password" in check.detail and "-ERR invalid" in check.detail
+    assert "ESL_PASSWORD" in check.fix
+    assert "ClueCon" not in check.render()
+
+
+async def test_inbound_esl_nothing_listening() -> None:
+    check = await check_inbound_esl(_settings(ESL_PORT=str(_free_port())))
+    assert check.failed and "cannot connect" in check.detail
+
+
+async def test_inbound_esl_acl_rejection() -> None:
+    async def rude(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(serialize.rude_rejection())
+
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, rude)
+        check = await check_inbound_esl(_settings(ESL_PORT=str(port)))
+        nursery.cancel_scope.cancel()
+    assert check.failed and "apply-inbound-acl" in check.fix
+
+
+async def test_inbound_esl_silent_peer_times_out(autojump_clock: trio.testing.MockClock) -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        async with stream:
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, silent)
+        check = await check_inbound_esl(_settings(ESL_PORT=str(port)))
+        nursery.cancel_scope.cancel()
+    assert check.failed and "no answer within 3 s (greeting)" in check.detail
+
+
+# -- the outbound listen port ---------------------------------------------------------------
+
+
+async def test_listen_port_free() -> None:
+    check = await check_listen_port(HostPort("127.0.0.1", _free_port()))
+    assert check.status == "OK" and "free" in check.detail
+
+
+async def test_listen_port_held_by_callcontrol() -> None:
+    async def server(stream: trio.SocketStream) -> None:  # what serve does first
+        async with stream:
+            await stream.send_all(b"connect\n\n")
+            await stream.receive_some(10)
+
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, server)
+        check = await check_listen_port(HostPort("127.0.0.1", port))
+        nursery.cancel_scope.cancel()
+    assert check.status == "OK" and "running callcontrol" in check.detail
+
+
+async def test_listen_port_held_by_someone_else() -> None:
+    async def other(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, other)
+        check = await check_listen_port(HostPort("127.0.0.1", port))
+        nursery.cancel_scope.cancel()
+    assert check.failed and "another program" in check.detail
+
+
+# -- unicast range and AI key ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "words"),
+    [
+        ("127.0.0.1:40000-40999", "OK", "room for 500 calls"),
+        ("127.0.0.1:20000-20100", "FAIL", "FreeSWITCH's default RTP"),
+        ("127.0.0.1:500-600", "FAIL", "privileged"),
+        ("127.0.0.1:8000-8100", "FAIL", "CALLCONTROL_ESL_LISTEN"),
+        ("localhost:40000-40999", "FAIL", "IP address"),
+    ],
+)
+def test_unicast_ports(value: str, status: str, words: str) -> None:
+    check = check_unicast_ports(_settings(CALLCONTROL_UNICAST_PORTS=value))
+    assert check.status == status and words in check.detail, check.render()
+
+
+def test_unicast_ports_unused_with_audio_stream() -> None:
+    check = check_unicast_ports(_settings(CALLCONTROL_MEDIA_TRANSPORT="audio_stream"))
+    assert check.status == "SKIP"
+
+
+def test_realtime_key() -> None:
+    assert check_realtime_key(_settings()).failed
+    check = check_realtime_key(_settings(OPENAI_API_KEY="sk-very-secret"))
+    assert check.status == "OK" and "sk-very-secret" not in check.render()
+
+
+# -- the whole command ----------------------------------------------------------------------
+
+
+class _ThreadedEsl(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _EslHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(serialize.auth_request())
+        buf = b""
+        while data := self.request.recv(4096):
+            buf += data
+            while b"\n\n" in buf:
+                command, buf = buf.split(b"\n\n", 1)
+                reply, close = _answer(command, PASSWORD)
+                self.request.sendall(reply)
+                if close:
+                    return
+
+
+@pytest.fixture
+def esl_port() -> Iterator[int]:
+    server = _ThreadedEsl(("127.0.0.1", 0), _EslHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_doctor_all_pass(db_url: str, esl_port: int, capsys: Any) -> None:
+    env = {
+        "DATABASE_URL": db_url,
+        "ESL_PORT": str(esl_port),
+        "ESL_PASSWORD": PASSWORD,
+        "CALLCONTROL_ESL_LISTEN": f"127.0.0.1:{_free_port()}",
+        "OPENAI_API_KEY": "sk-do-not-print",
+    }
+    assert run_doctor(argparse.Namespace(), env) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["OK"] * 7
+    names = [line.split(":")[0].split(None, 1)[1] for line in lines[:-1]]
+    assert names == [
+        "configuration", "database", "migrations", "freeswitch event socket",
+        "esl listen port", "unicast ports", "realtime provider",
+    ]  # fmt: skip
+    assert lines[-1] == "all checks passed"
+    for secret in (PASSWORD, "sk-do-not-print"):
+        assert secret not in out
+
+
+def test_doctor_failure_exit_status(capsys: Any) -> None:
+    env = {"ESL_PORT": str(_free_port()), "OPENAI_API_KEY": "sk-x"}
+    assert run_doctor(argparse.Namespace(), env) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  freeswitch event socket" in out and "-- fix:" in out
+    assert out.splitlines()[-1] == "1 check(s) failed"
