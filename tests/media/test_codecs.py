@@ -23,6 +23,12 @@ with warnings.catch_warnings():
 
 ALL_PCM = np.arange(-32768, 32768, dtype="<i2").tobytes()
 RATE_PAIRS = [(8000, 24000), (16000, 24000), (24000, 8000), (24000, 16000)]
+BACKENDS = [
+    "numpy",
+    pytest.param(
+        "soxr", marks=pytest.mark.skipif(not codecs.SOXR_AVAILABLE, reason="soxr not installed")
+    ),
+]
 
 pcm_samples = st.lists(st.integers(-32768, 32767), max_size=2000).map(
     lambda xs: np.array(xs, dtype="<i2").tobytes()
@@ -89,10 +95,11 @@ def _snr_against_sine(signal: np.ndarray, rate: int, freq: float) -> float:
     return 10 * math.log10(np.sum(fit**2) / np.sum((signal - fit) ** 2))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("src", "dst"), RATE_PAIRS)
-def test_resampled_tone_is_clean(src: int, dst: int) -> None:
+def test_resampled_tone_is_clean(src: int, dst: int, backend: codecs.ResamplerBackend) -> None:
     tone = _sine(src, 1000.0, 0.5)
-    r = Resampler(src, dst)
+    r = Resampler(src, dst, backend=backend)
     out = np.concatenate(
         [r.process_array(tone[i : i + src // 50]) for i in range(0, len(tone), src // 50)]
     )
@@ -101,12 +108,14 @@ def test_resampled_tone_is_clean(src: int, dst: int) -> None:
     assert _snr_against_sine(steady, dst, 1000.0) > 40
 
 
-def test_downsampling_removes_what_the_line_cannot_carry() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_downsampling_removes_what_the_line_cannot_carry(backend: codecs.ResamplerBackend) -> None:
     # 6 kHz is above the 4 kHz Nyquist of an 8 kHz line: it must not alias into the band
-    out = Resampler(24000, 8000).process_array(_sine(24000, 6000.0, 0.5))
+    out = Resampler(24000, 8000, backend=backend).process_array(_sine(24000, 6000.0, 0.5))
     assert np.sqrt(np.mean(out[100:].astype(float) ** 2)) < 8000 * 0.01
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("src", "dst"), RATE_PAIRS)
 @settings(max_examples=40, deadline=None)
 @given(
@@ -114,12 +123,12 @@ def test_downsampling_removes_what_the_line_cannot_carry() -> None:
     cuts=st.lists(st.integers(0, 3000), max_size=12),
 )
 def test_chunking_does_not_change_the_output(
-    src: int, dst: int, samples: list[int], cuts: list[int]
+    src: int, dst: int, backend: codecs.ResamplerBackend, samples: list[int], cuts: list[int]
 ) -> None:
     """Continuity: converting frame by frame equals converting the whole signal at once."""
     x = np.array(samples, dtype=np.int16)
-    whole = Resampler(src, dst).process_array(x)
-    r = Resampler(src, dst)
+    whole = Resampler(src, dst, backend=backend).process_array(x)
+    r = Resampler(src, dst, backend=backend)
     bounds = sorted({0, len(x), *(c % (len(x) + 1) for c in cuts)})
     pieces = [r.process_array(x[a:b]) for a, b in itertools.pairwise(bounds)]
     chunked = np.concatenate(pieces)
@@ -127,10 +136,13 @@ def test_chunking_does_not_change_the_output(
     assert np.max(np.abs(chunked.astype(int) - whole.astype(int)), initial=0) <= 1
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("src", "dst"), RATE_PAIRS)
 @given(lengths=st.lists(st.integers(0, 1000), max_size=20))
-def test_output_length_tracks_the_exact_ratio(src: int, dst: int, lengths: list[int]) -> None:
-    r = Resampler(src, dst)
+def test_output_length_tracks_the_exact_ratio(
+    src: int, dst: int, backend: codecs.ResamplerBackend, lengths: list[int]
+) -> None:
+    r = Resampler(src, dst, backend=backend)
     total_in = total_out = 0
     for n in lengths:
         predicted = r.output_length(n)
@@ -141,17 +153,72 @@ def test_output_length_tracks_the_exact_ratio(src: int, dst: int, lengths: list[
         assert abs(total_out - total_in * dst / src) < 1
 
 
-def test_frame_edges_have_no_clicks() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frame_edges_have_no_clicks(backend: codecs.ResamplerBackend) -> None:
     # A steady tone in 20 ms frames: the sample-to-sample step at every frame edge stays within
     # the largest step inside frames (a click would be a jump at the edge).
     tone = _sine(8000, 440.0, 0.4)
-    r = Resampler(8000, 24000)
+    r = Resampler(8000, 24000, backend=backend)
     frames = [r.process_array(tone[i : i + 160]) for i in range(0, len(tone), 160)]
     out = np.concatenate(frames).astype(int)
     steps = np.abs(np.diff(out))
     edges = np.cumsum([len(f) for f in frames])[:-1] - 1
     inner_max = np.max(np.delete(steps, edges)[480:])
     assert np.max(steps[edges[2:]]) <= inner_max
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("src", "dst"), RATE_PAIRS)
+def test_reset_starts_over_like_a_new_resampler(
+    src: int, dst: int, backend: codecs.ResamplerBackend
+) -> None:
+    x = _sine(src, 700.0, 0.1)
+    r = Resampler(src, dst, backend=backend)
+    first = r.process_array(x)
+    r.process_array(x[: src // 1000])  # leave a fractional phase and filter state behind
+    r.reset()
+    assert np.array_equal(r.process_array(x), first)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("src", "dst"), RATE_PAIRS)
+def test_latency_is_silence_then_the_signal(
+    src: int, dst: int, backend: codecs.ResamplerBackend
+) -> None:
+    # The lead-in is pure silence and is the only delay beyond the filter's: the 1 kHz tone is
+    # at full level a few milliseconds after it.
+    r = Resampler(src, dst, backend=backend)
+    out = np.concatenate(
+        [r.process_array(f) for f in np.split(_sine(src, 1000.0, 0.2), 10)]
+    ).astype(float)
+    assert r.latency < dst // 20  # under 50 ms
+    assert not out[: r.latency].any()
+    settled = out[r.latency + dst // 200 :]  # 5 ms in
+    assert np.sqrt(np.mean(settled**2)) == pytest.approx(8000 / math.sqrt(2), rel=0.02)
+
+
+@pytest.mark.skipif(not codecs.SOXR_AVAILABLE, reason="soxr not installed")
+def test_soxr_lag_underestimate_delays_but_keeps_lengths_and_audio() -> None:
+    x = _sine(8000, 440.0, 0.2)
+    reference = Resampler(8000, 24000, backend="soxr")
+    expected = reference.process_array(x)[reference.latency :]
+    r = Resampler(8000, 24000, backend="soxr")
+    r.latency = 0
+    r.reset()  # as if the probe had found no blocking at all
+    frames = [r.process_array(f) for f in np.split(x, 10)]
+    assert all(len(f) == 480 for f in frames)
+    out = np.concatenate(frames)
+    assert r.latency > 0 and not out[: r.latency].any()
+    assert np.array_equal(out[r.latency :], expected[: len(out) - r.latency])
+
+
+def test_default_backend_is_soxr_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Resampler(8000, 24000).backend == codecs.DEFAULT_BACKEND
+    expected = "soxr" if codecs.SOXR_AVAILABLE else "numpy"
+    assert expected == codecs.DEFAULT_BACKEND
+    monkeypatch.setattr(codecs, "SOXR_AVAILABLE", False)
+    with pytest.raises(ValueError, match="soxr"):
+        Resampler(8000, 24000, backend="soxr")
 
 
 def test_converter_chains_and_passes_through() -> None:
