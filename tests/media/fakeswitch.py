@@ -225,4 +225,4 @@ async def open_call(
     await nursery.start(conn.run)
     switch = FakeSwitch(theirs, **switch_kwargs)  # type: ignore[arg-type]
     await nursery.start(switch.run)
-    return OutboundCall(conn, channel_event(codec, rate)), switch
+    return OutboundCall(conn, channel_event(codec, rate, switch.uuid)), switch
