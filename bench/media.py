@@ -1,0 +1,253 @@
+"""Media relay capacity: N concurrent calls streaming 20 ms frames both ways over native unicast.
+
+Each call is a real ``UnicastTransport`` (UDP on loopback, L16 8 kHz line ↔ 24 kHz model, the
+production codecs) whose caller frames go to an echo "model" that plays each frame straight
+back, so both directions carry 50 frames/s. FreeSWITCH's side runs in a separate process (one
+UDP socket per call, frames staggered over the 20 ms period like independent calls), so the
+server process — one trio thread, i.e. one core — is measured alone.
+
+Added relay latency, per frame:
+* in:  kernel receive timestamp of the caller's datagram (SO_TIMESTAMPNS) → the frame, converted
+  to 24 kHz, in the hands of the model-side consumer (socket queueing, loop lag, codecs, queue);
+* out: the frame's 20 ms pacing slot → the moment it is handed to the kernel (loop lag).
+A load passes when both p99s are ≤ 5 ms and ≥ 99 % of the caller's frames arrived.
+
+Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import selectors
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+import trio.testing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from callcontrol.config import PortRange
+from callcontrol.esl import Event, serialize
+from callcontrol.esl.connection import EslConnection
+from callcontrol.esl.outbound import OutboundCall
+from callcontrol.logs import configure_logging
+from callcontrol.media.transport import CALLER_BUFFER_MS, FRAME_MS
+from callcontrol.media.unicast import UnicastPorts, UnicastTransport
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+FRAME = 0.020
+HOST = "127.0.0.1"
+
+
+# --- FreeSWITCH's side (separate process) ------------------------------------------------------
+
+
+def run_peers(base: int, n: int, seconds: float) -> None:
+    """n UDP endpoints bound at base+2k sending 320-byte frames to base+2k+1 every 20 ms."""
+    sel = selectors.DefaultSelector()
+    socks = []
+    for k in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.bind((HOST, base + 2 * k))
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        socks.append(s)
+    t = np.arange(160) / 8000
+    frame = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    print("ready", flush=True)
+    start = time.monotonic()
+    received = late = sent = 0
+    slot = 0
+    while time.monotonic() - start < seconds:
+        due = start + slot * FRAME / 20
+        # one twentieth of the calls per millisecond: independent calls are not in phase
+        for k in range(slot % 20, n, 20):
+            try:
+                socks[k].sendto(frame, (HOST, base + 2 * k + 1))
+                sent += 1
+            except OSError:
+                pass
+        if time.monotonic() - due > 0.005:
+            late += 1
+        slot += 1
+        while True:
+            timeout = start + slot * FRAME / 20 - time.monotonic()
+            if timeout <= 0:
+                break
+            for key, _ in sel.select(timeout):
+                sock: Any = key.fileobj
+                try:
+                    while True:
+                        sock.recv(2048)
+                        received += 1
+                except BlockingIOError:
+                    pass
+    print(f"peers sent={sent} received={received} late_slots={late}", flush=True)
+
+
+# --- the server side ---------------------------------------------------------------------------
+
+
+class MeasuredTransport(UnicastTransport):
+    """Production transport plus kernel receive stamps and pacing lateness, for the bench."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stamps: deque[int] = deque(maxlen=CALLER_BUFFER_MS // FRAME_MS)
+        self.lateness: list[float] = []
+        self.in_latency: list[float] = []
+        self._stamp = 0
+        self._stamped: set[int] = set()
+
+    async def _recv(self, sock: trio.socket.SocketType) -> tuple[bytes, Any]:
+        if sock.fileno() not in self._stamped:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+            self._stamped.add(sock.fileno())
+        data, ancdata, _flags, addr = await sock.recvmsg(4096, 64)
+        self._stamp = time.time_ns()
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("qq", payload[:16])
+                self._stamp = sec * 1_000_000_000 + nsec
+        return data, addr
+
+    def _deliver(self, frame: bytes) -> None:
+        self.stamps.append(self._stamp)  # drops oldest in step with the caller queue
+        super()._deliver(frame)
+
+    def _sent(self, lateness: float) -> None:
+        self.lateness.append(lateness)
+
+
+async def answer_ok(stream: trio.abc.Stream) -> None:
+    """The ESL side: '+OK' to every command (the only one is ``sendmsg unicast``)."""
+    buf = b""
+    while True:
+        data = await stream.receive_some(65536)
+        if not data:
+            return
+        buf += data
+        while b"\n\n" in buf:
+            _cmd, _, buf = buf.partition(b"\n\n")
+            await stream.send_all(serialize.command_reply("+OK"))
+
+
+async def one_call(k: int, ports: UnicastPorts, calls: list[MeasuredTransport],
+                   ready: trio.Event, n: int) -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = EslConnection(ours)
+    uuid = f"bench-{k:05d}"
+    pairs = [("Event-Name", "CHANNEL_DATA"), ("Unique-ID", uuid),
+             ("Channel-Read-Codec-Name", "L16"), ("Channel-Read-Codec-Rate", "8000")]
+    call = OutboundCall(conn, Event.from_plain(serialize.event_plain_text(pairs)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(conn.run)
+        nursery.start_soon(answer_ok, theirs)
+        media = MeasuredTransport(call, ports, lost_after=30.0)
+        async with media:
+            await media.start()
+            calls.append(media)
+            if len(calls) == n:
+                ready.set()
+            async for frame in media.frames():  # the echo "model"
+                if media.stamps:
+                    media.in_latency.append((time.time_ns() - media.stamps.popleft()) / 1e6)
+                await media.play(frame, "echo")
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def measure(n: int, seconds: float, base: int) -> dict[str, Any]:
+    # Started before the measured window; blocking here costs the loop nothing that is timed.
+    peer = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, __file__, "--peer", str(base), str(n), str(seconds + 4)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert peer.stdout is not None
+    assert peer.stdout.readline().strip() == "ready"
+    ports = UnicastPorts(PortRange(HOST, base, base + 2 * n - 1))
+    calls: list[MeasuredTransport] = []
+    ready = trio.Event()
+    rss0 = rss_kib()
+    async with trio.open_nursery() as nursery:
+        for k in range(n):
+            nursery.start_soon(one_call, k, ports, calls, ready, n)
+        with trio.fail_after(30):
+            await ready.wait()
+        await trio.sleep(1.0)  # warm-up
+        rss1 = rss_kib()
+        for c in calls:
+            c.lateness.clear()
+            c.in_latency.clear()
+            c.stats.caller_frames = 0
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await trio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        nursery.cancel_scope.cancel()
+    out, _ = peer.communicate(timeout=30)
+    lat_in = np.concatenate([np.asarray(c.in_latency) for c in calls])
+    lat_out = np.concatenate([np.asarray(c.lateness) for c in calls]) * 1000
+    frames = sum(c.stats.caller_frames for c in calls)
+    return {
+        "n": n,
+        "in_p50": float(np.percentile(lat_in, 50)),
+        "in_p99": float(np.percentile(lat_in, 99)),
+        "out_p50": float(np.percentile(lat_out, 50)),
+        "out_p99": float(np.percentile(lat_out, 99)),
+        "delivered": frames / (n * wall / FRAME),
+        "cpu": cpu / wall,
+        "cpu_ms_per_call_s": cpu / wall / n * 1000,
+        "rss_kib_per_call": (rss1 - rss0) / n,
+        "peer": out.strip().splitlines()[-1] if out.strip() else "",
+    }
+
+
+async def main_async(counts: list[int], seconds: float) -> None:
+    print(f"{'calls':>6} {'in p50':>7} {'in p99':>7} {'out p50':>8} {'out p99':>8} "
+          f"{'frames':>7} {'cpu':>6} {'cpu/call':>9} {'RSS/call':>9}  ok")
+    best = 0
+    for i, n in enumerate(counts):
+        r = await measure(n, seconds, 20000 + (i % 4) * 5000)
+        ok = r["in_p99"] <= 5 and r["out_p99"] <= 5 and r["delivered"] >= 0.99
+        best = n if ok else best
+        print(f"{n:>6} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms {r['out_p50']:>7.2f}ms "
+              f"{r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} {r['cpu']:>6.1%} "
+              f"{r['cpu_ms_per_call_s']:>6.2f}ms/s {r['rss_kib_per_call']:>6.0f}KiB  "
+              f"{'yes' if ok else 'NO'}   [{r['peer']}]", flush=True)
+    print(f"largest passing load on one core: {best} calls")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--peer":
+        run_peers(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", default="100,200,300,400,500,600")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    configure_logging("json", level=40)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
+    trio.run(main_async, [int(x) for x in args.calls.split(",")], args.seconds)
+
+
+if __name__ == "__main__":
+    main()
