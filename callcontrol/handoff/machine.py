@@ -12,6 +12,9 @@ A handoff rings one destination, maybe several times (``max_retries``), while th
 listens to hold music. Each attempt is a new agent leg (B) with our own UUID, originated with
 ``bgapi`` so the call's socket keeps hearing the caller. An attempt ends in one of three ways:
 
+* voicemail or a forward answers instead of the agent (a leg that ran the domain's
+  dialplan, fusionpbx.md): that is no agent — the leg is hung up and the attempt counts as
+  NO_ANSWER;
 * the agent answers (CHANNEL_ANSWER of B, or the job's ``+OK``): optionally a one-line
   whisper to the agent, then the hold music stops and A and B are bridged; SUCCESS once A's
   CHANNEL_BRIDGE names B;
@@ -58,6 +61,13 @@ class State(enum.Enum):
 
 @attrs.frozen
 class LegAnswered:
+    leg: str
+
+
+@attrs.frozen
+class LegAnsweredByVoicemail:
+    """Answered, but by voicemail or a forward in the domain's dialplan, not by the agent."""
+
     leg: str
 
 
@@ -109,6 +119,7 @@ class RetryDue:
 
 Input = (
     LegAnswered
+    | LegAnsweredByVoicemail
     | LegHungUp
     | JobResult
     | WhisperDone
@@ -275,7 +286,7 @@ class HandoffMachine:
         # caller left (or after we gave up on that leg) must be hung up, never left talking
         # to silence.
         if (
-            isinstance(event, LegAnswered | JobResult)
+            isinstance(event, LegAnswered | LegAnsweredByVoicemail | JobResult)
             and event.leg in self.live_legs
             and event.leg not in (self.current_leg, self.bridged_leg)
         ):
@@ -353,6 +364,14 @@ def ringing_guard(m: HandoffMachine, event: Input) -> list[Action]:
     return [KillLeg(event.leg, "ORIGINATOR_CANCEL"), *m._attempt_failed(event.leg, "NO_ANSWER")]
 
 
+def ringing_voicemail(m: HandoffMachine, event: Input) -> list[Action]:
+    assert isinstance(event, LegAnsweredByVoicemail)
+    if not _current(m, event.leg):
+        return m._outside_table(event)
+    m.current_leg = None
+    return [KillLeg(event.leg, "NORMAL_CLEARING"), *m._attempt_failed(event.leg, "NO_ANSWER")]
+
+
 def whisper_done(m: HandoffMachine, event: Input) -> list[Action]:
     assert isinstance(event, WhisperDone)
     if not _current(m, event.leg):
@@ -407,6 +426,7 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {
     (State.RINGING, JobResult): ringing_job,
     (State.RINGING, LegHungUp): attempt_leg_hungup,
     (State.RINGING, RingGuardExpired): ringing_guard,
+    (State.RINGING, LegAnsweredByVoicemail): ringing_voicemail,
     (State.WHISPERING, WhisperDone): whisper_done,
     (State.WHISPERING, LegHungUp): attempt_leg_hungup,
     (State.BRIDGING, LegHungUp): attempt_leg_hungup,

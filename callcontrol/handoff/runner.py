@@ -45,6 +45,15 @@ class HandoffResult:
     seconds: float
 
 
+_MACHINE_APPS = frozenset({"voicemail", "vm_box"})
+
+
+def _answered_by_machine(event: Event) -> bool:
+    """A leg through the domain's dialplan can be answered by voicemail, never an agent."""
+    app = event.get("variable_current_application") or ""
+    return app in _MACHINE_APPS or event.get("variable_answered_by") == "voicemail"
+
+
 class HandoffRunner:
     def __init__(
         self,
@@ -155,6 +164,9 @@ class HandoffRunner:
         if uid is None or (uid not in self.machine.live_legs and uid != self.machine.bridged_leg):
             return None
         if name == "CHANNEL_ANSWER":
+            if _answered_by_machine(event):
+                self.log.info("handoff.answered_by_voicemail", leg=uid)
+                return m.LegAnsweredByVoicemail(uid)
             return m.LegAnswered(uid)
         if name == "CHANNEL_HANGUP":
             return m.LegHungUp(uid, event.get("Hangup-Cause") or "NORMAL_CLEARING")

@@ -86,6 +86,13 @@ class HandoffInterleavings(RuleBasedStateMachine):
         leg.answered = True
         self.feed(m.LegAnswered(leg.uuid))
 
+    @precondition(lambda self: any(not leg_.answered for leg_ in self.live()))
+    @rule(data=st.data())
+    def voicemail_answers(self, data):
+        leg = data.draw(st.sampled_from([leg_ for leg_ in self.live() if not leg_.answered]))
+        leg.answered = True
+        self.feed(m.LegAnsweredByVoicemail(leg.uuid))
+
     @precondition(
         lambda self: any(leg_.answered and not leg_.job_reported for leg_ in self.legs.values())
     )

@@ -1,0 +1,74 @@
+"""A handoff with nobody to talk to the caller: the AI failed, or there is no AI.
+
+Rings the destination on hold like any handoff; on failure it follows the destination's
+``fallback_action`` by itself (there is no AI to offer a callback, so that becomes the
+default destination, then voicemail or a goodbye). Used when the AI websocket cannot be
+reached or dies, so the caller is never left in silence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from callcontrol.destinations.model import DestinationType, FallbackAction
+from callcontrol.handoff.fallback import goodbye_and_hang_up, to_voicemail, wait_while_bridged
+from callcontrol.handoff.hold import HoldMusic
+from callcontrol.handoff.service import CallIdentity, HandoffReply, HandoffService
+
+
+@attrs.frozen
+class DirectResult:
+    replies: tuple[HandoffReply, ...]
+    final: str  # bridged | voicemail | goodbye | agent_left
+
+
+async def direct_handoff(
+    ctx: Any,
+    service: HandoffService,
+    said: str,
+    hold: HoldMusic,
+    *,
+    goodbye_prompt: str | None,
+) -> DirectResult:
+    replies = [await service.transfer(ctx, said, hold=hold)]
+    reply = replies[-1]
+    if not reply.success and reply.fallback in (
+        FallbackAction.TRANSFER_DEFAULT.value,
+        FallbackAction.OFFER_CALLBACK.value,
+        None,
+    ):
+        who = CallIdentity.of(ctx.call)
+        default = None
+        if who.domain_uuid is not None:
+            default = await service.directory.default(who.domain_uuid, who.secretary_uuid)
+        if default is not None and str(default.uuid) != reply.destination_uuid:
+            ctx.log.info("handoff.fallback", action="transfer_default", destination=default.name)
+            replies.append(await service.ring(ctx, who, default, ctx.log, hold=hold))
+            reply = replies[-1]
+    if reply.success:
+        await wait_while_bridged(ctx, reply.destination or "")
+        await goodbye_and_hang_up(ctx, goodbye_prompt)
+        return DirectResult(tuple(replies), "agent_left")
+    if reply.fallback == FallbackAction.VOICEMAIL.value:
+        number = await _mailbox(service, ctx, reply)
+        who = CallIdentity.of(ctx.call)
+        if number and who.domain_name:
+            await to_voicemail(ctx, number, who.domain_name)
+            return DirectResult(tuple(replies), "voicemail")
+    ctx.log.info("handoff.fallback", action="hangup", status=reply.status)
+    await goodbye_and_hang_up(ctx, goodbye_prompt)
+    return DirectResult(tuple(replies), "goodbye")
+
+
+async def _mailbox(service: HandoffService, ctx: Any, reply: HandoffReply) -> str | None:
+    """The voicemail box of the destination that failed: its number, for an extension."""
+    who = CallIdentity.of(ctx.call)
+    if who.domain_uuid is None or reply.destination_uuid is None:
+        return None
+    for destination in await service.directory.destinations(who.domain_uuid, who.secretary_uuid):
+        if str(destination.uuid) == reply.destination_uuid:
+            if destination.destination_type is DestinationType.EXTENSION:
+                return destination.number
+    return None

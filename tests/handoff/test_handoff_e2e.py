@@ -1,0 +1,252 @@
+"""The attended transfer end to end: the real server handler and handoff engine against the
+simulated FreeSWITCH (real ESL bytes) and a real PostgreSQL, on MockClock."""
+
+from __future__ import annotations
+
+import trio
+
+from callcontrol.testing.database import add_destination
+from callcontrol.testing.freeswitch import (
+    Answer,
+    Busy,
+    Manual,
+    NoAnswer,
+    Reject,
+    Unregistered,
+    Voicemail,
+)
+from tests.handoff.conftest import MOH
+
+SUPORTE = "user/1001@pbx.example.com"
+SUPORTE_CHANNEL = "sofia/internal/1001@"
+
+
+def lines(call) -> list[str]:
+    return [c.line for c in call.commands]
+
+
+def header(command, name):
+    return dict(command.headers).get(name)
+
+
+def originates(call):
+    return [c for c in call.commands if c.line.startswith("bgapi originate")]
+
+
+async def add_suporte(pbx, **columns):
+    await pbx.extension("1001")
+    return await add_destination(
+        pbx.db, pbx.domain_uuid, "Suporte", "extension", "1001",
+        secretary_uuid=pbx.secretary_uuid, aliases=["suporte técnico"], department="TI",
+        **columns,
+    )
+
+
+async def wait_reply(pbx):
+    return await pbx.next_reply()
+
+
+async def test_answered_agent_is_bridged_and_the_ai_leaves(pbx, autojump_clock):
+    await add_suporte(pbx, ring_timeout_seconds=25)
+    pbx.sim.endpoints[SUPORTE] = Answer(after=3.0)
+    call = pbx.call(pbx.transfer_flow("quero falar com o suporte"))
+    started = trio.current_time()
+    reply = await wait_reply(pbx)
+    assert reply.status == "success"
+    assert reply.message == "Transferindo você para o Suporte."
+    assert 3.0 <= trio.current_time() - started < 4.0
+
+    sent = lines(call)
+    originate = originates(call)[0]
+    b_uuid = originate.line.split("origination_uuid=")[1].split(",")[0]
+    # the agent leg is watched before it is originated, on the call's own socket
+    assert sent.index(f"filter Unique-ID {b_uuid}") < sent.index(originate.line)
+    assert "myevents" not in " ".join(sent)
+    assert "originate_timeout=25" in originate.line
+    assert "origination_caller_id_number=5511988887777" in originate.line
+    assert "origination_caller_id_name='Maria Souza'" in originate.line
+    assert "ignore_early_media=true" in originate.line
+    assert f"callcontrol_call_uuid={call.uuid}" in originate.line
+    assert originate.line.endswith("}user/1001@pbx.example.com &park()")
+    assert header(originate, "Job-UUID")
+    # hold music during the ring, stopped before the bridge
+    moh = [c for c in call.commands if header(c, "execute-app-arg") == MOH]
+    assert len(moh) == 1
+    assert sent.index(f"api uuid_break {call.uuid} all") < sent.index(
+        f"api uuid_bridge {call.uuid} {b_uuid}"
+    )
+    assert f"api uuid_setvar {call.uuid} park_after_bridge true" in sent
+    assert call.bridged_to == b_uuid
+    assert pbx.metrics.value(
+        "voice_transfers_total", status="success", destination_type="extension"
+    ) == 1
+    await call.hangup()
+
+
+async def test_busy_fails_fast_and_stops_hold_music(pbx, autojump_clock):
+    await add_suporte(pbx, ring_timeout_seconds=30)
+    pbx.sim.endpoints[SUPORTE] = Busy()
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    started = trio.current_time()
+    reply = await wait_reply(pbx)
+    assert reply.status == "busy"
+    assert reply.cause == "USER_BUSY"
+    assert reply.message == "O ramal do Suporte está ocupado agora."
+    assert reply.can_offer_callback
+    assert trio.current_time() - started < 1.0  # no waiting for the ring timeout
+    assert f"api uuid_break {call.uuid} all" in lines(call)
+    assert "uuid_bridge" not in " ".join(lines(call))
+
+
+async def test_no_answer_ends_exactly_at_the_ring_timeout(pbx, autojump_clock):
+    await add_suporte(pbx, ring_timeout_seconds=12)
+    pbx.sim.endpoints[SUPORTE] = NoAnswer()
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    await call.wait_for(lambda: bool(originates(call)))
+    sent_at = originates(call)[0].at
+    reply = await wait_reply(pbx)
+    assert reply.status == "no_answer"
+    assert reply.message == "O ramal do Suporte não atendeu."
+    assert 12.0 <= trio.current_time() - sent_at < 12.5
+    leg = pbx.sim.legs(SUPORTE_CHANNEL)[0]
+    assert not leg.alive
+
+
+async def test_offline_extension(pbx, autojump_clock):
+    await add_suporte(pbx)
+    pbx.sim.endpoints[SUPORTE] = Unregistered()
+    pbx.call(pbx.transfer_flow("suporte"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "offline"
+    assert reply.cause == "USER_NOT_REGISTERED"
+    assert reply.message == "O ramal do Suporte está desconectado agora."
+
+
+async def test_dnd_extension_is_reported_without_ringing(pbx, autojump_clock):
+    await pbx.extension("1001", do_not_disturb=True)
+    await add_destination(pbx.db, pbx.domain_uuid, "Suporte", "extension", "1001",
+                          secretary_uuid=pbx.secretary_uuid)
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "dnd"
+    assert reply.message == "O ramal do Suporte está em modo não perturbe agora."
+    assert originates(call) == []
+    assert pbx.sim.legs(SUPORTE_CHANNEL) == []
+
+
+async def test_rejected_by_the_agent(pbx, autojump_clock):
+    await add_suporte(pbx)
+    pbx.sim.endpoints[SUPORTE] = Reject(after=2.0)
+    pbx.call(pbx.transfer_flow("suporte"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "rejected"
+    assert reply.cause == "CALL_REJECTED"
+
+
+async def test_caller_hangs_up_on_hold_kills_the_ringing_leg(pbx, autojump_clock):
+    await add_suporte(pbx)
+    pbx.sim.endpoints[SUPORTE] = NoAnswer()
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    leg = await pbx.sim.wait_for_leg(SUPORTE_CHANNEL)
+    await leg.wait_for(lambda: leg.ringing)
+    await call.hangup()
+    await leg.wait_gone()
+    assert leg.hangup_cause == "ORIGINATOR_CANCEL"
+    kill = f"api uuid_kill {leg.uuid} ORIGINATOR_CANCEL"
+    assert kill in lines(call)
+    after_hangup = lines(call)[lines(call).index(kill) :]
+    assert not any("uuid_bridge" in line or "originate" in line for line in after_hangup)
+    assert pbx.replies == []  # the flow was cancelled: no reply, so no callback is offered
+    assert pbx.metrics.value(
+        "voice_transfers_total", status="cancelled", destination_type="extension"
+    ) == 0
+
+
+async def test_agent_answering_after_the_caller_left_is_hung_up(pbx, autojump_clock):
+    await add_suporte(pbx)
+    pbx.sim.endpoints[SUPORTE] = Manual()
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    leg = await pbx.sim.wait_for_leg(SUPORTE_CHANNEL)
+    async with trio.open_nursery() as both:
+        both.start_soon(call.hangup)
+        both.start_soon(leg.answer)
+    await leg.wait_gone()
+    assert call.bridged_to is None
+    assert not any(line.startswith("api uuid_bridge") for line in lines(call))
+
+
+async def test_retries_then_success(pbx, autojump_clock):
+    await add_suporte(pbx, max_retries=2, retry_delay_seconds=5)
+    pbx.sim.endpoints[SUPORTE] = Busy()
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    await call.wait_for(lambda: len(originates(call)) == 1)
+    first = originates(call)[0].at
+    await call.wait_for(lambda: len(originates(call)) == 2)
+    assert 5.0 <= originates(call)[1].at - first < 5.5
+    pbx.sim.endpoints[SUPORTE] = Answer(after=1.0)
+    reply = await wait_reply(pbx)
+    assert reply.status == "success"
+    assert reply.attempts == 3 or reply.attempts == 2
+    assert len({c.line for c in originates(call)}) == len(originates(call))  # new leg each time
+    moh = [c for c in call.commands if dict(c.headers).get("execute-app-arg") == MOH]
+    assert len(moh) == 1  # the caller stays on hold between attempts
+
+
+async def test_retries_exhausted_reports_the_last_outcome(pbx, autojump_clock):
+    await add_suporte(pbx, max_retries=1, retry_delay_seconds=3)
+    pbx.sim.endpoints[SUPORTE] = Busy()
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "busy"
+    assert reply.attempts == 2
+    assert len(originates(call)) == 2
+
+
+async def test_voicemail_answering_is_not_an_agent(pbx, autojump_clock):
+    await add_destination(pbx.db, pbx.domain_uuid, "Vendas", "ring_group", "9000",
+                          secretary_uuid=pbx.secretary_uuid, ring_timeout_seconds=30)
+    pbx.sim.endpoints["loopback/9000/pbx.example.com"] = Voicemail(after=8.0)
+    call = pbx.call(pbx.transfer_flow("vendas"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "no_answer"
+    assert call.bridged_to is None
+    leg = pbx.sim.legs("loopback/9000-a")[0]
+    await leg.wait_gone()
+
+
+async def test_outside_working_hours_says_when_it_opens(pbx, autojump_clock):
+    hours = {"timezone": "America/Sao_Paulo",
+             "schedule": {"mon": [["08:00", "12:00"], ["13:00", "18:00"]],
+                        "tue": [["08:00", "12:00"], ["13:00", "18:00"]],
+                        "wed": [["08:00", "12:00"], ["13:00", "18:00"]],
+                        "thu": [["08:00", "12:00"], ["13:00", "18:00"]],
+                        "fri": [["08:00", "12:00"], ["13:00", "18:00"]]}}
+    await add_suporte(pbx, working_hours=hours)
+    pbx.now = pbx.now.replace(hour=12, minute=30)  # lunch break
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "closed"
+    assert "13" in reply.message
+    assert reply.next_opening is not None and "T13:00:00" in reply.next_opening
+    assert originates(call) == []
+
+
+async def test_ambiguous_destination_returns_the_candidates(pbx, autojump_clock):
+    for name in ("Suporte técnico", "Suporte comercial"):
+        await add_destination(pbx.db, pbx.domain_uuid, name, "queue", "5001",
+                              secretary_uuid=pbx.secretary_uuid)
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "ambiguous"
+    assert set(reply.candidates) == {"Suporte técnico", "Suporte comercial"}
+    assert reply.message.endswith("?")
+    assert originates(call) == []
+
+
+async def test_hostile_destination_row_is_refused_not_sent(pbx, autojump_clock):
+    await add_destination(pbx.db, pbx.domain_uuid, "Suporte", "extension",
+                          "1001,sofia/gateway/evil/99", secretary_uuid=pbx.secretary_uuid)
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    reply = await wait_reply(pbx)
+    assert reply.status == "failed"
+    assert originates(call) == []
