@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fs_conf = sub.add_parser("fs-conf", help="print the FreeSWITCH config/dialplan snippets")
     fs_conf.add_argument("--out", metavar="DIR", help="write the files into DIR instead")
+    fs_conf.add_argument("--force", action="store_true", help="overwrite files in --out DIR")
     return parser
 
 

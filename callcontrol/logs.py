@@ -49,5 +49,9 @@ def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:
 
 
 def get_logger(name: str, **context: Any) -> Any:
-    """A bound structlog logger named ``name`` carrying ``context``."""
-    return structlog.get_logger(name).bind(**context)
+    """A structlog logger named ``name`` carrying ``context``.
+
+    It stays lazy (configuration is read when it logs), so a module-level logger follows a
+    later ``configure_logging`` or a test's ``structlog.testing.capture_logs``.
+    """
+    return structlog.get_logger(name, **context)
