@@ -84,6 +84,12 @@ class Settings:
     timezone: str = "America/Sao_Paulo"
     instance_id: str = "callcontrol"
     log_format: str = "auto"
+    model_silence_seconds: float = 2.0
+    caller_silence_seconds: float = 20.0
+    max_call_seconds: float = 1200.0
+    after_agent_hangup: str = "goodbye"
+    goodbye_prompt: str = "tone_stream://%(400,100,480,620)"
+    fallback_prompt: str = "tone_stream://%(300,200,440);loops=2"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -98,7 +104,10 @@ def _host_port(text: str) -> HostPort:
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"port must be a whole number, got {text!r}") from None
     if not 0 < value < 65536:
         raise ValueError("port must be between 1 and 65535")
     return value
@@ -125,7 +134,10 @@ def _bool(text: str) -> bool:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
     if value <= 0:
         raise ValueError("must be a positive whole number")
     return value
@@ -155,6 +167,16 @@ def _url(*schemes: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number of seconds, e.g. 2 or 2.5") from None
+    if not value > 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
 
 
 def _text(text: str) -> str:
@@ -200,6 +222,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CALLCONTROL_TIMEZONE": ("timezone", _timezone),
     "CALLCONTROL_INSTANCE_ID": ("instance_id", _text),
     "CALLCONTROL_LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
+    "CALLCONTROL_MODEL_SILENCE_SECONDS": ("model_silence_seconds", _positive_seconds),
+    "CALLCONTROL_CALLER_SILENCE_SECONDS": ("caller_silence_seconds", _positive_seconds),
+    "CALLCONTROL_MAX_CALL_SECONDS": ("max_call_seconds", _positive_seconds),
+    "TRANSFER_AFTER_AGENT_HANGUP": ("after_agent_hangup", _choice("goodbye", "ai")),
+    "CALLCONTROL_GOODBYE_PROMPT": ("goodbye_prompt", _text),
+    "CALLCONTROL_FALLBACK_PROMPT": ("fallback_prompt", _text),
 }
 
 ENVIRONMENT_VARIABLES = tuple(_FIELDS)

@@ -154,6 +154,44 @@ def build_app(settings: Settings, *, record_dir: Path | None = None) -> App:
     return app
 
 
+async def run_secretary_server(
+    app: App,
+    listen: HostPort,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Open the database and services, then serve calls with the AI secretary flow."""
+    from callcontrol.db import open_database  # noqa: PLC0415
+    from callcontrol.secretary import secretary_flow  # noqa: PLC0415
+    from callcontrol.services import open_services  # noqa: PLC0415
+
+    log = get_logger("callcontrol.server")
+    async with open_database(app.settings.database_url) as db, trio.open_nursery() as nursery:
+        pending = await _pending_migrations(db)
+        if pending:
+            log.warning("server.migrations_pending", versions=pending,
+                        fix="run `callcontrol migrate`")  # fmt: skip
+        async with open_services(app.settings, db, nursery) as services:
+            app.services = services
+            app.flow = secretary_flow
+            async with trio.open_nursery() as calls:
+                listeners = await calls.start(serve, app, listen)
+                task_status.started(listeners)
+            # serve() returns once shutting_down is set and the calls are drained
+        nursery.cancel_scope.cancel()
+
+
+async def _pending_migrations(db: Any) -> list[int]:
+    from callcontrol.db.migrations import load_migrations  # noqa: PLC0415
+
+    try:
+        rows = await db.fetch_all("SELECT version FROM callcontrol_schema_migrations")
+    except Exception:  # the table itself is missing: nothing applied yet
+        return [m.version for m in load_migrations()]
+    applied = {row["version"] for row in rows}
+    return [m.version for m in load_migrations() if m.version not in applied]
+
+
 def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_format)
@@ -167,7 +205,7 @@ def run_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, app)
-            await serve(app, listen)
+            await run_secretary_server(app, listen)
             nursery.cancel_scope.cancel()
 
     trio.run(main)

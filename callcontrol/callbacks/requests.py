@@ -1,0 +1,99 @@
+"""Writing what the caller gave: a callback request or a message.
+
+The row is committed before the AI is told "anotado". If the database is down, the request
+goes to a local spool file (JSON lines, fsync'd) and the error is logged; ``drain_spool``
+loads it into the database later. Either way the caller's words are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid as uuid_module
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from callcontrol.db.database import Database, DatabaseUnavailable
+from callcontrol.logs import get_logger
+
+_INSERT = """
+INSERT INTO callcontrol_callback_requests
+    (request_uuid, kind, call_uuid, domain_uuid, secretary_uuid, destination_uuid,
+     destination_name, caller_name, phone_number, preferred_time, reason, message)
+VALUES (%(request_uuid)s, %(kind)s, %(call_uuid)s, %(domain_uuid)s, %(secretary_uuid)s,
+        %(destination_uuid)s, %(destination_name)s, %(caller_name)s, %(phone_number)s,
+        %(preferred_time)s, %(reason)s, %(message)s)
+ON CONFLICT (request_uuid) DO NOTHING
+"""
+
+_log = get_logger("callcontrol.callbacks")
+
+
+@attrs.frozen
+class CallbackRequest:
+    kind: str  # callback | message
+    phone_number: str  # E.164, validated by the tool parser
+    caller_name: str | None = None
+    preferred_time: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    call_uuid: str | None = None
+    domain_uuid: str | None = None
+    secretary_uuid: str | None = None
+    destination_uuid: str | None = None
+    destination_name: str | None = None
+    request_uuid: str = attrs.field(factory=lambda: str(uuid_module.uuid4()))
+
+    def row(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Saved:
+    request_uuid: str
+    stored_in: str  # database | spool
+
+
+def default_spool() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "callcontrol" / "spool" / "callback_requests.jsonl"
+
+
+async def save_request(
+    db: Database, request: CallbackRequest, *, spool: Path | None = None
+) -> Saved:
+    try:
+        await db.execute(_INSERT, request.row())
+    except DatabaseUnavailable as exc:
+        target = spool or default_spool()
+        _log.error("callbacks.spooled", request_uuid=request.request_uuid, error=str(exc),
+                   spool=str(target))  # fmt: skip
+        await trio.to_thread.run_sync(_append, target, request.row())
+        return Saved(request.request_uuid, "spool")
+    _log.info("callbacks.saved", request_uuid=request.request_uuid, kind=request.kind)
+    return Saved(request.request_uuid, "database")
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+async def drain_spool(db: Database, spool: Path | None = None) -> int:
+    """Load spooled requests into the database (idempotent); returns how many were loaded."""
+    path = spool or default_spool()
+    if not path.exists():
+        return 0
+    lines = (await trio.to_thread.run_sync(path.read_text, "utf-8")).splitlines()
+    for line in lines:
+        if line.strip():
+            await db.execute(_INSERT, json.loads(line))
+    await trio.to_thread.run_sync(path.unlink)
+    _log.info("callbacks.spool_drained", count=len(lines))
+    return len(lines)
