@@ -48,6 +48,7 @@ class App:
     wrap_stream: StreamWrapper | None = None
     active: dict[int, CallSession] = attrs.field(factory=dict)
     shutting_down: trio.Event = attrs.field(factory=trio.Event)
+    shutdown_grace: float = SHUTDOWN_GRACE_SECONDS
     calls_handled: int = 0
 
     @classmethod
@@ -129,7 +130,7 @@ async def serve(
             await app.shutting_down.wait()
             acceptors.cancel_scope.cancel()
         log.info("server.draining", active=len(app.active))
-        with trio.move_on_after(SHUTDOWN_GRACE_SECONDS):
+        with trio.move_on_after(app.shutdown_grace):
             while app.active:
                 await next(iter(app.active.values())).finished.wait()
         for session in list(app.active.values()):
