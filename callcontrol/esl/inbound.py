@@ -66,7 +66,18 @@ class InboundClient:
         self._connected = trio.Event()
         self._event_send, self.event_stream = trio.open_memory_channel[Event](event_buffer)
         self.connections = 0
+        self.attempts = 0
+        self.auth_failures = 0
         self.dropped_events = 0
+        self._changed = trio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Wait for the next attempt, connection or drop (for monitors and tests)."""
+        await self._changed.wait()
 
     @property
     def connected(self) -> bool:
@@ -77,13 +88,16 @@ class InboundClient:
         task_status.started()
         attempt = 0
         while True:
+            self.attempts += 1
             try:
                 await self._serve_once()
                 attempt = 0
             except AuthenticationFailed:
+                self.auth_failures += 1
                 self.log.error("esl.inbound.auth_failed")
             except (OSError, ConnectionClosed, trio.TooSlowError, CommandError) as exc:
                 self.log.warning("esl.inbound.disconnected", error=repr(exc), attempt=attempt)
+            self._notify()
             delay = self.backoff.delay(attempt, self._rng)
             attempt += 1
             self.log.info("esl.inbound.reconnect_in", seconds=round(delay, 3))
@@ -93,28 +107,41 @@ class InboundClient:
         with trio.fail_after(self.connect_timeout):
             stream = await trio.open_tcp_stream(self.host, self.port)
         conn = EslConnection(stream, log=self.log)
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run)
             try:
-                with trio.fail_after(self.connect_timeout):
-                    await conn.wait_greeting()
-                    reply = await conn.send(commands.auth(self._password))
-                if not reply.ok:
-                    raise AuthenticationFailed(reply.reply_text)
-                await self._subscribe(conn)
-                self.connections += 1
-                self._conn = conn
-                self._connected.set()
-                self.log.info("esl.inbound.connected", connections=self.connections)
-                async with conn.subscribe() as events:
-                    async for event in events:
-                        self._forward(event)
+                await self._login_and_serve(conn)
+            except (AuthenticationFailed, ConnectionClosed, trio.TooSlowError, CommandError) as exc:
+                # kept and raised outside the nursery, which would wrap it in a group
+                failure = exc
             finally:
                 self._conn = None
                 self._connected = trio.Event()
+                # Shielded, and before cancelling: an await in a cancelled scope would raise
+                # Cancelled here and swallow the error that brought us here.
+                with trio.CancelScope(shield=True):
+                    await conn.aclose()
                 nursery.cancel_scope.cancel()
-                await conn.aclose()
+        if failure is not None:
+            raise failure
         raise ConnectionClosed(conn.close_reason or "connection ended")
+
+    async def _login_and_serve(self, conn: EslConnection) -> None:
+        with trio.fail_after(self.connect_timeout):
+            await conn.wait_greeting()
+            reply = await conn.send(commands.auth(self._password))
+        if not reply.ok:
+            raise AuthenticationFailed(reply.reply_text)
+        await self._subscribe(conn)
+        self.connections += 1
+        self._conn = conn
+        self._connected.set()
+        self._notify()
+        self.log.info("esl.inbound.connected", connections=self.connections)
+        async with conn.subscribe() as events:
+            async for event in events:
+                self._forward(event)
 
     async def _subscribe(self, conn: EslConnection) -> None:
         if self.events:
