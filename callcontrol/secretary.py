@@ -193,10 +193,21 @@ async def converse(
                                               call_uuid=ctx.call.uuid) as ai:  # fmt: skip
                 conversation = Conversation(ctx, services, media, ai, record)
                 return await conversation.run(note)
-    except MediaUnavailable as exc:
-        return ConversationEnd("media_lost", f"media_unavailable: {exc}")
-    except ProviderUnavailable as exc:
-        return ConversationEnd("ai_failed", f"provider_unavailable: {exc}")
+    except (MediaUnavailable, ProviderUnavailable, BaseExceptionGroup) as exc:
+        # The transport's nursery wraps what is raised inside it in an exception group.
+        cause = _only(exc, (MediaUnavailable, ProviderUnavailable))
+        if isinstance(cause, MediaUnavailable):
+            return ConversationEnd("media_lost", f"media_unavailable: {cause}")
+        return ConversationEnd("ai_failed", f"provider_unavailable: {cause}")
+
+
+def _only(exc: BaseException, kinds: tuple[type[Exception], ...]) -> Exception:
+    """The one expected error inside (possibly nested) groups; anything else is re-raised."""
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _only(exc.exceptions[0], kinds)
+    raise exc
 
 
 @asynccontextmanager

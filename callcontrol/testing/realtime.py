@@ -529,8 +529,15 @@ class _LiveDialect(_Dialect):
 
 
 class _Connection:
-    def __init__(self, ws: WebSocketConnection, rec: SessionRecord, dialect: _Dialect) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        rec: SessionRecord,
+        dialect: _Dialect,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.ws, self.rec, self.dialect = ws, rec, dialect
+        self.on_change = on_change
         self.counter = 0
         self._changed = trio.Event()
         self._last_call_id: str | None = None
@@ -550,6 +557,7 @@ class _Connection:
                 raw = await self.ws.get_message()
             except ConnectionClosed as exc:
                 self.rec.close_code = exc.reason.code if exc.reason else None
+                self.on_change()
                 return
             event = json.loads(raw)
             audio = self.dialect.audio_of(event)
@@ -562,6 +570,7 @@ class _Connection:
                 await self.send(reply)
             self._changed.set()
             self._changed = trio.Event()
+            self.on_change()
 
     async def wait_until(self, what: str, ready: Callable[[], bool], timeout: float) -> bool:
         with trio.move_on_after(timeout):
@@ -669,6 +678,18 @@ class ScriptedRealtime:
         self.sessions: list[SessionRecord] = []
         self.url = ""
         self._stack: AsyncExitStack | None = None
+        self._changed = trio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait (event-driven) until ``predicate()`` holds: e.g. a tool output arrived.
+        Raises ``trio.TooSlowError`` after ``timeout`` seconds."""
+        with trio.fail_after(timeout):
+            while not predicate():
+                await self._changed.wait()
 
     @property
     def last(self) -> SessionRecord:
@@ -711,7 +732,8 @@ class ScriptedRealtime:
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
         rec = SessionRecord(path=request.path, headers=headers)
         self.sessions.append(rec)
-        conn = _Connection(ws, rec, self.dialect)
+        self._notify()
+        conn = _Connection(ws, rec, self.dialect, self._notify)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.run, self.script)
             await conn.read()

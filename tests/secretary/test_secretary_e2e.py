@@ -1,0 +1,227 @@
+"""The AI secretary end to end: what the model is told, what FreeSWITCH is asked to do, what is
+written to the database — with the real client, server flow and handoff engine."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from callcontrol.testing.freeswitch import Answer, Busy
+from callcontrol.testing.realtime import (
+    AwaitClient,
+    AwaitToolOutput,
+    CallerSaid,
+    CallerSpeechStarted,
+    CallerSpeechStopped,
+    CallTool,
+    Close,
+    GoSilent,
+    Say,
+)
+from tests.secretary.conftest import ATENDIMENTO, SUPORTE, wait_for_command
+
+GREETING = [AwaitClient("response.create"), Say("Clínica Exemplo, bom dia!", ms=120)]
+
+
+def lines(call):
+    return [c.line for c in call.commands]
+
+
+async def test_the_model_is_told_who_calls_and_where_it_can_transfer(office):
+    async with office.model([*GREETING, GoSilent()], strict=False) as (server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(10):
+            await call.wait_for(lambda: call.answer_state == "answered")
+            await server.wait_for(lambda: bool(server.sessions and server.last.session_updates))
+        session = server.last.session
+        instructions = server.last.instructions
+        assert "Suporte" in instructions and "Atendimento" in instructions
+        assert "1001" not in instructions and "9000" not in instructions  # never the numbers
+        assert "Clínica Exemplo" in instructions
+        assert "português do Brasil" in instructions
+        assert "Maria Souza" in instructions
+        names = {tool["name"] for tool in session["tools"]}
+        assert names == {"request_handoff", "schedule_callback", "take_message", "end_call"}
+        # the SIP phone's PCMU goes to the model as it is: no resampling on the way
+        assert session["audio"]["input"]["format"]["type"] == "audio/pcmu"
+        assert server.last.headers["authorization"] == "Bearer sk-test-not-a-real-key"
+        await call.hangup()
+
+
+async def test_busy_transfer_comes_back_to_the_model_with_what_to_say(office):
+    office.sim.endpoints[SUPORTE] = Busy()
+    async with office.model(
+        [
+            *GREETING,
+            CallerSpeechStarted(),
+            CallerSpeechStopped(),
+            CallerSaid("quero falar com o suporte"),
+            Say("Um momento, vou transferir.", ms=100),
+            CallTool("request_handoff", {"destination": "suporte", "reason": "dúvida"}),
+            AwaitToolOutput(timeout=15),
+            Say("O ramal do Suporte está ocupado agora.", ms=100),
+            GoSilent(),
+        ]
+    ) as (server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(15):
+            await server.wait_for(lambda: bool(server.sessions and server.last.tool_outputs))
+        output = json.loads(next(iter(server.last.tool_outputs.values())))
+        assert output["status"] == "busy"
+        assert output["say"] == "O ramal do Suporte está ocupado agora."
+        assert output["can_offer_callback"] is True
+        sent = lines(call)
+        moh = [
+            i
+            for i, c in enumerate(call.commands)
+            if dict(c.headers).get("execute-app-arg") == "local_stream://moh"
+        ]
+        originate = next(i for i, line in enumerate(sent) if line.startswith("bgapi originate"))
+        assert moh and moh[0] < originate  # hold music before ringing
+        # unicast: music stopped by a re-park, then audio armed again after CHANNEL_PARK
+        transfer = sent.index(f"api uuid_transfer {call.uuid} park inline")
+        assert transfer > originate
+        unicasts = [
+            i
+            for i, c in enumerate(call.commands)
+            if dict(c.headers).get("call-command") == "unicast"
+        ]
+        assert len(unicasts) >= 2 and unicasts[-1] > transfer
+        await call.hangup()
+
+
+async def test_answered_transfer_bridges_and_the_model_leaves(office):
+    office.sim.endpoints[SUPORTE] = Answer(after=0.5)
+    async with office.model(
+        [
+            *GREETING,
+            CallTool("request_handoff", {"destination": "Suporte", "reason": "exame"}),
+            GoSilent(),
+        ],
+        strict=False,
+    ) as (server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(15):
+            await call.wait_for(lambda: call.bridged_to is not None)
+            await server.wait_for(lambda: server.last.close_code is not None)
+        agent = office.sim.leg(call.bridged_to)
+        assert agent.variables["origination_caller_id_number"] == "5511988887777"
+        # the agent hangs up first: the caller is parked again and told goodbye, then hung up
+        await agent.hangup()
+        goodbye = await wait_for_command(call, "tone_stream://%(400,100,480,620)")
+        assert goodbye is not None
+        with trio.fail_after(10):
+            await call.wait_gone()
+        rows = await office.db.fetch_all("SELECT outcome, handoff_status FROM callcontrol_calls")
+        assert rows == [{"outcome": "bridged", "handoff_status": "success"}]
+
+
+async def test_callback_request_is_saved_before_the_model_confirms_it(office):
+    async with office.model(
+        [
+            *GREETING,
+            CallTool(
+                "schedule_callback",
+                {
+                    "name": "Maria",
+                    "phone_number": "(11) 98888-7777",
+                    "preferred_time": "hoje à tarde",
+                    "reason": "exame",
+                },
+            ),
+            AwaitToolOutput(),
+            Say("Anotado!", ms=100),
+            CallTool("end_call", {"reason": "pronto"}),
+            AwaitToolOutput(),
+            Say("Tchau!", ms=100),
+            GoSilent(),
+        ]
+    ) as (server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(15):
+            await call.wait_gone()
+        rows = await office.db.fetch_all(
+            "SELECT kind, phone_number, caller_name, preferred_time, status, call_uuid::text"
+            " FROM callcontrol_callback_requests"
+        )
+        assert rows == [
+            {
+                "kind": "callback",
+                "phone_number": "+5511988887777",
+                "caller_name": "Maria",
+                "preferred_time": "hoje à tarde",
+                "status": "pending",
+                "call_uuid": call.uuid,
+            }
+        ]
+        output = json.loads(server.last.tool_outputs[next(iter(server.last.tool_outputs))])
+        assert output["ok"] is True and output["request_id"]
+        hangups = [c for c in call.commands if dict(c.headers).get("call-command") == "hangup"]
+        assert len(hangups) == 1
+
+
+async def test_a_nonsense_phone_number_is_asked_again_not_saved(office):
+    async with office.model(
+        [
+            *GREETING,
+            CallTool(
+                "take_message",
+                {"name": "João", "phone_number": "banana", "message": "ligar de volta"},
+            ),
+            AwaitToolOutput(),
+            GoSilent(),
+        ],
+        strict=False,
+    ) as (server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(10):
+            await server.wait_for(lambda: bool(server.sessions and server.last.tool_outputs))
+        output = json.loads(next(iter(server.last.tool_outputs.values())))
+        assert output["ok"] is False and output["error"] == "invalid_arguments"
+        assert await office.db.fetch_all("SELECT 1 FROM callcontrol_callback_requests") == []
+        await call.hangup()
+
+
+async def test_model_unreachable_falls_back_to_the_default_destination(office):
+    office.sim.endpoints[ATENDIMENTO] = Answer(after=0.2)
+    async with office.model([], reject_status=403) as (server, url):
+        call = office.call(office.services(url))
+        answered = await wait_for_command(call, "answer")
+        prompt = await wait_for_command(call, "tone_stream://%(300,200,440);loops=2")
+        assert prompt.at - answered.at < 2.0  # never dead air
+        with trio.fail_after(10):
+            await call.wait_for(lambda: call.bridged_to is not None)
+        assert office.metrics.value("voice_ai_failures_total", kind="provider_unavailable") == 1
+        await call.hangup()
+
+
+async def test_model_closing_mid_call_is_never_dead_air(office):
+    office.sim.endpoints[ATENDIMENTO] = Answer(after=0.2)
+    async with office.model([*GREETING, Close(1011, "internal error")], strict=False) as (
+        server,
+        url,
+    ):
+        call = office.call(office.services(url))
+        prompt = await wait_for_command(call, "tone_stream://%(300,200,440);loops=2")
+        assert prompt is not None
+        with trio.fail_after(10):
+            await call.wait_for(lambda: call.bridged_to is not None)
+        await call.hangup()
+
+
+async def test_silent_model_is_detected_within_two_seconds(office):
+    office.sim.endpoints[ATENDIMENTO] = Answer(after=0.2)
+    async with office.model([AwaitClient("response.create"), GoSilent()], strict=False) as (
+        server,
+        url,
+    ):
+        call = office.call(office.services(url))
+        with trio.fail_after(10):
+            await server.wait_for(lambda: bool(server.sessions and server.last.response_creates))
+        asked = trio.current_time()
+        prompt = await wait_for_command(call, "tone_stream://%(300,200,440);loops=2")
+        waited = trio.current_time() - asked
+        assert 1.5 < waited < 3.0
+        assert prompt is not None
+        await call.hangup()
