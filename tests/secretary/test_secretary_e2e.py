@@ -185,7 +185,7 @@ async def test_a_nonsense_phone_number_is_asked_again_not_saved(office):
 
 async def test_model_unreachable_falls_back_to_the_default_destination(office):
     office.sim.endpoints[ATENDIMENTO] = Answer(after=0.2)
-    async with office.model([], reject_status=403) as (server, url):
+    async with office.model([], reject_status=403) as (_server, url):
         call = office.call(office.services(url))
         answered = await wait_for_command(call, "answer")
         prompt = await wait_for_command(call, "tone_stream://%(300,200,440);loops=2")
@@ -199,7 +199,7 @@ async def test_model_unreachable_falls_back_to_the_default_destination(office):
 async def test_model_closing_mid_call_is_never_dead_air(office):
     office.sim.endpoints[ATENDIMENTO] = Answer(after=0.2)
     async with office.model([*GREETING, Close(1011, "internal error")], strict=False) as (
-        server,
+        _server,
         url,
     ):
         call = office.call(office.services(url))
