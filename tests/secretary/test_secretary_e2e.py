@@ -17,6 +17,7 @@ from callcontrol.testing.realtime import (
     CallTool,
     Close,
     GoSilent,
+    Hear,
     Say,
 )
 from tests.secretary.conftest import ATENDIMENTO, SUPORTE, wait_for_command
@@ -225,3 +226,57 @@ async def test_silent_model_is_detected_within_two_seconds(office):
         assert 1.5 < waited < 3.0
         assert prompt is not None
         await call.hangup()
+
+
+async def test_barge_in_stops_playback_and_truncates_at_what_was_heard(office):
+    async with office.model([
+        AwaitClient("response.create"),
+        Say("Uma resposta longa que o chamador interrompe.", ms=2000, chunk_ms=100),
+        Hear(ms=0),
+        CallerSpeechStarted(),
+        AwaitClient("conversation.item.truncate"),
+        GoSilent(),
+    ]) as (server, url):
+        call = office.call(office.services(url))
+        await server.wait_for(lambda: bool(server.sessions and server.last.truncates))
+        truncate = server.last.truncates[0]
+        played = truncate["audio_end_ms"]
+        # everything was sent at once, but only what was paced out was heard
+        assert 0 <= played < 2000
+        assert truncate["content_index"] == 0
+        await call.hangup()
+
+
+async def test_a_silent_caller_is_asked_then_said_goodbye_to(office):
+    async with office.model([
+        *GREETING,
+        AwaitClient("response.create"),  # "ainda está aí?"
+        Say("Você ainda está na linha?", ms=100),
+        AwaitClient("response.create"),  # goodbye
+        Say("Até logo!", ms=100),
+        GoSilent(),
+    ]) as (server, url):
+        services = office.services(url, caller_silence_seconds=0.5)
+        call = office.call(services)
+        with trio.fail_after(10):
+            await call.wait_gone()
+        asks = [r.get("instructions", "") for r in server.last.response_creates]
+        assert len(asks) == 3
+        assert "ainda está na linha" in asks[1]
+        assert "Despeça-se" in asks[2]
+        hangups = [c for c in call.commands if dict(c.headers).get("call-command") == "hangup"]
+        assert len(hangups) == 1
+
+
+async def test_the_longest_call_is_closed_politely(office):
+    async with office.model([
+        *GREETING,
+        AwaitClient("response.create"),
+        Say("Nosso tempo acabou, até logo!", ms=100),
+        GoSilent(),
+    ]) as (server, url):
+        services = office.services(url, max_call_seconds=0.5)
+        call = office.call(services)
+        with trio.fail_after(10):
+            await call.wait_gone()
+        assert "Despeça-se" in server.last.response_creates[-1]["instructions"]
