@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", metavar="HOST:PORT", help="override CALLCONTROL_ESL_LISTEN")
 
     demo = sub.add_parser("demo", help="a whole call against the simulated FreeSWITCH")
-    demo.add_argument("--scenario", default="all", help="which demo call to run (default: all)")
+    demo.add_argument("--scenario", default="all",
+                      help="busy, answered, ai-down, or several separated by commas (default: all)")
+    demo.add_argument("--verbose", action="store_true", help="also print the server's logs")
 
     sub.add_parser("migrate", help="apply the SQL migrations in sql/ (idempotent)")
 

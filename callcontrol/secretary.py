@@ -169,16 +169,20 @@ async def ai_failure_fallback(
         with trio.move_on_after(5):
             await prompt.completed()
         hold = BreakHold(ctx.call, services.settings.transfer_music_on_hold)
-        result = await direct_handoff(ctx, services.handoff, "", hold,
+
+        def note(reply: HandoffReply) -> None:
+            record.handoff = reply
+            if reply.success:
+                record.outcome = "bridged"
+
+        result = await direct_handoff(ctx, services.handoff, "", hold, on_reply=note,
                                       goodbye_prompt=services.settings.goodbye_prompt)  # fmt: skip
     except (CommandError, DatabaseUnavailable) as exc:
         ctx.log.error("call.fallback_failed", error=repr(exc))
         await goodbye_and_hang_up(ctx, services.settings.goodbye_prompt)
         return
-    if result.replies:
-        record.handoff = result.replies[-1]
-    record.outcome = {"agent_left": "bridged", "voicemail": "voicemail"}.get(result.final,
-                                                                            "ai_failed")
+    if result.final == "voicemail":
+        record.outcome = "voicemail"
 
 
 async def converse(

@@ -8,6 +8,7 @@ reached or dies, so the caller is never left in silence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -31,9 +32,11 @@ async def direct_handoff(
     hold: HoldMusic,
     *,
     goodbye_prompt: str | None,
+    on_reply: Callable[[HandoffReply], None] = lambda _reply: None,
 ) -> DirectResult:
     replies = [await service.transfer(ctx, said, hold=hold)]
     reply = replies[-1]
+    on_reply(reply)
     if not reply.success and reply.fallback in (
         FallbackAction.TRANSFER_DEFAULT.value,
         FallbackAction.OFFER_CALLBACK.value,
@@ -47,6 +50,7 @@ async def direct_handoff(
             ctx.log.info("handoff.fallback", action="transfer_default", destination=default.name)
             replies.append(await service.ring(ctx, who, default, ctx.log, hold=hold))
             reply = replies[-1]
+            on_reply(reply)
     if reply.success:
         await wait_while_bridged(ctx, reply.destination or "")
         await goodbye_and_hang_up(ctx, goodbye_prompt)
