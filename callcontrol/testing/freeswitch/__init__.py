@@ -31,6 +31,21 @@ Everything timed (ringing, playback, linger, the ~20 ms FreeSWITCH takes to act 
 command) sleeps on the trio clock, so tests run instantly on
 ``trio.testing.MockClock(autojump_threshold=0)``.
 
+Media (opt-in: ``open_freeswitch_sim(media_peers=True)``, or ``caller_audio=`` on one call;
+``_media``). Each channel then gets a ``ChannelMedia`` (``call.media``) with a
+``media_peers.UnicastPeer`` driven by the channel's own transitions: a ``sendmsg unicast``
+taken in a park arms it (real UDP: the caller's 20 ms frames go to remote-port from
+local-port, and what arrives at local-port is what the caller *heard*); a playback stops
+the stream and its end tears it down; a bridge, an unpark or the hangup tears it down; the
+next CHANNEL_PARK allows one new arm; one sent between ``uuid_transfer`` and CHANNEL_PARK is
+lost, a second one in the same park never streams — and none of this fires an event. The
+switch also loads mod_audio_stream (``media_peers.AudioStreamPeer``): ``uuid_audio_stream``
+answers like the module, its ``mod_audio_stream::*`` CUSTOM events carry the channel's data,
+``playback`` of its temp files lasts exactly their length and is recorded in
+``call.media.playbacks``, and ``stop`` blocks the api. The caller's voice is a
+``CallerAudio`` (silence, a tone, PCM or WAV, plus ``call.media.say(pcm)`` at any time).
+Real sockets pace on the trio clock: use media on the real clock, bounded by short timeouts.
+
 Usage::
 
     async with open_freeswitch_sim() as sim:
@@ -60,6 +75,13 @@ from callcontrol.testing.freeswitch._endpoints import (
 )
 from callcontrol.testing.freeswitch._events import SimEvent
 from callcontrol.testing.freeswitch._handles import SimCall, SimLeg
+from callcontrol.testing.freeswitch._media import (
+    CallerAudio,
+    CallerAudioLike,
+    ChannelMedia,
+    PlayedFile,
+    Utterance,
+)
 from callcontrol.testing.freeswitch._parser import ClientCommand, CommandParser
 from callcontrol.testing.freeswitch._sim import FreeSwitchSim, open_freeswitch_sim
 
@@ -67,7 +89,10 @@ __all__ = [
     "Answer",
     "Busy",
     "BusyAfterRinging",
+    "CallerAudio",
+    "CallerAudioLike",
     "Channel",
+    "ChannelMedia",
     "ClientCommand",
     "CommandParser",
     "Endpoints",
@@ -77,12 +102,14 @@ __all__ = [
     "Manual",
     "NoAnswer",
     "Outcome",
+    "PlayedFile",
     "Reject",
     "SimCall",
     "SimEvent",
     "SimLeg",
     "Unicast",
     "Unregistered",
+    "Utterance",
     "Voicemail",
     "open_freeswitch_sim",
 ]

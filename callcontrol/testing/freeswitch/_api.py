@@ -133,6 +133,18 @@ async def _uuid_broadcast(sim: FreeSwitchSim, args: str) -> str:
     return "+OK Message sent\n"
 
 
+async def _uuid_audio_stream(sim: FreeSwitchSim, args: str) -> str:
+    """mod_audio_stream's api, when the module is loaded (``media_peers=True``)."""
+    peer = sim.audio_stream
+    if peer is None:
+        return "-ERR uuid_audio_stream Command not found!\n"
+    uuid = args.split(" ", 1)[0]
+    if _channel(sim, uuid) is None:
+        return "-ERR Operation Failed\n"
+    # Empty output (e.g. mix "MONO") becomes "-ERR no reply" on the socket (media.md §2.4).
+    return await peer.api(args) or "-ERR no reply\n"
+
+
 async def _uuid_setvar(sim: FreeSwitchSim, args: str) -> str:
     uuid, _, rest = args.partition(" ")
     ch = _channel(sim, uuid)
@@ -235,6 +247,7 @@ _COMMANDS: dict[str, Handler] = {
     "uuid_break": _uuid_break,
     "uuid_broadcast": _uuid_broadcast,
     "uuid_setvar": _uuid_setvar,
+    "uuid_audio_stream": _uuid_audio_stream,
     "uuid_getvar": _uuid_getvar,
     "uuid_exists": _uuid_exists,
     "show": _show,

@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from callcontrol.testing.freeswitch._channel import Channel, Message, Unicast
+from callcontrol.testing.freeswitch._media import playback_plan
 
 if TYPE_CHECKING:
     from callcontrol.testing.freeswitch._sim import FreeSwitchSim
@@ -138,12 +139,16 @@ async def _sleep(sim: FreeSwitchSim, ch: Channel, arg: str) -> None:
 async def _playback(sim: FreeSwitchSim, ch: Channel, arg: str) -> None:
     app = ch.app
     assert app is not None
-    if arg in sim.media.missing:
+    seconds, played, missing = playback_plan(sim, arg)
+    if missing:
         app.response = "FILE NOT FOUND"
         return
     play = (("Playback-File-Path", arg),)
     sim.flow.fire("PLAYBACK_START", ch, play)
-    with trio.move_on_after(sim.media.duration(arg)):
+    if ch.media is not None and played is not None:
+        played.app = app.name
+        ch.media.playback_started(played)
+    with trio.move_on_after(seconds):
         await app.done.wait()
     if ch.app is app:
         sim.flow.fire("PLAYBACK_STOP", ch, (*play, ("Playback-Status", "done")))
@@ -165,15 +170,26 @@ _APPS = {
 
 
 def unicast(sim: FreeSwitchSim, ch: Channel, message: Message) -> None:
-    """Native unicast, by the measured rules: armed only in a park, with nothing playing."""
+    """Native unicast, by the measured rules: armed only in a park, with nothing playing,
+    once per park (media.md §1.4, §1.6)."""
     now = trio.current_time()
     ch.extra["unicast_request"] = dict(message.headers)
+    taken = False
     if ch.in_transit or ch.extra.get("wedged"):
+        # Consumed between parks: nothing is created.
         ch.set_unicast(Unicast.LOST, now)
     elif ch.playing is not None:
         # Accepted, but the ending playback will kill it and leak the old port.
         ch.set_unicast(Unicast.DEAD, now)
+        taken = True
     elif ch.parked and ch.bridged_to is None:
-        ch.set_unicast(Unicast.ARMED, now)
+        # A second unicast in one park binds, dies 20 ms later and takes the first with it.
+        ch.set_unicast(Unicast.DEAD if ch.unicast_park_used else Unicast.ARMED, now)
+        taken = True
     else:
+        # Bridged (or outside any park loop): bound, but nothing services it.
         ch.set_unicast(Unicast.DEAD, now)
+    if taken:
+        ch.unicast_park_used = True
+        if ch.media is not None:
+            ch.media.unicast_taken(dict(message.headers))

@@ -75,9 +75,12 @@ class CallFlow:
         app.response = response
         ch.variables["current_application_response"] = response
         self._complete(ch, app)
-        if app.is_playback and ch.unicast is Unicast.ARMED:
+        if app.is_playback:
             # An ending playback tears down native unicast for the rest of this park.
-            ch.set_unicast(Unicast.DEAD, trio.current_time())
+            if ch.unicast is Unicast.ARMED:
+                ch.set_unicast(Unicast.DEAD, trio.current_time())
+            if ch.media is not None:
+                ch.media.playback_ended(response)
         app.done.set()
 
     def finish_host(self, ch: Channel, response: str | None = None) -> None:
@@ -112,6 +115,10 @@ class CallFlow:
     def park(self, ch: Channel) -> None:
         ch.parked = True
         ch.in_transit = False
+        # A new park invocation: one new unicast allowed (the old one is gone).
+        ch.unicast_park_used = False
+        if ch.media is not None:
+            ch.media.parked()
         self.fire("CHANNEL_PARK", ch)
         ch.wakeup.set()
 
@@ -121,7 +128,15 @@ class CallFlow:
         if ch.parked:
             ch.parked = False
             self.fire("CHANNEL_UNPARK", ch)
+            self.stop_unicast(ch)
         self.finish_host(ch, response)
+
+    def stop_unicast(self, ch: Channel) -> None:
+        """The park loop that serviced native unicast is left (unpark, bridge, hangup)."""
+        if ch.unicast is Unicast.ARMED:
+            ch.set_unicast(Unicast.DEAD, trio.current_time())
+        if ch.media is not None:
+            ch.media.teardown()
 
     # -- hangup -------------------------------------------------------------------------
 
@@ -137,6 +152,10 @@ class CallFlow:
         ch.call_state = "HANGUP"
         ch.hungup_at = self.sim.now()
         self.fire("CHANNEL_HANGUP", ch)
+        if ch.media is not None:
+            ch.media.teardown()
+        if self.sim.audio_stream is not None and not self.sim.closing:
+            self.sim.audio_stream.on_hangup(ch.uuid)
         hook: Callable[[str], None] | None = ch.extra.pop("on_hangup", None)
         if hook is not None:
             hook(cause)
@@ -199,8 +218,7 @@ class CallFlow:
             leg.callee_id_number = seen["Caller-ID-Number"]
         for ch in (a, b):
             self.leave_park(ch)
-            if ch.unicast is Unicast.ARMED:
-                ch.set_unicast(Unicast.DEAD, trio.current_time())
+            self.stop_unicast(ch)
         for state in ("CS_HIBERNATE", "CS_RESET", "CS_SOFT_EXECUTE"):
             self.set_state(a, state)
         b.set_state("CS_SOFT_EXECUTE")
@@ -253,6 +271,7 @@ class CallFlow:
             ch.parked = False
             ch.extra["wedged"] = True
             self.fire("CHANNEL_UNPARK", ch)
+            self.stop_unicast(ch)
             return
         self.leave_park(ch)
         self.set_state(ch, "CS_PARK")

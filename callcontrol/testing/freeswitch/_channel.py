@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
+
+if TYPE_CHECKING:
+    from callcontrol.testing.freeswitch._media import ChannelMedia
 
 STATE_NUMBERS = {
     "CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
@@ -35,7 +38,7 @@ class Unicast(enum.Enum):
 
     NONE = "none"
     ARMED = "armed"  # audio flows both ways
-    DEAD = "dead"  # accepted but no audio (sent during a playback, or torn down)
+    DEAD = "dead"  # no audio: sent during a playback or a second time in one park, or torn down
     LOST = "lost"  # consumed while the channel was between parks (after uuid_transfer)
 
 
@@ -108,6 +111,7 @@ class Channel:
     parked: bool = False  # a park loop (socket app, park app or CS_PARK) is reading messages
     in_transit: bool = False  # between uuid_transfer and the next CHANNEL_PARK
     unicast: Unicast = Unicast.NONE
+    unicast_park_used: bool = False  # a unicast was taken in this park (one per park)
     unicast_log: list[tuple[float, Unicast]] = attrs.field(factory=list)
     queue: deque[Message] = attrs.field(factory=deque)
     wakeup: trio.Event = attrs.field(factory=trio.Event)
@@ -116,6 +120,7 @@ class Channel:
     last_app: str = ""
     last_arg: str = ""
     extra: dict[str, Any] = attrs.field(factory=dict)
+    media: ChannelMedia | None = None  # the media peers' side of this channel, when enabled
 
     @property
     def state_number(self) -> int:

@@ -15,6 +15,7 @@ from callcontrol.testing.freeswitch._parser import ClientCommand
 
 if TYPE_CHECKING:
     from callcontrol.testing.freeswitch._listener import Listener
+    from callcontrol.testing.freeswitch._media import ChannelMedia
     from callcontrol.testing.freeswitch._sim import FreeSwitchSim
 
 
@@ -66,6 +67,12 @@ class SimLeg:
     @property
     def variables(self) -> dict[str, str]:
         return self.channel.variables
+
+    @property
+    def media(self) -> ChannelMedia | None:
+        """The media peers' side of this leg (``media_peers=True`` or ``caller_audio=``):
+        unicast peer, caller's voice, what the caller heard."""
+        return self.channel.media
 
     @property
     def ringing(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid as uuid_mod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ from typing import Any
 import attrs
 import trio
 
+from callcontrol.media.codecs import AudioFormat
 from callcontrol.testing.freeswitch._api import run_api
 from callcontrol.testing.freeswitch._apps import Media, run_queue, unicast
 from callcontrol.testing.freeswitch._callflow import CallFlow
@@ -19,9 +22,16 @@ from callcontrol.testing.freeswitch._endpoints import Endpoints
 from callcontrol.testing.freeswitch._events import EventFactory, SimEvent
 from callcontrol.testing.freeswitch._handles import SimCall, SimLeg
 from callcontrol.testing.freeswitch._listener import DEFAULT_PASSWORD, Listener
+from callcontrol.testing.freeswitch._media import (
+    CallerAudio,
+    CallerAudioLike,
+    ChannelMedia,
+    as_caller_audio,
+)
 from callcontrol.testing.freeswitch._originate import originate
 from callcontrol.testing.freeswitch._outbound import caller_channel, run_socket_app
 from callcontrol.testing.freeswitch._parser import ClientCommand
+from callcontrol.testing.media_peers import AudioStreamPeer, FrameSource
 
 # 2026-11-25 17:07:23 UTC, the day of the recordings: fixed so event dates are reproducible.
 DEFAULT_EPOCH = 1795626443.0
@@ -45,12 +55,19 @@ class FreeSwitchSim:
     registrations: dict[str, dict[str, str]] = attrs.field(factory=dict)
     directory: set[str] = attrs.field(factory=set)
     epoch: float = DEFAULT_EPOCH
+    # Media peers (``_media``): every channel gets a unicast peer and mod_audio_stream is loaded.
+    media_peers: bool = False
+    caller_audio: CallerAudioLike = None  # every call's caller audio unless the call says
+    media_tmpdir: str | None = None  # mod_audio_stream's temp dir (a fresh one by default)
+    audio_stream: AudioStreamPeer | None = attrs.field(default=None, init=False)
     sessions_since_startup: int = 0
     peak_sessions: int = 0
     factory: EventFactory = attrs.field(init=False)
     flow: CallFlow = attrs.field(init=False)
     _t0: float = attrs.field(init=False)
     _changed: trio.Event = attrs.field(factory=trio.Event)
+    _own_tmpdir: bool = attrs.field(default=False, init=False)
+    closing: bool = attrs.field(default=False, init=False)  # the block is being left
 
     def __attrs_post_init__(self) -> None:
         self._t0 = trio.current_time()
@@ -76,11 +93,15 @@ class FreeSwitchSim:
     def add_channel(self, ch: Channel) -> None:
         self.channels[ch.uuid] = ch
         self.history.append(ch)
+        if self.media_peers:
+            ch.media = ChannelMedia(self, ch, as_caller_audio(self.caller_audio))
         self.peak_sessions = max(self.peak_sessions, len(self.channels))
         self._notify()
 
     def channel_gone(self, ch: Channel) -> None:
         self.channels.pop(ch.uuid, None)
+        if ch.media is not None:
+            ch.media.close()
         ch.gone.set()
         ch.wakeup.set()
         self._notify()
@@ -145,6 +166,38 @@ class FreeSwitchSim:
 
     async def api(self, line: str, owner: Channel | None = None) -> str:
         return await run_api(self, line)
+
+    # -- mod_audio_stream --------------------------------------------------------------------
+
+    async def start_media(self) -> None:
+        """Load mod_audio_stream (``media_peers=True``); ``open_freeswitch_sim`` calls it."""
+        if self.audio_stream is not None:
+            return
+        if self.media_tmpdir is None:
+            self.media_tmpdir = tempfile.mkdtemp(prefix="callcontrol-sim-")
+            self._own_tmpdir = True
+        peer = AudioStreamPeer(self._emit_custom, self.media_tmpdir, source=self._stream_source)
+        await self.nursery.start(peer.run)
+        self.audio_stream = peer
+
+    def _emit_custom(self, subclass: str, uuid: str, body: str) -> None:
+        """mod_audio_stream's ``responseHandler``: a CUSTOM event with the channel's data."""
+        ch = self.channels.get(uuid)
+        if ch is None or not ch.alive:
+            return
+        self.flow.fire("CUSTOM", ch, body=body.encode(), subclass=subclass)
+        if ch.media is not None:
+            ch.media.audio_stream_events.append((trio.current_time(), subclass, body))
+
+    def _stream_source(self, uuid: str, fmt: AudioFormat) -> FrameSource:
+        ch = self.channels.get(uuid)
+        if ch is not None and ch.media is not None:
+            return ch.media.voice.source(fmt)
+        return CallerAudio.silence().source(fmt)
+
+    def close_media(self) -> None:
+        if self._own_tmpdir and self.media_tmpdir is not None:
+            shutil.rmtree(self.media_tmpdir, ignore_errors=True)
 
     def bgapi(self, line: str, job_uuid: str, owner: Channel | None = None) -> None:
         command, _, args = line.strip().partition(" ")
@@ -242,14 +295,23 @@ class FreeSwitchSim:
         full: bool = True,
         uuid: str | None = None,
         profile: dict[str, str] | None = None,
+        caller_audio: CallerAudioLike = None,
     ) -> SimCall:
         """Dial a call over ``stream`` (any trio Stream: TCP, or a memory stream pair).
 
         ``profile`` overrides Channel fields of the caller's leg, e.g. ``{"name":
         "loopback/9000-b", "source": "mod_loopback"}`` to look like the lab's recordings.
+        ``caller_audio`` (a ``CallerAudio``, a tone's Hz, PCM16 8 kHz bytes or a WAV path) is
+        what the caller says; it gives this call a unicast peer even without ``media_peers``.
         """
         ch = caller_channel(self, caller_number, caller_name, destination_number,
                             variables or {}, codec=codec, rate=rate, uuid=uuid)
+        if caller_audio is not None:
+            if ch.media is None:
+                ch.media = ChannelMedia(self, ch, as_caller_audio(caller_audio))
+            else:
+                ch.media.voice = as_caller_audio(caller_audio)
+                ch.media.unicast.source = ch.media.voice.source(ch.media.line_format)
         for field, value in (profile or {}).items():
             setattr(ch, field, value)
         if profile and "name" in profile:
@@ -325,12 +387,22 @@ def _execute_message(cmd: ClientCommand) -> Message:
 async def open_freeswitch_sim(**options: Any) -> AsyncIterator[FreeSwitchSim]:
     """Run a simulated FreeSWITCH for the duration of the block.
 
-    Options are ``FreeSwitchSim`` fields (``latency``, ``domain``, ``endpoints``, ``media``…).
+    Options are ``FreeSwitchSim`` fields (``latency``, ``domain``, ``endpoints``, ``media``…);
+    ``media_peers=True`` adds the media peers (``_media``: unicast, mod_audio_stream).
     Leaving the block cancels everything still running (ringing legs, lingering sockets).
     """
-    async with trio.open_nursery() as nursery:
-        sim = FreeSwitchSim(nursery, **options)
-        try:
-            yield sim
-        finally:
-            nursery.cancel_scope.cancel()
+    sims: list[FreeSwitchSim] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            sim = FreeSwitchSim(nursery, **options)
+            sims.append(sim)
+            try:
+                if sim.media_peers:
+                    await sim.start_media()
+                yield sim
+            finally:
+                sim.closing = True
+                nursery.cancel_scope.cancel()
+    finally:
+        for sim in sims:
+            sim.close_media()
