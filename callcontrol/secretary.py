@@ -107,6 +107,12 @@ _AGENT_LEFT = {
 }
 
 
+def _offer(language: Language) -> str:
+    if language == "en":
+        return "Offer to take a message or to schedule a callback."
+    return "Ofereça anotar um recado ou agendar um retorno da ligação."
+
+
 @attrs.frozen
 class ConversationEnd:
     kind: str  # bridged | ended | ai_failed | media_lost
@@ -475,23 +481,44 @@ class Conversation:
         await self.media.rearm()
 
     async def _handoff(self, call_id: str, request: RequestHandoff) -> None:
+        reply = await self._ring_on_hold(request.destination, request.reason)
+        if reply.success:
+            return
+        output = reply.as_tool_output()
+        output["next"] = await self._plan_fallback(reply)
+        await self._reply(call_id, tool_output(**output))
+
+    async def _ring_on_hold(self, said: str, reason: str) -> HandoffReply:
+        """The caller on hold, away from the model, while ``said`` rings; back if it fails."""
         if self.settings.transfer_announce_enabled:
             with trio.move_on_after(ANNOUNCE_DRAIN_SECONDS):
                 await self.media.drained()  # let the model's "um momento" be heard first
         self.on_hold = True
         self._set_caller_deadline(math.inf)
         await self.media.suspend()
-        reply = await self.services.handoff.transfer(self.ctx, request.destination,
-                                                     request.reason, hold=self._hold())  # fmt: skip
+        reply = await self.services.handoff.transfer(self.ctx, said, reason, hold=self._hold())
         self.record.handoff = reply
         if reply.success:
             self.finish("bridged", "agent answered", reply)
-            return
+            return reply
         await self.media.resume()
         self.on_hold = False
-        output = reply.as_tool_output()
-        output["next"] = await self._plan_fallback(reply)
-        await self._reply(call_id, tool_output(**output))
+        return reply
+
+    async def _transfer_to_default(self, failed: HandoffReply) -> None:
+        """The ``transfer_default`` fallback, run by the server once the model has spoken."""
+        who = CallIdentity.of(self.ctx.call)
+        default = None
+        if who.domain_uuid is not None:
+            default = await self.services.directory.default(who.domain_uuid, who.secretary_uuid)
+        if default is None or str(default.uuid) == failed.destination_uuid:
+            self.log.info("handoff.fallback", action="transfer_default", result="no other default")
+            await self._say(_offer(_language(self.services)))
+            return
+        self.log.info("handoff.fallback", action="transfer_default", destination=default.name)
+        reply = await self._ring_on_hold(default.name, "fallback")
+        if not reply.success:
+            await self._say(f"{reply.message} {_offer(_language(self.services))}")
 
     async def _plan_fallback(self, reply: HandoffReply) -> str:
         """Arrange what runs once the model has said what happened; tell the model."""
@@ -512,7 +539,12 @@ class Conversation:
             self.after_response = self._hang_up
             return "say the sentence and a short goodbye; the call will end"
         if reply.fallback == FallbackAction.TRANSFER_DEFAULT.value:
-            return "say the sentence, then call request_handoff with destination 'atendimento'"
+
+            async def transfer_default() -> None:
+                await self._transfer_to_default(reply)
+
+            self.after_response = transfer_default
+            return "say the sentence; the call will then be transferred to the main line"
         return "say the sentence and offer to take a message or schedule a callback"
 
     async def _mailbox(self, reply: HandoffReply) -> str | None:

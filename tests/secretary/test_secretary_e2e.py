@@ -280,3 +280,60 @@ async def test_the_longest_call_is_closed_politely(office):
         with trio.fail_after(10):
             await call.wait_gone()
         assert "Despeça-se" in server.last.response_creates[-1]["instructions"]
+
+
+def _busy_script(after: list) -> list:
+    return [
+        *GREETING,
+        CallTool("request_handoff", {"destination": "suporte", "reason": "dúvida"}),
+        AwaitToolOutput(timeout=15),
+        Say("O ramal do Suporte está ocupado agora.", ms=100),
+        *after,
+    ]
+
+
+async def _set_fallback(office, action):
+    await office.db.execute(
+        "UPDATE v_voice_transfer_destinations SET fallback_action = %s WHERE name = 'Suporte'",
+        (action,),
+    )
+
+
+async def test_voicemail_fallback_sends_the_caller_to_the_extensions_mailbox(office):
+    await _set_fallback(office, "voicemail")
+    office.sim.endpoints[SUPORTE] = Busy()
+    async with office.model(_busy_script([GoSilent()])) as (server, url):
+        call = office.call(office.services(url))
+        transfer = await wait_for_command(call, f"api uuid_transfer {call.uuid} *991001 XML")
+        assert transfer.line.endswith("XML pbx.example.com")
+        output = json.loads(next(iter(server.last.tool_outputs.values())))
+        assert output["fallback"] == "voicemail" and "voicemail" in output["next"]
+        with trio.fail_after(10):
+            await call.wait_closed()  # the caller left our socket for the dialplan
+    rows = await office.db.fetch_all("SELECT outcome FROM callcontrol_calls")
+    assert rows == [{"outcome": "voicemail"}]
+
+
+async def test_hangup_fallback_ends_the_call_after_the_sentence(office):
+    await _set_fallback(office, "hangup")
+    office.sim.endpoints[SUPORTE] = Busy()
+    async with office.model(_busy_script([GoSilent()])) as (_server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(10):
+            await call.wait_gone()
+        hangups = [c for c in call.commands if dict(c.headers).get("call-command") == "hangup"]
+        assert len(hangups) == 1
+
+
+async def test_transfer_default_fallback_rings_the_default_destination(office):
+    await _set_fallback(office, "transfer_default")
+    office.sim.endpoints[SUPORTE] = Busy()
+    office.sim.endpoints[ATENDIMENTO] = Answer(after=0.2)
+    async with office.model(_busy_script([GoSilent()]), strict=False) as (_server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(15):
+            await call.wait_for(lambda: call.bridged_to is not None)
+        originates = [c.line for c in call.commands if c.line.startswith("bgapi originate")]
+        assert originates[0].endswith("user/1001@pbx.example.com &park()")
+        assert originates[1].endswith("loopback/9000/pbx.example.com &park()")
+        await call.hangup()
