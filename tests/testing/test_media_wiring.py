@@ -21,6 +21,7 @@ import trio_websocket
 
 from callcontrol.esl import Event, Frame, commands
 from callcontrol.testing.freeswitch import (
+    Answer,
     CallerAudio,
     ChannelMedia,
     FreeSwitchSim,
@@ -220,6 +221,37 @@ async def test_rearm_after_uuid_transfer_park_inline(sim: FreeSwitchSim) -> None
             assert {a for _, a in frames} == {("127.0.0.1", local)}
             assert media.streaming and len(media.arms) == 2
             assert goertzel_level(b"".join(d for d, _ in frames), 8000, 440) > 7000
+
+
+async def test_bridge_tears_unicast_down_and_park_after_bridge_rearms(
+        sim: FreeSwitchSim) -> None:
+    sim.endpoints["user/1001@pbx.example.com"] = Answer()
+    with trio.fail_after(LIMIT):
+        call, client = await dial(sim, caller_audio=440)
+        media = media_of(call)
+        await client.command(commands.api("originate",
+                                          "{origination_uuid=bbbb}user/1001@pbx.example.com",
+                                          "&park()"))
+        await client.command(commands.api("uuid_setvar", call.uuid, "park_after_bridge",
+                                          "true"))
+        with await udp_socket() as ours:
+            remote = ours.getsockname()[1]
+            await arm(client, await free_udp_port(), remote)
+            await receive(ours, 2)
+            reply = await client.command(commands.api("uuid_bridge", call.uuid, "bbbb"))
+            assert reply.body == b"+OK bbbb\n"
+            await next_event(client, "CHANNEL_BRIDGE")
+            assert not media.streaming
+            await drain_then_silent(ours)
+            # Sent while bridged: nothing services it.
+            await arm(client, await free_udp_port(), remote)
+            assert await drain_then_silent(ours) == 0
+            await sim.leg("bbbb").hangup()
+            await next_event(client, "CHANNEL_PARK")
+            local = await free_udp_port()
+            await arm(client, local, remote)
+            frames = await receive(ours, 3)
+            assert {a for _, a in frames} == {("127.0.0.1", local)} and media.streaming
 
 
 async def test_hangup_stops_unicast_and_frees_the_port(sim: FreeSwitchSim) -> None:
