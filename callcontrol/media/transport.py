@@ -145,12 +145,16 @@ def silence(fmt: AudioFormat, nbytes: int) -> bytes:
 
 
 class FrameQueue:
-    """Caller frames waiting for the model: bounded, dropping the oldest; one consumer."""
+    """Caller frames waiting for the model: bounded, dropping the oldest; one consumer.
+
+    ``put`` runs once per 20 ms frame per call, so the consumer waits in a ``ParkingLot``
+    (one reschedule per wakeup) rather than on a fresh ``trio.Event`` per frame.
+    """
 
     def __init__(self, max_frames: int) -> None:
         self._frames: deque[bytes] = deque()
         self._max = max_frames
-        self._wakeup = trio.Event()
+        self._lot = trio.lowlevel.ParkingLot()
         self.closed = False
         self.dropped = 0
 
@@ -161,14 +165,15 @@ class FrameQueue:
             self._frames.popleft()
             self.dropped += 1
         self._frames.append(frame)
-        self._wakeup.set()
+        if self._lot:
+            self._lot.unpark()
 
     def clear(self) -> None:
         self._frames.clear()
 
     def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        self._lot.unpark_all()
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -178,8 +183,7 @@ class FrameQueue:
         while not self._frames:
             if self.closed:
                 raise trio.EndOfChannel
-            self._wakeup = trio.Event()
-            await self._wakeup.wait()
+            await self._lot.park()
         return self._frames.popleft()
 
 
@@ -402,13 +406,23 @@ class TransportBase:
         self._last_rx = trio.current_time()
 
     async def _watchdog(self) -> None:
+        # While audio flows this sleeps until the loss deadline instead of polling every tick:
+        # about one wakeup per ``lost_after`` per call rather than four a second. While silence
+        # is expected it restarts the clock every tick, so a pause that ends leaves almost a
+        # whole ``lost_after`` before a loss is declared.
         tick = min(0.25, self.lost_after / 4)
+        wake_at = trio.current_time() + tick
         while not self._finished:
-            await trio.sleep(tick)
+            await trio.sleep_until(wake_at)
+            now = trio.current_time()
+            wake_at = now + tick
             if self._loss_watch_paused():
                 self._grace()
-            elif self.active and trio.current_time() - self._last_rx > self.lost_after:
-                self._lose(f"no caller audio for {self.lost_after:g} s")
+            elif self.active:
+                if now - self._last_rx > self.lost_after:
+                    self._lose(f"no caller audio for {self.lost_after:g} s")
+                else:
+                    wake_at = max(wake_at, self._last_rx + self.lost_after + tick / 4)
 
     def _loss_watch_paused(self) -> bool:
         """True while silence on the receive side is expected (transport-specific)."""
