@@ -31,10 +31,15 @@ FreeSWITCH 1.10.12 did (media.md §1, callflow.md §2) shapes everything here:
   byte order = little-endian) at the read rate: native bytes of e.g. Opus would be useless to us.
   We must send back exactly that format and frame size (16 kHz frames into an 8 kHz channel came
   out at a fraction of their level).
-* **Pacing.** FreeSWITCH writes each datagram to the caller as it arrives, so one sender task
-  releases one frame per 20 ms on an absolute trio-clock grid; when it falls behind by more than
-  half a frame it restarts the grid instead of bursting (never faster than real time). Nothing
-  is sent when nothing is queued: the switch plays silence by itself.
+* **Pacing.** FreeSWITCH writes each datagram to the caller as it arrives, so frames must leave
+  one per 20 ms. One process-wide ticker (``_Hub``) does it for every call: each call sending
+  has a 2 ms slot in the 20 ms period and gets one frame sent per period at its slot; the first
+  frame of a burst leaves within one slot. If the ticker falls behind by more than half a frame
+  it restarts the grid instead of bursting (never faster than real time). Nothing is sent when
+  nothing is queued: the switch plays silence by itself.
+* **Receiving.** One process-wide receive loop serves every call's socket from one selector,
+  with no per-datagram task switch; the caller's frames are converted there and queued for the
+  model (``FrameQueue``).
 * **Ports.** ``UnicastPorts`` hands out pairs (even port for FreeSWITCH, the next one for us)
   from ``CALLCONTROL_UNICAST_PORTS``, never the same pair to two arms, least recently used first,
   and each arm takes a fresh pair (the switch only frees its port at teardown). Datagrams are
@@ -43,8 +48,11 @@ FreeSWITCH 1.10.12 did (media.md §1, callflow.md §2) shapes everything here:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
+import selectors
+import socket
 from collections import deque
 from typing import Any
 
@@ -54,6 +62,7 @@ import trio
 from callcontrol.config import PortRange
 from callcontrol.esl import CommandError, ConnectionClosed, Event, commands
 from callcontrol.esl.outbound import OutboundCall
+from callcontrol.logs import get_logger
 from callcontrol.media.codecs import (
     PCM24K,
     PCMA,
@@ -76,6 +85,10 @@ from callcontrol.media.transport import (
 
 REPARK_SECONDS = 3.0
 _MAX_DATAGRAM = 4096
+# The pacing ticker divides the 20 ms frame period into slots; a call that starts sending waits
+# at most one slot for its first frame and then keeps its slot, so frames leave 20 ms apart.
+PACING_SLOTS = 10
+_SLOT_SECONDS = FRAME_SECONDS / PACING_SLOTS
 _LINE_RATES = range(8000, 48001, 50)
 
 
@@ -151,12 +164,129 @@ class _Leg:
     """One armed unicast: our socket, the switch's address, the park it belongs to."""
 
     pair: PortPair
-    sock: trio.socket.SocketType
+    sock: socket.socket
     fs_addr: tuple[str, int]
     park_generation: int
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     fs_busy: bool = False  # FreeSWITCH is playing something inside the park loop
     alive: bool = True
+
+
+class _Hub:
+    """The process's shared media loops for every unicast call (one per trio run).
+
+    Per-call tasks cost a task switch (and a trio I/O registration) per 20 ms frame, which at a
+    few hundred calls is most of a core. Instead:
+
+    * **One receive loop.** Every armed leg's socket sits in one level-triggered selector
+      (epoll on Linux); a single system task waits for the selector's own fd to become readable
+      and then reads one datagram from each ready socket, without any per-datagram await. A
+      socket with more queued stays ready and is served on the next pass.
+    * **One pacing ticker.** A single ``sleep_until`` loop fires every ``_SLOT_SECONDS`` and
+      sends the due frame of every call in that slot with plain non-blocking ``sendto``. A call
+      joins the next slot when it has something to send (so its first frame leaves within one
+      slot) and leaves its slot when it has nothing; while it sends it stays in the same slot,
+      so its frames are exactly 20 ms apart. When the ticker falls behind by more than half a
+      frame it shifts the whole grid instead of bursting (never faster than real time).
+
+    Both are system tasks: they outlive any one call and end with the run. They must never
+    raise (a system task's exception crashes the run), so a failure in one call's handling is
+    logged and costs only that call's datagram or frame.
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._slots: list[list[UnicastTransport]] = [[] for _ in range(PACING_SLOTS)]
+        self._slot = 0  # the slot the ticker fires next, at ``_next_tick``
+        self._next_tick = -math.inf
+        self._paced = 0
+        self._idle = trio.lowlevel.ParkingLot()
+        self._log = get_logger("callcontrol.media")
+        trio.lowlevel.spawn_system_task(self._receive_loop, name="unicast receive loop")
+        trio.lowlevel.spawn_system_task(self._ticker, name="unicast pacing ticker")
+
+    @classmethod
+    def current(cls) -> _Hub:
+        try:
+            return _HUB.get()
+        except LookupError:
+            hub = cls()
+            _HUB.set(hub)
+            return hub
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def register(self, leg: _Leg, owner: UnicastTransport) -> None:
+        self._selector.register(leg.sock, selectors.EVENT_READ, (leg, owner))
+
+    def unregister(self, leg: _Leg) -> None:
+        with contextlib.suppress(KeyError, ValueError):  # never registered, or already gone
+            self._selector.unregister(leg.sock)
+
+    async def _receive_loop(self) -> None:
+        selector = self._selector
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(selector.fileno())
+                now = trio.current_time()
+                for key, _mask in selector.select(0):
+                    leg, owner = key.data
+                    try:
+                        owner._receive(leg, now)
+                    except Exception:
+                        self._log.exception("unicast.receive_failed", call_uuid=owner.call.uuid)
+        finally:
+            selector.close()
+
+    # -- pacing ----------------------------------------------------------------------------
+
+    def pace(self, transport: UnicastTransport) -> None:
+        """Make sure ``transport`` is visited by the ticker (no-op when it already is)."""
+        if transport._pace_slot is not None:
+            return
+        now = trio.current_time()
+        if self._paced == 0 and self._next_tick < now:
+            self._next_tick = now  # the ticker was idle: start the grid now
+        slot = self._slot
+        last = transport._last_slot
+        if last is not None and now < transport._last_sent_at + FRAME_SECONDS:
+            slot = last  # it sent less than a frame ago: keep its phase, never closer
+        transport._pace_slot = slot
+        self._slots[slot].append(transport)
+        self._paced += 1
+        if self._paced == 1:
+            self._idle.unpark()
+
+    async def _ticker(self) -> None:
+        while True:
+            if self._paced == 0:
+                await self._idle.park()
+            now = trio.current_time()
+            if self._next_tick < now - FRAME_SECONDS / 2:
+                self._next_tick = now  # behind by more than half a frame: restart the grid
+            await trio.sleep_until(self._next_tick)
+            tick, slot = self._next_tick, self._slot
+            self._next_tick = tick + _SLOT_SECONDS
+            self._slot = (slot + 1) % PACING_SLOTS
+            due = self._slots[slot]
+            if not due:
+                continue
+            keep: list[UnicastTransport] = []
+            self._slots[slot] = keep
+            for transport in due:
+                try:
+                    sent = transport._pace(tick)
+                except Exception:
+                    self._log.exception("unicast.send_failed", call_uuid=transport.call.uuid)
+                    sent = False
+                if sent:
+                    keep.append(transport)
+                else:
+                    transport._pace_slot = None
+                    transport._last_slot = slot
+                    self._paced -= 1
+
+
+_HUB: trio.lowlevel.RunVar[_Hub] = trio.lowlevel.RunVar("callcontrol_unicast_hub")
 
 
 class UnicastTransport(TransportBase):
@@ -193,9 +323,11 @@ class UnicastTransport(TransportBase):
         self._leg: _Leg | None = None
         self._armed_generation = -1
         self._arm_lock = trio.Lock()
-        self._send_wakeup = trio.Event()
-        self._progress = trio.Event()
+        self._progress = trio.lowlevel.ParkingLot()  # drained() waiters, woken per frame sent
         self._last_sent_at = -math.inf
+        self._hub: _Hub | None = None
+        self._pace_slot: int | None = None  # the ticker slot this call sends in, while it sends
+        self._last_slot: int | None = None
         self.current_item: str | None = None
         self._played_frames = 0
         self.arms = 0
@@ -206,7 +338,7 @@ class UnicastTransport(TransportBase):
         if self._started:
             return
         self._started = True
-        self.nursery.start_soon(self._sender)
+        self._hub = _Hub.current()
         if not await self.rearm():
             raise MediaUnavailable("could not arm unicast (channel not in a usable park)")
 
@@ -245,8 +377,7 @@ class UnicastTransport(TransportBase):
     async def drained(self) -> None:
         while not self._finished:
             if self._queue or len(self._framer):
-                self._progress = trio.Event()
-                await self._progress.wait()
+                await self._progress.park()
                 continue
             heard_at = self._last_sent_at + FRAME_SECONDS
             if trio.current_time() >= heard_at:
@@ -320,12 +451,13 @@ class UnicastTransport(TransportBase):
         return not self._finished
 
     async def _arm(self) -> None:
-        pair, sock = await self._bind_fresh_pair()
+        pair, sock = self._bind_fresh_pair()
         self._drop_leg("replaced")
         leg = _Leg(pair, sock, (self.fs_ip, pair.fs_port), self.channel_state.park_generation)
         self._leg = leg
         self._armed_generation = leg.park_generation
-        await self.nursery.start(self._receiver, leg)
+        assert self._hub is not None
+        self._hub.register(leg, self)
         message = commands.unicast(
             self.fs_ip, pair.fs_port, pair.host, pair.our_port, native=self.native
         )
@@ -346,13 +478,16 @@ class UnicastTransport(TransportBase):
         self._touch_state()
         self._wake_sender()
 
-    async def _bind_fresh_pair(self) -> tuple[PortPair, trio.socket.SocketType]:
+    def _bind_fresh_pair(self) -> tuple[PortPair, socket.socket]:
+        # A plain non-blocking socket: the hub's selector waits for it, and binding a numeric
+        # address needs no resolver, so nothing here has to await.
         last_error: OSError | None = None
         for _ in range(3):
             pair = self.ports.acquire()
-            sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
             try:
-                await sock.bind((pair.host, pair.our_port))
+                sock.bind((pair.host, pair.our_port))
             except OSError as exc:  # taken by another process: try the next pair
                 sock.close()
                 self.ports.release(pair)
@@ -366,7 +501,8 @@ class UnicastTransport(TransportBase):
         if leg is None:
             return
         leg.alive = False
-        leg.scope.cancel()
+        if self._hub is not None:
+            self._hub.unregister(leg)  # before close: the selector must not keep a dead fd
         leg.sock.close()
         self.ports.release(leg.pair)
         self.log.info("unicast.down", reason=reason, fs_port=leg.pair.fs_port)
@@ -402,23 +538,25 @@ class UnicastTransport(TransportBase):
 
     # -- receiving -------------------------------------------------------------------------
 
-    async def _receiver(self, leg: _Leg, *, task_status: trio.TaskStatus[None]) -> None:
-        with leg.scope:
-            task_status.started()
-            while True:
-                try:
-                    data, addr = await self._recv(leg.sock)
-                except (trio.ClosedResourceError, OSError):
-                    return
-                if addr[:2] != leg.fs_addr or len(data) != self._frame_size:
-                    self.stats.bad_datagrams += 1
-                    continue
-                self._note_received()
-                if not self._suspended:
-                    self._deliver(self._in.convert(data))
+    def _receive(self, leg: _Leg, now: float) -> None:
+        """One datagram from ``leg``'s ready socket (called by the hub's receive loop)."""
+        try:
+            data, addr = self._read_datagram(leg.sock)
+        except OSError:  # BlockingIOError included: nothing there after all
+            return
+        if not leg.alive:
+            return
+        fs_ip, fs_port = leg.fs_addr
+        if addr[0] != fs_ip or addr[1] != fs_port or len(data) != self._frame_size:
+            self.stats.bad_datagrams += 1
+            return
+        self._last_rx = now
+        if not self._suspended:
+            self._deliver(self._in.convert(data))
 
-    async def _recv(self, sock: trio.socket.SocketType) -> tuple[bytes, Any]:
-        return await sock.recvfrom(_MAX_DATAGRAM)
+    def _read_datagram(self, sock: socket.socket) -> tuple[bytes, Any]:
+        """Hook for measurements (bench): read one datagram and its source address."""
+        return sock.recvfrom(_MAX_DATAGRAM)
 
     def _loss_watch_paused(self) -> bool:
         cs = self.channel_state
@@ -427,7 +565,8 @@ class UnicastTransport(TransportBase):
     # -- sending ---------------------------------------------------------------------------
 
     def _wake_sender(self) -> None:
-        self._send_wakeup.set()
+        if self._hub is not None and self._can_send():
+            self._hub.pace(self)
 
     def _can_send(self) -> bool:
         leg = self._leg
@@ -436,35 +575,27 @@ class UnicastTransport(TransportBase):
             and leg.alive
             and not leg.fs_busy
             and not self._suspended
+            and not self._finished
             and (bool(self._queue) or len(self._framer) > 0)
         )
 
-    async def _sender(self) -> None:
-        next_at: float | None = None
-        while not self._finished:
-            if not self._can_send():
-                next_at = None
-                self._send_wakeup = trio.Event()
-                await self._send_wakeup.wait()
-                continue
-            now = trio.current_time()
-            if next_at is None or next_at < now - FRAME_SECONDS / 2:
-                next_at = now
-            await trio.sleep_until(next_at)
-            leg = self._leg
-            if leg is None or not self._can_send():
-                continue
-            frame = self._next_frame()
-            if frame is None:
-                continue
-            try:
-                await leg.sock.sendto(frame, leg.fs_addr)
-            except (trio.ClosedResourceError, OSError):
-                continue
-            self._sent(trio.current_time() - next_at)
-            self._last_sent_at = next_at
-            next_at += FRAME_SECONDS
-            self._progress.set()
+    def _pace(self, slot_at: float) -> bool:
+        """The ticker's visit at this call's slot: send one frame; False when nothing went."""
+        leg = self._leg
+        if not self._can_send() or leg is None:
+            return False
+        frame = self._next_frame()
+        if frame is None:
+            return False
+        try:
+            leg.sock.sendto(frame, leg.fs_addr)
+        except OSError:  # a full socket buffer or a vanished route: this frame is lost
+            pass
+        else:
+            self._sent(trio.current_time() - slot_at)
+        self._last_sent_at = slot_at
+        self._progress.unpark_all()
+        return True
 
     def _next_frame(self) -> bytes | None:
         if self._queue:
@@ -504,4 +635,4 @@ class UnicastTransport(TransportBase):
         # The converter holds filter history of speech nobody will hear: start clean.
         self._out = converter(self.model_format, self.line_format)
         self._last_sent_at = min(self._last_sent_at, trio.current_time() - FRAME_SECONDS)
-        self._progress.set()
+        self._progress.unpark_all()
