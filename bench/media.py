@@ -18,6 +18,7 @@ Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5]
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import selectors
@@ -41,8 +42,9 @@ from callcontrol.esl import Event, serialize
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import configure_logging
+from callcontrol.media.codecs import model_format_for_line, ulaw_encode
 from callcontrol.media.transport import CALLER_BUFFER_MS, FRAME_MS
-from callcontrol.media.unicast import UnicastPorts, UnicastTransport
+from callcontrol.media.unicast import UnicastPorts, UnicastTransport, line_format_for
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 FRAME = 0.020
@@ -52,8 +54,8 @@ HOST = "127.0.0.1"
 # --- FreeSWITCH's side (separate process) ------------------------------------------------------
 
 
-def run_peers(base: int, n: int, seconds: float) -> None:
-    """n UDP endpoints bound at base+2k sending 320-byte frames to base+2k+1 every 20 ms."""
+def run_peers(base: int, n: int, seconds: float, codec: str) -> None:
+    """n UDP endpoints bound at base+2k sending 20 ms frames to base+2k+1 every 20 ms."""
     sel = selectors.DefaultSelector()
     socks = []
     for k in range(n):
@@ -65,6 +67,8 @@ def run_peers(base: int, n: int, seconds: float) -> None:
         socks.append(s)
     t = np.arange(160) / 8000
     frame = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    if codec == "PCMU":
+        frame = ulaw_encode(frame)  # flags: native on a PCMU leg: 160-byte G.711 frames
     print("ready", flush=True)
     start = time.monotonic()
     received = late = sent = 0
@@ -108,14 +112,14 @@ class MeasuredTransport(UnicastTransport):
         self.lateness: list[float] = []
         self.in_latency: list[float] = []
         self._stamp = 0
-        self._stamped: set[int] = set()
 
-    async def _recv(self, sock: trio.socket.SocketType) -> tuple[bytes, Any]:
-        if sock.fileno() not in self._stamped:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-            self._stamped.add(sock.fileno())
-        data, ancdata, _flags, addr = await sock.recvmsg(4096, 64)
+    def _bind_fresh_pair(self) -> tuple[Any, socket.socket]:
+        pair, sock = super()._bind_fresh_pair()
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        return pair, sock
+
+    def _read_datagram(self, sock: socket.socket) -> tuple[bytes, Any]:
+        data, ancdata, _flags, addr = sock.recvmsg(4096, 64)
         self._stamp = time.time_ns()
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -145,17 +149,21 @@ async def answer_ok(stream: trio.abc.Stream) -> None:
 
 
 async def one_call(k: int, ports: UnicastPorts, calls: list[MeasuredTransport],
-                   ready: trio.Event, n: int) -> None:
+                   ready: trio.Event, n: int, codec: str) -> None:
     ours, theirs = trio.testing.memory_stream_pair()
     conn = EslConnection(ours)
     uuid = f"bench-{k:05d}"
     pairs = [("Event-Name", "CHANNEL_DATA"), ("Unique-ID", uuid),
-             ("Channel-Read-Codec-Name", "L16"), ("Channel-Read-Codec-Rate", "8000")]
+             ("Channel-Read-Codec-Name", codec), ("Channel-Read-Codec-Rate", "8000")]
     call = OutboundCall(conn, Event.from_plain(serialize.event_plain_text(pairs)))
     async with trio.open_nursery() as nursery:
         await nursery.start(conn.run)
         nursery.start_soon(answer_ok, theirs)
-        media = MeasuredTransport(call, ports, lost_after=30.0)
+        # As the call session does: a G.711 line talks G.711 to the model (no conversion), an
+        # L16 line is resampled to and from the model's 24 kHz.
+        line, _native = line_format_for(call.channel)
+        media = MeasuredTransport(call, ports, model_format=model_format_for_line(line),
+                                  lost_after=30.0)
         async with media:
             await media.start()
             calls.append(media)
@@ -167,6 +175,24 @@ async def one_call(k: int, ports: UnicastPorts, calls: list[MeasuredTransport],
                 await media.play(frame, "echo")
 
 
+class GcPauses:
+    """Cyclic-GC pauses in the server process (they stall every call at once)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._t0)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -174,10 +200,10 @@ def rss_kib() -> int:
     return 0
 
 
-async def measure(n: int, seconds: float, base: int) -> dict[str, Any]:
+async def measure(n: int, seconds: float, base: int, codec: str) -> dict[str, Any]:
     # Started before the measured window; blocking here costs the loop nothing that is timed.
     peer = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, __file__, "--peer", str(base), str(n), str(seconds + 4)],
+        [sys.executable, __file__, "--peer", str(base), str(n), str(seconds + 4), codec],
         stdout=subprocess.PIPE, text=True,
     )
     assert peer.stdout is not None
@@ -188,7 +214,7 @@ async def measure(n: int, seconds: float, base: int) -> dict[str, Any]:
     rss0 = rss_kib()
     async with trio.open_nursery() as nursery:
         for k in range(n):
-            nursery.start_soon(one_call, k, ports, calls, ready, n)
+            nursery.start_soon(one_call, k, ports, calls, ready, n, codec)
         with trio.fail_after(30):
             await ready.wait()
         await trio.sleep(1.0)  # warm-up
@@ -197,9 +223,11 @@ async def measure(n: int, seconds: float, base: int) -> dict[str, Any]:
             c.lateness.clear()
             c.in_latency.clear()
             c.stats.caller_frames = 0
+        pauses = GcPauses()
         cpu0, wall0 = time.process_time(), time.monotonic()
         await trio.sleep(seconds)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        pauses.close()
         nursery.cancel_scope.cancel()
     out, _ = peer.communicate(timeout=30)
     lat_in = np.concatenate([np.asarray(c.in_latency) for c in calls])
@@ -215,38 +243,43 @@ async def measure(n: int, seconds: float, base: int) -> dict[str, Any]:
         "cpu": cpu / wall,
         "cpu_ms_per_call_s": cpu / wall / n * 1000,
         "rss_kib_per_call": (rss1 - rss0) / n,
+        "gc_max_ms": max(pauses.pauses, default=0.0) * 1000,
+        "gc_count": len(pauses.pauses),
         "peer": out.strip().splitlines()[-1] if out.strip() else "",
     }
 
 
-async def main_async(counts: list[int], seconds: float) -> None:
+async def main_async(counts: list[int], seconds: float, codec: str) -> None:
     print(f"{'calls':>6} {'in p50':>7} {'in p99':>7} {'out p50':>8} {'out p99':>8} "
-          f"{'frames':>7} {'cpu':>6} {'cpu/call':>9} {'RSS/call':>9}  ok")
+          f"{'frames':>7} {'cpu':>6} {'cpu/call':>9} {'RSS/call':>9} {'gc max':>8}  ok")
     best = 0
     for i, n in enumerate(counts):
-        r = await measure(n, seconds, 20000 + (i % 4) * 5000)
+        r = await measure(n, seconds, 20000 + (i % 4) * 5000, codec)
         ok = r["in_p99"] <= 5 and r["out_p99"] <= 5 and r["delivered"] >= 0.99
         best = n if ok else best
         print(f"{n:>6} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms {r['out_p50']:>7.2f}ms "
               f"{r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} {r['cpu']:>6.1%} "
-              f"{r['cpu_ms_per_call_s']:>6.2f}ms/s {r['rss_kib_per_call']:>6.0f}KiB  "
+              f"{r['cpu_ms_per_call_s']:>6.2f}ms/s {r['rss_kib_per_call']:>6.0f}KiB "
+              f"{r['gc_max_ms']:>6.2f}ms  "
               f"{'yes' if ok else 'NO'}   [{r['peer']}]", flush=True)
     print(f"largest passing load on one core: {best} calls")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--peer":
-        run_peers(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        run_peers(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", default="100,200,300,400,500,600")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--codec", choices=("L16", "PCMU"), default="L16",
+                        help="line codec: L16 8 kHz (resampled to 24 kHz) or PCMU (pass-through)")
     args = parser.parse_args()
     configure_logging("json", level=40)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
-    trio.run(main_async, [int(x) for x in args.calls.split(",")], args.seconds)
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} codec={args.codec}")
+    trio.run(main_async, [int(x) for x in args.calls.split(",")], args.seconds, args.codec)
 
 
 if __name__ == "__main__":
