@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import random
+import socket
 from collections.abc import Callable
 
 import numpy as np
@@ -17,8 +18,38 @@ from callcontrol.media.unicast import PortsExhausted, UnicastPorts, UnicastTrans
 from callcontrol.testing.media_peers import L16_8K, UnicastPeer, goertzel_level, tone
 from tests.media.fakeswitch import open_call
 
-# A port window per test process, so parallel runs on one host do not collide.
-_BASE = 42000 + (os.getpid() % 500) * 40
+_WINDOW = 40
+
+
+def _free_window() -> int:
+    """A window of UDP ports that is free now, below the kernel's ephemeral range.
+
+    A fixed pid-derived window (42000 + pid % 500 * 40) reached into other suites' ranges (the
+    secretary tests bind 46000-46999) and into the ephemeral range, so a concurrent run on the
+    same host could hold a port of ours. The transport skips a busy pair, but the simulated
+    switch (like the real one) silently fails to bind its side and then never streams: the
+    test waits for frames that never come. Probing every port of a random window first makes
+    that a start-up retry instead of a rare timeout.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - _WINDOW, 2)
+        probes: list[socket.socket] = []
+        try:
+            for port in range(base, base + _WINDOW):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return base
+    raise RuntimeError("no free UDP port window for the unicast tests")
+
+
+_BASE = _free_window()
 
 
 def ports(n_pairs: int = 8) -> UnicastPorts:
