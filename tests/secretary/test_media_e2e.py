@@ -22,7 +22,7 @@ async def media_office(office):
 
 
 def _energy(pcm: bytes) -> float:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(float)
     return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0

@@ -1,0 +1,147 @@
+"""Configuration: defaults, environment, TOML file, and one clear message per mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from callcontrol.cli import main
+from callcontrol.config import ENVIRONMENT_VARIABLES, ConfigError, HostPort, load_settings
+
+
+def test_defaults_are_the_documented_ones():
+    s = load_settings({})
+    assert s.database_url is None
+    assert s.esl_listen == HostPort("127.0.0.1", 8022)
+    assert str(s.esl_listen) == "127.0.0.1:8022"
+    assert s.media_transport == "unicast"
+    assert (s.unicast_ports.first, s.unicast_ports.last, len(s.unicast_ports)) == (
+        40000,
+        40999,
+        1000,
+    )
+    assert s.transfer_default_timeout == 30
+    assert s.transfer_music_on_hold == "local_stream://moh"
+    assert s.language == "pt-BR" and s.tz.key == "America/Sao_Paulo"
+    assert s.model_silence_seconds == 2.0
+
+
+def test_environment_values_are_parsed():
+    s = load_settings(
+        {
+            "CALLCONTROL_ESL_LISTEN": "0.0.0.0:9000",
+            "TRANSFER_ANNOUNCE_ENABLED": "no",
+            "CALLBACK_MAX_NOTIFICATIONS": "3",
+            "CALLCONTROL_MEDIA_TRANSPORT": "audio_stream",
+            "CALLCONTROL_MODEL_SILENCE_SECONDS": "2.5",
+            "DATABASE_URL": "postgresql://u@db/fusionpbx",
+            "CALLCONTROL_LANGUAGE": "en",
+        }
+    )
+    assert s.esl_listen == HostPort("0.0.0.0", 9000)
+    assert s.transfer_announce_enabled is False
+    assert s.callback_max_notifications == 3
+    assert s.media_transport == "audio_stream"
+    assert s.model_silence_seconds == 2.5
+    assert s.language == "en"
+
+
+def test_every_mistake_is_reported_at_once_without_secrets():
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            {
+                "CALLCONTROL_ESL_LISTEN": "nohostport",
+                "ESL_PORT": "abc",
+                "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:5000",
+                "TRANSFER_ANNOUNCE_ENABLED": "maybe",
+                "CALLCONTROL_TIMEZONE": "Mars/Olympus",
+                "REALTIME_URL": "http://not-a-websocket",
+                "CALLCONTROL_MEDIA_TRANSPORT": "carrier-pigeon",
+                "TRANSFER_DEFAULT_TIMEOUT": "-1",
+                "CALLCONTROL_MODEL_SILENCE_SECONDS": "soon",
+                "ESL_PASSWORD": "",
+                "OPENAI_API_KEY": "sk-secret-value\u0000",
+                "CALLCONTROL_MAX_CALL_SECONDS": "0",
+            }
+        )
+    problems = raised.value.problems
+    text = "\n".join(problems)
+    assert len(problems) == 10
+    assert "CALLCONTROL_ESL_LISTEN='nohostport': expected HOST:PORT" in text
+    assert "ESL_PORT='abc': port must be a whole number" in text
+    assert "HOST:FIRST-LAST" in text
+    assert "expected true or false" in text
+    assert "unknown time zone" in text
+    assert "must start with ws:// or wss://" in text
+    assert "must be one of unicast, audio_stream" in text
+    assert "TRANSFER_DEFAULT_TIMEOUT='-1': must be a positive whole number" in text
+    assert "must be a number of seconds" in text
+    assert "must be more than 0 seconds" in text
+    assert "sk-secret" not in str(raised.value)
+
+
+def test_toml_file_with_environment_overriding_it(tmp_path):
+    path = tmp_path / "callcontrol.toml"
+    path.write_text('esl_port = 8123\ntransfer_announce_enabled = false\nesl_host = "10.0.0.5"\n')
+    s = load_settings({"CALLCONTROL_CONFIG": str(path), "ESL_HOST": "127.0.0.9"})
+    assert s.esl_port == 8123
+    assert s.transfer_announce_enabled is False
+    assert s.esl_host == "127.0.0.9"
+
+
+def test_toml_mistakes_are_reported(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("esl_port = \n")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("colour = 'blue'\n")
+    for path, message in (
+        (bad, "is not valid TOML"),
+        (unknown, "unknown key 'colour'"),
+        (tmp_path / "missing.toml", "cannot read"),
+    ):
+        with pytest.raises(ConfigError) as raised:
+            load_settings({"CALLCONTROL_CONFIG": str(path)})
+        assert message in str(raised.value)
+
+
+def test_every_documented_variable_is_known():
+    for name in (
+        "DATABASE_URL",
+        "CALLCONTROL_ESL_LISTEN",
+        "CALLCONTROL_MEDIA_TRANSPORT",
+        "CALLCONTROL_MEDIA_LISTEN",
+        "CALLCONTROL_UNICAST_PORTS",
+        "CALLCONTROL_HTTP_LISTEN",
+        "ESL_HOST",
+        "ESL_PORT",
+        "ESL_PASSWORD",
+        "VOICE_AI_SERVICE_TOKEN",
+        "TRANSFER_DEFAULT_TIMEOUT",
+        "TRANSFER_ANNOUNCE_ENABLED",
+        "TRANSFER_MUSIC_ON_HOLD",
+        "OMNIPLAY_API_URL",
+        "CALLBACK_ENABLED",
+        "CALLBACK_EXPIRATION_HOURS",
+        "CALLBACK_MAX_NOTIFICATIONS",
+        "CALLBACK_MIN_INTERVAL_MINUTES",
+        "CALLBACK_CHECK_INTERVAL_MS",
+        "REALTIME_URL",
+        "REALTIME_MODEL",
+        "REALTIME_VOICE",
+        "OPENAI_API_KEY",
+        "WHATSAPP_API_URL",
+        "WHATSAPP_TOKEN",
+        "WHATSAPP_PHONE_NUMBER_ID",
+        "WHATSAPP_APP_SECRET",
+        "WHATSAPP_VERIFY_TOKEN",
+        "WHATSAPP_TEMPLATE_NAME",
+        "WHATSAPP_TEMPLATE_LANGUAGE",
+        "CALLCONTROL_LANGUAGE",
+        "CALLCONTROL_TIMEZONE",
+    ):
+        assert name in ENVIRONMENT_VARIABLES
+
+
+def test_cli_reports_configuration_mistakes_with_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("ESL_PORT", "eighty")
+    assert main(["serve"]) == 2
+    assert "ESL_PORT='eighty'" in capsys.readouterr().err
