@@ -175,11 +175,25 @@ async def run_secretary_server(
         async with open_services(app.settings, db, nursery) as services:
             app.services = services
             app.flow = secretary_flow
+            await nursery.start(_serve_api, app, services)
             async with trio.open_nursery() as calls:
                 listeners = await calls.start(serve, app, listen)
                 task_status.started(listeners)
             # serve() returns once shutting_down is set and the calls are drained
         nursery.cancel_scope.cancel()
+
+
+async def _serve_api(
+    app: App, services: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    from callcontrol.api.http import build_app as build_http_app  # noqa: PLC0415
+    from callcontrol.api.http import serve_http  # noqa: PLC0415
+
+    def health() -> dict[str, Any]:
+        return {"active_calls": len(app.active), "shutting_down": app.shutting_down.is_set()}
+
+    http = build_http_app(services.metrics, app.settings.service_token, health)
+    await serve_http(http, app.settings.http_listen, task_status=task_status)
 
 
 async def _pending_migrations(db: Any) -> list[int]:

@@ -1,0 +1,1 @@
+"""The HTTP API: health, metrics (more endpoints arrive with the callbacks work)."""

@@ -1,0 +1,82 @@
+"""HTTP endpoints (Starlette under hypercorn's trio worker).
+
+Every endpoint needs the service token (``VOICE_AI_SERVICE_TOKEN``), sent as
+``Authorization: Bearer <token>``, compared in constant time. With no token configured the API
+refuses every request: an open endpoint is never the default.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from callcontrol.config import HostPort
+from callcontrol.logs import get_logger
+from callcontrol.metrics import Metrics
+
+_log = get_logger("callcontrol.api")
+
+
+def token_ok(expected: str | None, header: str | None) -> bool:
+    if not expected or not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[len("Bearer ") :].encode(), expected.encode())
+
+
+def build_app(
+    metrics: Metrics, token: str | None, health: Callable[[], dict[str, Any]] | None = None
+) -> Starlette:
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok", **(health() if health else {})})
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app = Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_endpoint)])
+    app.add_middleware(RequireToken, token=token)
+    return app
+
+
+class RequireToken:
+    """ASGI middleware: 401 unless the request carries the service token."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        if not token_ok(self.token, request.headers.get("authorization")):
+            _log.warning("api.refused", path=request.url.path,
+                         client=request.client.host if request.client else None)  # fmt: skip
+            response = JSONResponse({"error": "unauthorized"}, status_code=401)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def serve_http(
+    app: Starlette,
+    listen: HostPort,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    config = Config()
+    config.bind = [f"{listen.host}:{listen.port}"]
+    config.accesslog = None
+    config.errorlog = None
+    _log.info("api.listening", address=str(listen))
+    await hypercorn_serve(app, config, task_status=task_status)  # type: ignore[arg-type]
