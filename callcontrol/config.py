@@ -90,6 +90,7 @@ class Settings:
     after_agent_hangup: str = "goodbye"
     goodbye_prompt: str = "tone_stream://%(400,100,480,620)"
     fallback_prompt: str = "tone_stream://%(300,200,440);loops=2"
+    whisper_tts: str | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -179,6 +180,14 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _engine_voice(text: str) -> str:
+    engine, bar, voice = text.partition("|")
+    ok = all(part and all(c.isalnum() or c in "_-." for c in part) for part in (engine, voice))
+    if not bar or not ok:
+        raise ValueError("expected ENGINE|VOICE of a FreeSWITCH TTS module, e.g. flite|kal")
+    return text
+
+
 def _text(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
@@ -228,6 +237,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TRANSFER_AFTER_AGENT_HANGUP": ("after_agent_hangup", _choice("goodbye", "ai")),
     "CALLCONTROL_GOODBYE_PROMPT": ("goodbye_prompt", _text),
     "CALLCONTROL_FALLBACK_PROMPT": ("fallback_prompt", _text),
+    "TRANSFER_WHISPER_TTS": ("whisper_tts", _engine_voice),
 }
 
 ENVIRONMENT_VARIABLES = tuple(_FIELDS)

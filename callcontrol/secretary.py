@@ -79,6 +79,7 @@ from callcontrol.handoff.direct import direct_handoff
 from callcontrol.handoff.fallback import goodbye_and_hang_up, to_voicemail, wait_while_bridged
 from callcontrol.handoff.hold import BreakHold, HoldMusic, ReparkHold
 from callcontrol.handoff.service import CallIdentity, HandoffReply
+from callcontrol.handoff.whisper import speak_whisper, whisper_text
 from callcontrol.media.audio_stream import AudioStreamTransport
 from callcontrol.media.codecs import model_format_for_line
 from callcontrol.media.transport import MediaTransport, MediaUnavailable
@@ -477,6 +478,13 @@ class Conversation:
             return ReparkHold(self.ctx.call, music, on_reparked=self._rearm)
         return BreakHold(self.ctx.call, music)
 
+    def _whisper(self, reason: str) -> Callable[[str], Awaitable[None]] | None:
+        if not self.settings.whisper_tts:
+            return None
+        who = CallIdentity.of(self.ctx.call)
+        text = whisper_text(who.caller_name, who.caller_number, reason, self.settings.language)
+        return speak_whisper(self.ctx, self.settings.whisper_tts, text)
+
     async def _rearm(self) -> None:
         await self.media.rearm()
 
@@ -496,7 +504,8 @@ class Conversation:
         self.on_hold = True
         self._set_caller_deadline(math.inf)
         await self.media.suspend()
-        reply = await self.services.handoff.transfer(self.ctx, said, reason, hold=self._hold())
+        reply = await self.services.handoff.transfer(self.ctx, said, reason, hold=self._hold(),
+                                                     whisper=self._whisper(reason))  # fmt: skip
         self.record.handoff = reply
         if reply.success:
             self.finish("bridged", "agent answered", reply)

@@ -337,3 +337,24 @@ async def test_transfer_default_fallback_rings_the_default_destination(office):
         assert originates[0].endswith("user/1001@pbx.example.com &park()")
         assert originates[1].endswith("loopback/9000/pbx.example.com &park()")
         await call.hangup()
+
+
+async def test_the_agent_hears_a_whisper_before_the_bridge(office):
+    office.sim.endpoints[SUPORTE] = Answer(after=0.3)
+    async with office.model([
+        *GREETING,
+        CallTool("request_handoff", {"destination": "Suporte", "reason": "resultado de exame"}),
+        GoSilent(),
+    ], strict=False) as (_server, url):
+        call = office.call(office.services(url, whisper_tts="flite|kal"))
+        with trio.fail_after(15):
+            await call.wait_for(lambda: call.bridged_to is not None)
+        sent = lines(call)
+        whisper = next(line for line in sent if line.startswith("api uuid_broadcast"))
+        agent = call.bridged_to
+        assert whisper == (
+            f"api uuid_broadcast {agent} speak::flite|kal|Ligação de Maria Souza, número "
+            "um um, nove oito oito oito oito, sete sete sete sete, sobre resultado de exame. aleg"
+        )
+        assert sent.index(whisper) < sent.index(f"api uuid_bridge {call.uuid} {agent}")
+        await call.hangup()
