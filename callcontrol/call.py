@@ -38,7 +38,26 @@ class CallContext:
     nursery: trio.Nursery
     caller_gone: trio.Event = attrs.field(factory=trio.Event)
     hangup_cause: str | None = None
+    # How often A was parked again after a bridge ended (the agent hung up first). Counted
+    # from the session's own watcher, so an agent who hangs up within milliseconds of the
+    # bridge is never missed by a flow that starts waiting a little later.
+    reparks_after_bridge: int = 0
+    _a_changed: trio.Event = attrs.field(factory=trio.Event)
     _cleanups: list[tuple[str, Cleanup]] = attrs.field(factory=list)
+
+    def _note_a_event(self, name: str, state: dict[str, bool]) -> None:
+        if name == "CHANNEL_UNBRIDGE":
+            state["unbridged"] = True
+        elif name == "CHANNEL_PARK" and state.get("unbridged"):
+            state["unbridged"] = False
+            self.reparks_after_bridge += 1
+            self._a_changed.set()
+            self._a_changed = trio.Event()
+
+    async def wait_repark_after_bridge(self, since: int) -> None:
+        """Return once A has been parked again after a bridge more than ``since`` times."""
+        while self.reparks_after_bridge <= since:
+            await self._a_changed.wait()
 
     def on_cleanup(self, name: str, func: Cleanup) -> Callable[[], None]:
         """Register a cleanup; returns a function that unregisters it (the job got done)."""
@@ -102,9 +121,11 @@ class CallSession:
 
     async def _watch_caller(self, ctx: CallContext, flow_scope: trio.CancelScope) -> None:
         conn = self.call.conn
+        state: dict[str, bool] = {}
         async with conn.subscribe(self.call.uuid) as events, trio.open_nursery() as inner:
             inner.start_soon(self._wait_socket_end, flow_scope, ctx, inner.cancel_scope)
             async for event in events:
+                ctx._note_a_event(event.name, state)
                 if _is_caller_hangup(event, self.call.uuid):
                     ctx.hangup_cause = event.get("Hangup-Cause")
                     self.log.info("call.caller_hangup", cause=ctx.hangup_cause)

@@ -119,6 +119,7 @@ class ConversationEnd:
     kind: str  # bridged | ended | ai_failed | media_lost
     reason: str = ""
     reply: HandoffReply | None = None
+    reparks_before: int = 0  # ctx.reparks_after_bridge before the handoff that bridged
 
 
 async def secretary_flow(ctx: CallContext) -> None:
@@ -141,7 +142,8 @@ async def secretary_flow(ctx: CallContext) -> None:
         ctx.log.info("call.conversation_end", kind=end.kind, reason=end.reason)
         if end.kind == "bridged":
             record.outcome = "bridged"
-            await wait_while_bridged(ctx, (end.reply.destination or "") if end.reply else "")
+            await wait_while_bridged(ctx, (end.reply.destination or "") if end.reply else "",
+                                     end.reparks_before)  # fmt: skip
             if services.settings.after_agent_hangup == "ai":
                 note = _AGENT_LEFT[_language(services)]
                 continue
@@ -336,9 +338,11 @@ class Conversation:
                 await self.ai.close()
         return self.end
 
-    def finish(self, kind: str, reason: str = "", reply: HandoffReply | None = None) -> None:
+    def finish(
+        self, kind: str, reason: str = "", reply: HandoffReply | None = None, reparks: int = 0
+    ) -> None:
         if self.end is None:
-            self.end = ConversationEnd(kind, reason, reply)
+            self.end = ConversationEnd(kind, reason, reply, reparks)
             self._ended.set()
 
     def _set_model_deadline(self, when: float) -> None:
@@ -504,11 +508,12 @@ class Conversation:
         self.on_hold = True
         self._set_caller_deadline(math.inf)
         await self.media.suspend()
+        reparks = self.ctx.reparks_after_bridge
         reply = await self.services.handoff.transfer(self.ctx, said, reason, hold=self._hold(),
                                                      whisper=self._whisper(reason))  # fmt: skip
         self.record.handoff = reply
         if reply.success:
-            self.finish("bridged", "agent answered", reply)
+            self.finish("bridged", "agent answered", reply, reparks)
             return reply
         await self.media.resume()
         self.on_hold = False

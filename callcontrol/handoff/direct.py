@@ -34,6 +34,7 @@ async def direct_handoff(
     goodbye_prompt: str | None,
     on_reply: Callable[[HandoffReply], None] = lambda _reply: None,
 ) -> DirectResult:
+    reparks = ctx.reparks_after_bridge
     replies = [await service.transfer(ctx, said, hold=hold)]
     reply = replies[-1]
     on_reply(reply)
@@ -52,7 +53,7 @@ async def direct_handoff(
             reply = replies[-1]
             on_reply(reply)
     if reply.success:
-        await wait_while_bridged(ctx, reply.destination or "")
+        await wait_while_bridged(ctx, reply.destination or "", reparks)
         await goodbye_and_hang_up(ctx, goodbye_prompt)
         return DirectResult(tuple(replies), "agent_left")
     if reply.fallback == FallbackAction.VOICEMAIL.value:

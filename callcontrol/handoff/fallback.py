@@ -28,17 +28,13 @@ class UnsafeTransferTarget(ValueError):
     """A voicemail box or context that could change the meaning of the command."""
 
 
-async def wait_while_bridged(ctx: Any, agent_leg: str) -> None:
-    """Return when the agent hung up first and A is parked again (the caller still here)."""
-    call = ctx.call
-    unbridged = False
-    async with call.conn.subscribe(call.uuid) as events:
-        async for event in events:
-            if event.name == "CHANNEL_UNBRIDGE":
-                unbridged = True
-            elif event.name == "CHANNEL_PARK" and unbridged:
-                ctx.log.info("handoff.agent_left_first", agent_leg=agent_leg)
-                return
+async def wait_while_bridged(ctx: Any, agent_leg: str, since: int) -> None:
+    """Return when the agent hung up first and A is parked again (the caller still here).
+
+    ``since`` is ``ctx.reparks_after_bridge`` read before the handoff started.
+    """
+    await ctx.wait_repark_after_bridge(since)
+    ctx.log.info("handoff.agent_left_first", agent_leg=agent_leg)
 
 
 async def goodbye_and_hang_up(ctx: Any, prompt: str | None) -> None:

@@ -358,3 +358,24 @@ async def test_the_agent_hears_a_whisper_before_the_bridge(office):
         )
         assert sent.index(whisper) < sent.index(f"api uuid_bridge {call.uuid} {agent}")
         await call.hangup()
+
+
+async def test_agent_hanging_up_first_can_hand_the_caller_back_to_the_ai(office):
+    office.sim.endpoints[SUPORTE] = Answer(after=0.3)
+    async with office.model([
+        *GREETING,
+        CallTool("request_handoff", {"destination": "Suporte", "reason": "dúvida"}),
+        GoSilent(),
+    ], strict=False) as (server, url):
+        call = office.call(office.services(url, after_agent_hangup="ai"))
+        with trio.fail_after(15):
+            await call.wait_for(lambda: call.bridged_to is not None)
+        await office.sim.leg(call.bridged_to).hangup()
+        # a second model session starts, told that the agent left
+        await server.wait_for(lambda: len(server.sessions) == 2 and bool(
+            server.sessions[1].response_creates))
+        assert "atendente desligou" in server.sessions[1].response_creates[0]["instructions"]
+        # audio is armed again in the new park (park_after_bridge), then the caller leaves
+        unicasts = [c for c in call.commands if dict(c.headers).get("call-command") == "unicast"]
+        assert len(unicasts) >= 2
+        await call.hangup()
