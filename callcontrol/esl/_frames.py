@@ -8,12 +8,13 @@ than the routing of the frame itself.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
 from callcontrol.esl._errors import ProtocolError
-from callcontrol.esl._headers import Headers, find_raw, parse_header_lines
+from callcontrol.esl._headers import Headers, find_raw
 from callcontrol.esl._urlcode import url_decode
 
 AUTH_REQUEST = "auth/request"
@@ -32,13 +33,35 @@ EVENT_TYPES = frozenset({EVENT_PLAIN, EVENT_JSON, EVENT_XML})
 class Frame:
     """One message from FreeSWITCH: its outer header block and its body (maybe empty)."""
 
-    __slots__ = ("_event", "body", "content_type", "headers")
+    __slots__ = ("_block", "_event", "_headers", "body", "content_type")
 
     def __init__(self, headers: Headers, body: bytes, content_type: str) -> None:
-        self.headers = headers
+        self._headers: Headers | None = headers
+        self._block = b""
         self.body = body
         self.content_type = content_type
         self._event: Event | None = None
+
+    @classmethod
+    def of_envelope(cls, block: bytes, body: bytes, content_type: str) -> Frame:
+        """A frame whose header block the reader has checked but not split.
+
+        The headers of an event's envelope (``Content-Length``, ``Content-Type``) are
+        almost never read, so even their ``Headers`` object is made on first access.
+        """
+        frame = cls.__new__(cls)
+        frame._headers = None
+        frame._block = block
+        frame.body = body
+        frame.content_type = content_type
+        frame._event = None
+        return frame
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self._block)
+        return self._headers
 
     @property
     def reply_text(self) -> str:
@@ -59,42 +82,39 @@ class Frame:
     def event(self) -> Event:
         """The event this frame carries (the channel data, for an outbound ``connect`` reply)."""
         if self._event is None:
-            self._event = _event_of(self)
+            ct = self.content_type
+            if ct == EVENT_PLAIN:
+                self._event = Event.from_plain(self.body)
+            elif ct == EVENT_JSON:
+                self._event = Event.from_json(self.body)
+            elif ct == EVENT_XML:
+                self._event = Event.from_xml(self.body)
+            elif self.has_event():
+                self._event = Event(self.headers, None)
+            else:
+                raise ProtocolError(f"a {ct} frame carries no event")
         return self._event
 
     def has_event(self) -> bool:
-        return self.is_event or (
-            self.content_type == COMMAND_REPLY and "Event-Name" in self.headers
+        content_type = self.content_type
+        return content_type in EVENT_TYPES or (
+            content_type == COMMAND_REPLY and "Event-Name" in self.headers
         )
 
     def __repr__(self) -> str:
         return f"<Frame {self.content_type} {len(self.body)}B>"
 
 
-def _event_of(frame: Frame) -> Event:
-    ct = frame.content_type
-    if ct == EVENT_PLAIN:
-        return Event.from_plain(frame.body)
-    if ct == EVENT_JSON:
-        return Event.from_json(frame.body)
-    if ct == EVENT_XML:
-        return Event.from_xml(frame.body)
-    if frame.has_event():
-        return Event(frame.headers, None)
-    raise ProtocolError(f"a {ct} frame carries no event")
-
-
-_EVENT_NAME = b"Event-Name: "
-_UNIQUE_ID = b"Unique-ID: "
-_JOB_UUID = b"Job-UUID: "
-_APP_UUID = b"Application-UUID: "
+# sre finds this two-byte literal about twice as fast as bytes.find does (CPython 3.11).
+_BLANK_LINE = re.compile(b"\n\n")
 
 
 class Event:
     """A FreeSWITCH event: headers (decoded on read) and an optional inner body.
 
     ``name``, ``unique_id``, ``job_uuid`` and ``application_uuid`` are the routing keys; on a
-    plain event they are found in the raw bytes without parsing the other ~100 headers.
+    plain event each is found in the raw bytes, when asked for, without parsing the other
+    ~100 headers.
     """
 
     __slots__ = ("_head", "_headers", "body")
@@ -106,10 +126,11 @@ class Event:
 
     @classmethod
     def from_plain(cls, data: bytes) -> Event:
-        end = data.find(b"\n\n")
-        if end < 0:
+        blank = _BLANK_LINE.search(data)
+        if blank is None:
             head, rest = data.rstrip(b"\n"), b""
         else:
+            end = blank.start()
             head, rest = data[:end], data[end + 2 :]
         body: bytes | None = None
         length = find_raw(head, b"Content-Length: ")
@@ -154,27 +175,44 @@ class Event:
             self._headers = Headers(self._head)
         return self._headers
 
-    def _fast(self, key: bytes, name: str) -> str | None:
-        if self._headers is None:
-            raw = find_raw(self._head, key)
-            return None if raw is None else url_decode(raw.decode("utf-8", "surrogateescape"))
-        return self._headers.get(name)
+    def _routing(self, key: bytes, line_key: bytes, name: str) -> str | None:
+        """``self.get(name)``; on a plain event, found in the raw head without parsing it.
+
+        ``key`` is ``b"Name: "`` and ``line_key`` ``b"\\nName: "``, as in ``find_raw``,
+        whose lookup this repeats inline: it runs four times for every event routed.
+        """
+        if self._headers is not None:
+            return self._headers.get(name)
+        head = self._head
+        if head.startswith(key):
+            start = len(key)
+        else:
+            start = head.find(line_key)
+            if start < 0:
+                return None
+            start += len(line_key)
+        end = head.find(b"\n", start)
+        raw = head[start:] if end < 0 else head[start:end]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        value = raw.decode("utf-8", "surrogateescape")
+        return url_decode(value) if "%" in value else value
 
     @property
     def name(self) -> str:
-        return self._fast(_EVENT_NAME, "Event-Name") or ""
+        return self._routing(b"Event-Name: ", b"\nEvent-Name: ", "Event-Name") or ""
 
     @property
     def unique_id(self) -> str | None:
-        return self._fast(_UNIQUE_ID, "Unique-ID")
+        return self._routing(b"Unique-ID: ", b"\nUnique-ID: ", "Unique-ID")
 
     @property
     def job_uuid(self) -> str | None:
-        return self._fast(_JOB_UUID, "Job-UUID")
+        return self._routing(b"Job-UUID: ", b"\nJob-UUID: ", "Job-UUID")
 
     @property
     def application_uuid(self) -> str | None:
-        return self._fast(_APP_UUID, "Application-UUID")
+        return self._routing(b"Application-UUID: ", b"\nApplication-UUID: ", "Application-UUID")
 
     @property
     def subclass(self) -> str | None:
@@ -208,6 +246,6 @@ def _body_bytes(body: object) -> bytes | None:
 
 
 def parse_outer_headers(block: bytes) -> tuple[Headers, Mapping[str, str]]:
-    """Eagerly parse a small outer block: it is two or three lines for every event."""
-    pairs = parse_header_lines(block)
-    return Headers.from_pairs(pairs, decoded=False), dict(pairs)
+    """Parse an outer block now (a malformed one fails at read time); the last value wins."""
+    headers = Headers.parsed(block)
+    return headers, dict(headers.raw_items())

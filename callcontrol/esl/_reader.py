@@ -8,10 +8,22 @@ whole block is collected before anything branches on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from callcontrol.esl._errors import ProtocolError
-from callcontrol.esl._frames import Frame, parse_outer_headers
+from callcontrol.esl._frames import (
+    API_RESPONSE,
+    AUTH_REQUEST,
+    COMMAND_REPLY,
+    DISCONNECT_NOTICE,
+    EVENT_JSON,
+    EVENT_PLAIN,
+    EVENT_XML,
+    LOG_DATA,
+    RUDE_REJECTION,
+    Frame,
+    parse_outer_headers,
+)
 from callcontrol.esl._headers import Headers
 
 # FreeSWITCH refuses client bodies over 16 MiB; nothing it sends us is larger either.
@@ -34,8 +46,8 @@ class FrameReader:
         self._buf = bytearray()
         self._pos = 0
         self._start = 0
-        # (headers, content-type, body length) of a frame whose body is still arriving
-        self._pending: tuple[Headers, str, int] | None = None
+        # (headers or envelope block, content-type, body length) of the frame being read
+        self._pending: tuple[Headers | bytes, str, int] | None = None
         self.broken = False
         # With keep_raw, the exact bytes of the last frame returned (for trace recording).
         self._keep_raw = keep_raw
@@ -62,49 +74,121 @@ class FrameReader:
             raise
 
     def __iter__(self) -> Iterator[Frame]:
-        while (frame := self.next_frame()) is not None:
-            yield frame
+        # next_frame() inlined: this loop is the hot path of every connection.
+        try:
+            while (frame := self._next()) is not None:
+                yield frame
+        except ProtocolError:
+            self.broken = True
+            raise
 
     def _next(self) -> Frame | None:
-        buf = self._buf
-        if self._pending is None:
-            pos = self._pos
-            # FreeSWITCH itself skips blank lines between messages; so do we.
-            while pos < len(buf) and buf[pos] in (0x0A, 0x0D):
-                pos += 1
-            self._pos = pos
-            end = buf.find(b"\n\n", pos)
-            crlf = buf.find(b"\n\r\n", pos)
-            if crlf >= 0 and (end < 0 or crlf < end):
-                end, skip = crlf, 3
-            else:
-                skip = 2
-            if end < 0:
-                if len(buf) - pos > MAX_HEADER_BLOCK:
-                    raise ProtocolError("header block larger than 1 MiB without a blank line")
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = self._read_head()
+            if pending is None:
                 return None
-            self._start = pos
-            headers, plain = parse_outer_headers(bytes(buf[pos:end]))
-            self._pos = end + skip
-            content_type = plain.get("Content-Type")
-            if content_type is None:
-                raise ProtocolError("message without Content-Type")
-            length_text = plain.get("Content-Length")
-            length = 0
-            if length_text is not None:
-                if not length_text.isdigit() or not length_text.isascii():
-                    raise ProtocolError(f"invalid Content-Length {length_text[:20]!r}")
-                length = int(length_text)
-                if length > MAX_BODY:
-                    raise ProtocolError(f"Content-Length {length} exceeds {MAX_BODY}")
-            self._pending = (headers, content_type, length)
-        headers, content_type, length = self._pending
+        headers, content_type, length = pending
+        buf = self._buf
         start = self._pos
-        if len(buf) - start < length:
+        stop = start + length
+        if len(buf) < stop:
             return None
-        body = bytes(buf[start : start + length])
-        self._pos = start + length
+        self._pos = stop
         self._pending = None
         if self._keep_raw:
-            self.last_raw = bytes(buf[self._start : self._pos])
+            self.last_raw = bytes(buf[self._start : stop])
+        body = bytes(buf[start:stop])
+        if isinstance(headers, bytes):
+            return Frame.of_envelope(headers, body, content_type)
         return Frame(headers, body, content_type)
+
+    def _read_head(self) -> tuple[Headers | bytes, str, int] | None:
+        """Consume the next header block: (headers, content type, body length), or None.
+
+        For one of FreeSWITCH's bare envelopes the headers are left as the block's bytes.
+        """
+        buf = self._buf
+        pos = self._pos
+        # FreeSWITCH itself skips blank lines between messages; so do we.
+        while pos < len(buf) and buf[pos] in (0x0A, 0x0D):
+            pos += 1
+        self._pos = pos
+        end = buf.find(b"\n\n", pos)
+        # A CRLF blank line counts only if it comes first. Look for it within this block
+        # alone: searching the whole buffer for every frame made reading quadratic.
+        crlf = buf.find(b"\n\r\n", pos, len(buf) if end < 0 else end + 1)
+        if crlf >= 0:
+            end, skip = crlf, 3
+        else:
+            skip = 2
+        if end < 0:
+            if len(buf) - pos > MAX_HEADER_BLOCK:
+                raise ProtocolError("header block larger than 1 MiB without a blank line")
+            return None
+        self._start = pos
+        block = bytes(buf[pos:end])
+        headers: Headers | bytes
+        envelope = _envelope(block)
+        if envelope is None:
+            headers, plain = parse_outer_headers(block)  # a malformed block fails here
+            self._pos = end + skip
+            content_type, length = _content(plain)
+        else:
+            # only routed, the envelope's own headers are seldom read: split them lazily
+            headers, (content_type, length) = block, envelope
+            self._pos = end + skip
+        if length > MAX_BODY:
+            raise ProtocolError(f"Content-Length {length} exceeds {MAX_BODY}")
+        return headers, content_type, length
+
+
+_KNOWN_TYPES = {
+    t.encode(): t
+    for t in (
+        AUTH_REQUEST, COMMAND_REPLY, API_RESPONSE, EVENT_PLAIN, EVENT_JSON, EVENT_XML,
+        DISCONNECT_NOTICE, RUDE_REJECTION, LOG_DATA,
+    )
+}
+_LENGTH = b"Content-Length: "
+_TYPE = b"Content-Type: "
+
+
+def _envelope(block: bytes) -> tuple[str, int] | None:
+    """(content type, length) if ``block`` is one of FreeSWITCH's bare envelopes.
+
+    Events come as ``Content-Length: N\\nContent-Type: T``, api responses and disconnect
+    notices as ``Content-Type: T\\nContent-Length: N``, the auth request as ``Content-Type:
+    T`` alone, T from a short list. Those need neither the line parser nor a new str per
+    content type. Anything else (other headers or spacing, a CR, an unknown type) gives None.
+    """
+    first, newline, second = block.partition(b"\n")
+    if first.startswith(_LENGTH):
+        type_line, length_line = second, first
+    elif first.startswith(_TYPE):
+        type_line, length_line = first, second
+        if not newline:
+            content_type = _KNOWN_TYPES.get(type_line[len(_TYPE) :])
+            return None if content_type is None else (content_type, 0)
+    else:
+        return None
+    digits = length_line[len(_LENGTH) :]
+    if not (
+        type_line.startswith(_TYPE) and length_line.startswith(_LENGTH) and digits.isdigit()
+    ):
+        return None
+    content_type = _KNOWN_TYPES.get(type_line[len(_TYPE) :])
+    return None if content_type is None else (content_type, int(digits))
+
+
+def _content(plain: Mapping[str, str]) -> tuple[str, int]:
+    """Content type and body length from any other block's headers (the last of each wins)."""
+    content_type = plain.get("Content-Type")
+    if content_type is None:
+        raise ProtocolError("message without Content-Type")
+    length_text = plain.get("Content-Length")
+    if length_text is None:
+        return content_type, 0
+    if not length_text.isdigit() or not length_text.isascii():
+        raise ProtocolError(f"invalid Content-Length {length_text[:20]!r}")
+    return content_type, int(length_text)

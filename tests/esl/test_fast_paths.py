@@ -1,0 +1,163 @@
+"""The parser's fast paths give exactly the answers of the slow reference code, or step aside.
+
+The references: ``urllib.parse.unquote(value, errors="surrogateescape")`` for values,
+``parse_header_lines`` (the strict line parser) for header blocks, ``find_raw`` for the
+routing keys of a plain event.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from callcontrol.esl import Event, FrameReader, Headers, ProtocolError, url_decode, url_encode
+from callcontrol.esl._headers import _fast_pairs, find_raw, parse_header_lines, split_header_block
+from callcontrol.esl._reader import _envelope
+from tests.esl.traces import ALL_TRACES, recv_stream
+
+HEX = "0123456789abcdefABCDEF"
+# escapes of every kind: ASCII, UTF-8 bytes, broken ones, in every case of hex digit
+escapes = st.builds(lambda a, b: f"%{a}{b}", st.sampled_from(HEX + "g%"), st.sampled_from(HEX))
+pieces = st.one_of(
+    escapes,
+    st.sampled_from(["%", "%4", "%C3%A9", "%E2%82%AC", "%F0%9F", "%0A", "%0D%0A", "%3A%20"]),
+    st.text(max_size=4),
+    st.text(alphabet=":% \t\r\n\x00\x0bé\udcff", max_size=3),
+)
+values = st.lists(pieces, max_size=8).map("".join)
+
+
+@settings(max_examples=2000)
+@given(values)
+@example("%C3%A9%41")
+@example("%41\udcc3")
+@example("é%41%4")
+def test_url_decode_is_unquote(value):
+    assert url_decode(value) == unquote(value, errors="surrogateescape")
+
+
+def _reference(block: bytes, *, decode: bool) -> tuple[list[str], list[str]] | None:
+    try:
+        pairs = parse_header_lines(block)
+    except ProtocolError:
+        return None
+    names = [n for n, _ in pairs]
+    raw = [v for _, v in pairs]
+    return names, [unquote(v, errors="surrogateescape") for v in raw] if decode else raw
+
+
+names = st.one_of(
+    st.sampled_from(["Event-Name", "Unique-ID", "Hangup-Cause", "variable_sip_h_X-A", "Core-UUID"]),
+    st.text(alphabet="Ab-_%: \t\r\né\x00", min_size=0, max_size=6),
+)
+lines = st.one_of(
+    st.builds(lambda n, v: f"{n}: {url_encode(v)}", names, st.text(max_size=12)),
+    st.builds(lambda n, v: f"{n}: {v}", names, values),
+    st.builds(lambda n, v: f"{n}:{v}", names, values),
+    st.text(max_size=10),
+)
+# blocks in FreeSWITCH's own shape (the fast paths' domain), with odd escapes in the values
+shaped_lines = st.builds(
+    lambda n, v, raw: f"{n}: {url_encode(v)}{raw.replace(' ', '').replace(':', '')}",
+    st.sampled_from(["Event-Name", "Unique-ID", "Hangup-Cause", "A", "variable_x"]),
+    st.text(max_size=12),
+    values,
+)
+blocks = st.one_of(
+    st.lists(lines, min_size=1, max_size=12),
+    st.lists(shaped_lines, min_size=1, max_size=12),
+).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogateescape"))
+
+
+@settings(max_examples=2000)
+@given(blocks, st.booleans())
+@example(b"A:b%3A c", True)  # no ": " separator, yet one appears once decoded
+@example(b"A:b c\nD: x%3A%20y", True)
+@example(b"A: x%0Ay\nB: z", True)  # a decoded newline
+@example(b"A: 1\nA: 2", True)
+def test_fast_split_agrees_with_the_strict_parser(block, decode):
+    fast = _fast_pairs(block, decode=decode)
+    if fast is not None:
+        assert fast == _reference(block, decode=decode)
+
+
+@settings(max_examples=500)
+@given(blocks)
+def test_headers_agree_with_the_strict_parser(block):
+    # long enough for the fast paths, which leave blocks under 256 bytes to the strict parser
+    block = b"\n".join([block] * (1 + 256 // (len(block) + 1)))
+    reference = _reference(block, decode=True)
+    headers = Headers(block)
+    if reference is None:
+        with pytest.raises(ProtocolError):
+            dict(headers.items())
+        with pytest.raises(ProtocolError):
+            split_header_block(block)
+        return
+    names, decoded = reference
+    first: dict[str, str] = {}
+    for name, value in zip(names, decoded, strict=True):
+        first.setdefault(name, value)
+    assert dict(headers.items()) == first
+    assert list(headers) == list(first)
+    assert split_header_block(block) == parse_header_lines(block)
+    pairs = list(zip(names, decoded, strict=True))
+    for name in first:
+        assert headers.get_all(name) == [v for n, v in pairs if n == name]
+
+
+envelope_lines = st.sampled_from(
+    [
+        "Content-Length: 12",
+        "Content-Length:12",
+        "Content-Length: 1x",
+        "Content-Length: ",
+        "Content-Type: text/event-plain",
+        "Content-Type: api/response",
+        "Content-Type: text/event-plain\r",
+        "Content-Type:  command/reply",
+        "Content-Type: other/type",
+        "Reply-Text: +OK",
+        "",
+    ]
+)
+
+
+@given(st.lists(envelope_lines, min_size=1, max_size=3).map("\n".join))
+def test_envelope_agrees_with_the_strict_parser(text):
+    block = text.encode()
+    envelope = _envelope(block)
+    if envelope is None:
+        return
+    plain = dict(parse_header_lines(block))
+    assert envelope == (plain["Content-Type"], int(plain.get("Content-Length", "0")))
+
+
+@settings(max_examples=500)
+@given(blocks, st.sampled_from(["Event-Name", "Unique-ID", "Job-UUID", "Application-UUID"]))
+def test_routing_keys_are_the_raw_lookup_decoded(block, key):
+    event = Event(None, None, block)
+    raw = find_raw(block, f"{key}: ".encode())
+    text = None if raw is None else raw.decode("utf-8", "surrogateescape")
+    want = None if text is None else unquote(text, errors="surrogateescape")
+    got = {
+        "Event-Name": lambda: event.name or None,
+        "Unique-ID": lambda: event.unique_id,
+        "Job-UUID": lambda: event.job_uuid,
+        "Application-UUID": lambda: event.application_uuid,
+    }[key]()
+    assert got == (want or None if key == "Event-Name" else want)
+
+
+@pytest.mark.parametrize("path", ALL_TRACES, ids=lambda p: p.name)
+def test_real_traces_take_the_fast_paths_and_agree(path):
+    reader = FrameReader()
+    reader.feed(recv_stream(path))
+    for frame in reader:
+        if frame.content_type != "text/event-plain":
+            continue
+        head = frame.event._head
+        assert _fast_pairs(head, decode=True) == _reference(head, decode=True)
