@@ -73,7 +73,9 @@ async def _mailbox(service: HandoffService, ctx: Any, reply: HandoffReply) -> st
     if who.domain_uuid is None or reply.destination_uuid is None:
         return None
     for destination in await service.directory.destinations(who.domain_uuid, who.secretary_uuid):
-        if str(destination.uuid) == reply.destination_uuid:
-            if destination.destination_type is DestinationType.EXTENSION:
-                return destination.number
+        if (
+            str(destination.uuid) == reply.destination_uuid
+            and destination.destination_type is DestinationType.EXTENSION
+        ):
+            return destination.number
     return None
