@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import uuid as uuid_module
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -264,6 +264,34 @@ class EslConnection:
             await trio.aclose_forcefully(self.stream)
         raise ConnectionClosed("reply timeout")
 
+    async def send_many(self, *commands_: bytes) -> list[Frame]:
+        """Pipeline: write several commands in one go, then wait for all their replies.
+
+        FreeSWITCH runs a connection's commands in order, so a command may depend on the one
+        before it (a filter before the originate it is for); pipelining only saves the round
+        trips between them.
+        """
+        if self.closed.is_set():
+            raise ConnectionClosed(self.close_reason)
+        slots = [_Slot() for _ in commands_]
+        async with self._send_lock:
+            self._replies.extend(slots)
+            try:
+                await self.stream.send_all(b"".join(commands_))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._close(f"send failed: {exc!r}")
+                raise ConnectionClosed(self.close_reason) from None
+        frames: list[Frame] = []
+        with trio.move_on_after(self._reply_timeout) as scope:
+            for slot in slots:
+                frames.append(await slot.wait())
+            return frames
+        if scope.cancelled_caught:
+            self.log.error("esl.reply_timeout", command=commands_[0].split(b"\n", 1)[0][:80])
+            self._close("reply timeout")
+            await trio.aclose_forcefully(self.stream)
+        raise ConnectionClosed("reply timeout")
+
     async def _send_with_slot(self, data: bytes) -> _Slot:
         if self.closed.is_set():
             raise ConnectionClosed(self.close_reason)
@@ -294,13 +322,25 @@ class EslConnection:
         frame = await self.send(commands.api(command, *args))
         return frame.reply_text
 
-    async def bgapi(self, command: str, *args: str, job_uuid: str | None = None) -> BackgroundJob:
-        """``bgapi`` with our own Job-UUID, registered before sending so no result is missed."""
+    async def bgapi(
+        self,
+        command: str,
+        *args: str,
+        job_uuid: str | None = None,
+        before: Sequence[bytes] = (),
+    ) -> BackgroundJob:
+        """``bgapi`` with our own Job-UUID, registered before sending so no result is missed.
+
+        ``before``: commands pipelined ahead of it (e.g. the filter for the leg it creates);
+        any of them answered ``-ERR`` raises ``CommandError`` like the bgapi itself.
+        """
         job_uuid = job_uuid or str(uuid_module.uuid4())
         slot = _Slot()
         self._jobs[job_uuid] = slot
+        request = commands.bgapi(command, *args, job_uuid=job_uuid)
         try:
-            await self.send_ok(commands.bgapi(command, *args, job_uuid=job_uuid))
+            sent = [*before, request]
+            _raise_on_err(sent, await self.send_many(*sent))
         except BaseException:
             self._jobs.pop(job_uuid, None)
             raise
@@ -352,6 +392,13 @@ class EslConnection:
     async def aclose(self) -> None:
         self._close("closed by us")
         await trio.aclose_forcefully(self.stream)
+
+
+def _raise_on_err(sent: Sequence[bytes], replies: Sequence[Frame]) -> None:
+    for data, frame in zip(sent, replies, strict=True):
+        if not frame.ok:
+            line = data.split(b"\n", 1)[0].decode(errors="replace")
+            raise CommandError(line, frame.reply_text)
 
 
 class Execution:

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from callcontrol.esl import _commands as commands
-from callcontrol.esl._errors import ProtocolError
+from callcontrol.esl._errors import CommandError, ProtocolError
 from callcontrol.esl._frames import Event
 from callcontrol.esl.connection import EslConnection
 
@@ -77,11 +77,18 @@ class OutboundCall:
             raise ProtocolError("connect reply carries no channel data")
         call = cls(conn, reply.event)
         names = [*events, "CUSTOM", *custom] if custom else list(events)
-        await conn.send_ok(commands.event("plain", names))
-        await conn.send_ok(commands.filter_add("Unique-ID", call.uuid))
-        await conn.send_ok(commands.filter_add("Job-Owner-UUID", call.uuid))
+        # Filters first: subscribed before them, the socket would get every channel's events
+        # until they land. All in one round trip; FreeSWITCH applies them in order.
+        setup = [
+            commands.filter_add("Unique-ID", call.uuid),
+            commands.filter_add("Job-Owner-UUID", call.uuid),
+            commands.event("plain", names),
+        ]
         if linger:
-            await conn.send_ok(commands.linger())
+            setup.append(commands.linger())
+        for sent, frame in zip(setup, await conn.send_many(*setup), strict=True):
+            if not frame.ok:
+                raise CommandError(sent.split(b"\n", 1)[0].decode(), frame.reply_text)
         return call
 
     def variable(self, name: str, default: str | None = None) -> str | None:
@@ -90,6 +97,14 @@ class OutboundCall:
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.channel.get(name, default)
+
+    async def originate_watched(self, b_uuid: str, argument: str, job_uuid: str) -> Any:
+        """``filter Unique-ID <b>`` then ``bgapi originate`` in one round trip; returns the job."""
+        self.watched_legs.add(b_uuid)
+        return await self.conn.bgapi(
+            "originate", argument, job_uuid=job_uuid,
+            before=[commands.filter_add("Unique-ID", b_uuid)],
+        )  # fmt: skip
 
     async def watch_leg(self, b_uuid: str) -> None:
         """Receive the events of another leg on this socket (add before originating it)."""

@@ -48,6 +48,10 @@ class BreakHold:
         if playing is None:
             return
         await self.call.api("uuid_break", self.call.uuid, "all")
+        if for_bridge:
+            # The bridge that follows is queued behind the break on this socket; waiting for
+            # the playback to report its end would only delay the caller meeting the agent.
+            return
         with trio.move_on_after(STOP_SECONDS):
             await playing.completed()
 

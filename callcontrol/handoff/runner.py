@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import trio
 
-from callcontrol.esl import CommandError, ConnectionClosed, Event
+from callcontrol.esl import CommandError, ConnectionClosed, Event, commands
 from callcontrol.esl.connection import Subscription
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.handoff import machine as m
@@ -231,12 +231,12 @@ class HandoffRunner:
     async def _originate(self, action: m.Originate) -> None:
         leg = action.leg
         argument = self.dial(leg, action.attempt)
-        await self.call.watch_leg(leg)
         job_uuid = str(uuid_module.uuid4())
         self._jobs[job_uuid] = leg
         self.log.info("handoff.originate", leg=leg, attempt=action.attempt)
         try:
-            await self.conn.bgapi("originate", argument, job_uuid=job_uuid)
+            # the leg's filter and its originate in one round trip, filter first
+            await self.call.originate_watched(leg, argument, job_uuid)
         except CommandError as exc:
             self.log.error("handoff.originate_refused", leg=leg, reply=exc.reply)
             await self._feed(m.JobResult(leg, ok=False, cause="NORMAL_TEMPORARY_FAILURE"))
@@ -253,8 +253,12 @@ class HandoffRunner:
     async def _bridge(self, leg: str) -> None:
         self.log.info("handoff.bridge", leg=leg)
         # When the agent hangs up first, A parks again instead of being dropped (callflow §3).
-        await self.call.api("uuid_setvar", self.call.uuid, "park_after_bridge", "true")
-        reply = await self.call.api("uuid_bridge", self.call.uuid, leg)
+        # Pipelined with the bridge: FreeSWITCH sets the variable before it bridges.
+        _, bridge = await self.conn.send_many(
+            commands.api("uuid_setvar", self.call.uuid, "park_after_bridge", "true"),
+            commands.api("uuid_bridge", self.call.uuid, leg),
+        )
+        reply = bridge.reply_text
         if not reply.startswith("+OK"):
             self.log.warning("handoff.bridge_refused", leg=leg, reply=reply.strip())
             await self._feed(m.BridgeRefused(leg, reply.strip()))
