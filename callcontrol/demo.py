@@ -197,9 +197,10 @@ async def _run(scenario: Scenario, settings: Settings, db: Database, variables: 
                 async with trio.open_nursery() as calls:
                     listeners = await calls.start(serve, app, HostPort("127.0.0.1", 0))
                     port = listeners[0].socket.getsockname()[1]
-                    call = await sim.place_call("127.0.0.1", port, caller_number=CALLER,
-                                                caller_name="Maria Souza", destination_number="4000",
-                                                variables=variables)  # fmt: skip
+                    call = await sim.place_call(
+                        "127.0.0.1", port, caller_number=CALLER, caller_name="Maria Souza",
+                        destination_number="4000", variables=variables,
+                    )  # fmt: skip
                     ok = True
                     with trio.move_on_after(SCENARIO_SECONDS) as scope:
                         if scenario.act is not None:
