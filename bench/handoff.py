@@ -165,7 +165,12 @@ class TimedStream(trio.abc.Stream):
         self.times = times
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        self.times.sent(bytes(data), now_ns())
+        # One write may carry several pipelined commands (a filter and its originate, a
+        # setvar and its bridge): stamp each, in order.
+        at = now_ns()
+        for block in bytes(data).split(b"\n\n"):
+            if block.strip():
+                self.times.sent(block + b"\n\n", at)
         await self.inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import trio
 
+from callcontrol.esl import commands
 from callcontrol.esl.connection import Execution
 from callcontrol.esl.outbound import OutboundCall
 
@@ -30,6 +31,10 @@ class HoldMusic(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self, *, for_bridge: bool = False) -> None: ...
+
+    def stop_with_bridge(self) -> list[bytes]:
+        """Commands that stop the music, to be written together with the bridge."""
+        ...
 
 
 class BreakHold:
@@ -42,6 +47,14 @@ class BreakHold:
 
     async def start(self) -> None:
         self.playing = await self.call.conn.execute("playback", self.music)
+
+    def stop_with_bridge(self) -> list[bytes]:
+        # The bridge queued right behind the break ends the park anyway: no need to wait for
+        # the playback to report its end before the caller meets the agent.
+        if self.playing is None:
+            return []
+        self.playing = None
+        return [commands.api("uuid_break", self.call.uuid, "all")]
 
     async def stop(self, *, for_bridge: bool = False) -> None:
         playing, self.playing = self.playing, None
@@ -92,3 +105,6 @@ class NoHold:
 
     async def stop(self, *, for_bridge: bool = False) -> None:
         return None
+
+    def stop_with_bridge(self) -> list[bytes]:
+        return []

@@ -79,6 +79,7 @@ class HandoffRunner:
         self._stack = AsyncExitStack()
         self._started_at = 0.0
         self.result: HandoffResult | None = None
+        self._bridge_prelude: list[bytes] = []
         self.commands_after_hangup: list[str] = []
 
     # -- public --------------------------------------------------------------------------
@@ -253,12 +254,14 @@ class HandoffRunner:
     async def _bridge(self, leg: str) -> None:
         self.log.info("handoff.bridge", leg=leg)
         # When the agent hangs up first, A parks again instead of being dropped (callflow §3).
-        # Pipelined with the bridge: FreeSWITCH sets the variable before it bridges.
-        _, bridge = await self.conn.send_many(
+        # One write: stop the music, set the variable, bridge; FreeSWITCH runs them in order.
+        prelude, self._bridge_prelude = self._bridge_prelude, []
+        replies = await self.conn.send_many(
+            *prelude,
             commands.api("uuid_setvar", self.call.uuid, "park_after_bridge", "true"),
             commands.api("uuid_bridge", self.call.uuid, leg),
         )
-        reply = bridge.reply_text
+        reply = replies[-1].reply_text
         if not reply.startswith("+OK"):
             self.log.warning("handoff.bridge_refused", leg=leg, reply=reply.strip())
             await self._feed(m.BridgeRefused(leg, reply.strip()))
