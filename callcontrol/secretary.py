@@ -269,9 +269,12 @@ async def session_config(
             language=_language(services),
         )
     )
+    tools = TOOLS if settings.callback_enabled else tuple(
+        tool for tool in TOOLS if tool.name != "schedule_callback"
+    )
     return services.session_config(
         instructions=instructions,
-        tools=TOOLS,
+        tools=tools,
         input_format=media.model_format,
         output_format=media.model_format,
     )

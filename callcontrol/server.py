@@ -90,6 +90,10 @@ async def handle_call(stream: trio.abc.Stream, app: App) -> None:
         log.exception("call.crashed")
     finally:
         app.active.pop(key, None)
+        if conn.close_reason.startswith("protocol error"):
+            metrics = getattr(app.services, "metrics", None)
+            if metrics is not None:
+                metrics.protocol_errors.inc()
         await trio.aclose_forcefully(stream)
 
 
@@ -172,6 +176,8 @@ async def run_secretary_server(
         if pending:
             log.warning("server.migrations_pending", versions=pending,
                         fix="run `callcontrol migrate`")  # fmt: skip
+        else:
+            await _load_spooled_requests(db, log)
         async with open_services(app.settings, db, nursery) as services:
             app.services = services
             app.flow = secretary_flow
@@ -194,6 +200,20 @@ async def _serve_api(
 
     http = build_http_app(services.metrics, app.settings.service_token, health)
     await serve_http(http, app.settings.http_listen, task_status=task_status)
+
+
+async def _load_spooled_requests(db: Any, log: Any) -> None:
+    """Callback requests written to the spool while the database was down go in now."""
+    from callcontrol.callbacks.requests import drain_spool  # noqa: PLC0415
+    from callcontrol.db.database import DatabaseUnavailable  # noqa: PLC0415
+
+    try:
+        loaded = await drain_spool(db)
+    except (DatabaseUnavailable, OSError, ValueError) as exc:
+        log.error("server.spool_not_loaded", error=repr(exc))
+        return
+    if loaded:
+        log.info("server.spool_loaded", requests=loaded)
 
 
 async def _pending_migrations(db: Any) -> list[int]:

@@ -250,3 +250,46 @@ async def test_hostile_destination_row_is_refused_not_sent(pbx, autojump_clock):
     reply = await wait_reply(pbx)
     assert reply.status == "failed"
     assert originates(call) == []
+
+
+def direct_flow(pbx, said, results):
+    from callcontrol.handoff.direct import direct_handoff
+    from callcontrol.handoff.hold import BreakHold
+
+    async def flow(ctx):
+        await ctx.call.answer()
+        results.append(await direct_handoff(ctx, pbx.service, said, BreakHold(ctx.call, MOH),
+                                            goodbye_prompt="tone_stream://%(100,0,400)"))
+
+    return flow
+
+
+async def test_direct_handoff_voicemail_fallback(pbx, autojump_clock):
+    await add_suporte(pbx, fallback_action="voicemail")
+    pbx.sim.endpoints[SUPORTE] = Busy()
+    results = []
+    call = pbx.call(direct_flow(pbx, "suporte", results))
+    with trio.fail_after(60):
+        await call.wait_for_command(lambda c: c.line.startswith(f"api uuid_transfer {call.uuid}"))
+    assert f"api uuid_transfer {call.uuid} *991001 XML pbx.example.com" in lines(call)
+    await call.wait_closed()
+    assert results[0].final == "voicemail"
+
+
+async def test_direct_handoff_tries_the_default_then_says_goodbye(pbx, autojump_clock):
+    await add_suporte(pbx)
+    await add_destination(pbx.db, pbx.domain_uuid, "Atendimento", "ring_group", "9000",
+                          secretary_uuid=pbx.secretary_uuid, is_default=True)
+    pbx.sim.endpoints[SUPORTE] = Busy()
+    pbx.sim.endpoints["loopback/9000/pbx.example.com"] = Busy()
+    results = []
+    call = pbx.call(direct_flow(pbx, "suporte", results))
+    with trio.fail_after(60):
+        await call.wait_gone()
+    assert [c.line.rsplit("}", 1)[1] for c in originates(call)] == [
+        "user/1001@pbx.example.com &park()", "loopback/9000/pbx.example.com &park()"]
+    assert results[0].final == "goodbye"
+    assert [r.status for r in results[0].replies] == ["busy", "busy"]
+    goodbye = [c for c in call.commands
+               if dict(c.headers).get("execute-app-arg") == "tone_stream://%(100,0,400)"]
+    assert len(goodbye) == 1
