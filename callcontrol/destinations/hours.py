@@ -159,7 +159,7 @@ def _day(key: Any) -> int:
     text = str(key).strip().casefold()
     if text in _DAY_BY_NAME:
         return _DAY_BY_NAME[text]
-    if text.isdigit() and int(text) <= 7:
+    if text.isascii() and text.isdigit() and int(text) <= 7:
         return (int(text) - 1) % 7  # 1 = Monday ... 7 or 0 = Sunday
     raise InvalidWorkingHours(f"unknown day {key!r}")
 

@@ -146,7 +146,7 @@ def classify_cause(cause: str | int) -> CauseOutcome:
     from ``originate``."""
     raw = str(cause)
     text = raw.strip().removeprefix("-ERR").strip().upper()
-    if text.isdigit() and int(text) in _BY_CODE:
+    if text.isascii() and text.isdigit() and int(text) in _BY_CODE:
         text = _BY_CODE[int(text)]
     if text in HANGUP_CAUSES:
         code, outcome = HANGUP_CAUSES[text]

@@ -146,7 +146,7 @@ def line_format_for(channel: Event) -> tuple[AudioFormat, bool]:
     if name == "PCMA":
         return PCMA, True
     text = channel.get("Channel-Read-Codec-Rate") or "8000"
-    rate = int(text) if text.isdigit() else 0
+    rate = int(text) if text.isascii() and text.isdigit() else 0
     if rate not in _LINE_RATES:
         raise MediaUnavailable(f"unusable read codec rate {text!r} for unicast")
     return AudioFormat("pcm", rate), False
