@@ -23,3 +23,15 @@ async def test_demo_runs_every_scenario_through_the_real_server(database_url):
     assert "execute playback tone_stream://%(300,200,440);loops=2" in ai_down
     assert "loopback/9000/pbx.example.com &park()" in ai_down
     assert "stored: outcome=bridged handoff=success destination=Atendimento" in ai_down
+
+
+def test_demo_command_runs_a_chosen_scenario(database_url, monkeypatch, capsys):
+    from callcontrol.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["demo", "--scenario", "nonsense"]) == 2
+    assert "unknown scenario" in capsys.readouterr().err
+    assert main(["demo", "--scenario", "busy"]) == 0
+    out = capsys.readouterr().out
+    assert "== busy:" in out and "== answered:" not in out
+    assert "demo finished\n" in out

@@ -4,6 +4,7 @@ simulated FreeSWITCH (real ESL bytes) and a real PostgreSQL, on MockClock."""
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from callcontrol.testing.database import add_destination
 from callcontrol.testing.freeswitch import (
@@ -293,3 +294,25 @@ async def test_direct_handoff_tries_the_default_then_says_goodbye(pbx, autojump_
     goodbye = [c for c in call.commands
                if dict(c.headers).get("execute-app-arg") == "tone_stream://%(100,0,400)"]
     assert len(goodbye) == 1
+
+
+async def test_nothing_to_transfer_to_is_said_plainly(pbx, autojump_clock):
+    call = pbx.call(pbx.transfer_flow("suporte"))  # the secretary has no destinations
+    reply = await wait_reply(pbx)
+    assert reply.status == "no_destination"
+    assert reply.message == "Não há ninguém disponível para transferência agora."
+    assert reply.can_offer_callback
+    assert originates(call) == []
+
+
+async def test_a_call_without_its_domain_cannot_be_transferred(pbx, autojump_clock):
+    await add_suporte(pbx)
+    ours, theirs = trio.testing.memory_stream_pair()
+    from callcontrol.server import App, handle_call
+
+    pbx.nursery.start_soon(handle_call, ours,
+                           App(settings=pbx.service.settings, flow=pbx.transfer_flow("suporte")))
+    call = pbx.sim.attach_outbound(theirs, variables={"domain_uuid": "", "domain_name": ""})
+    reply = await wait_reply(pbx)
+    assert reply.status == "failed" and reply.cause == "NO_DOMAIN"
+    assert originates(call) == []
