@@ -147,6 +147,24 @@ def alaw_decode(data: bytes) -> bytes:
     return _ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)].astype("<i2").tobytes()
 
 
+def encode_line(fmt: AudioFormat, pcm: bytes) -> bytes:
+    """PCM16 LE samples to ``fmt``'s encoding (G.711 encodes; L16 passes through)."""
+    if fmt.encoding == "pcmu":
+        return ulaw_encode(pcm)
+    if fmt.encoding == "pcma":
+        return alaw_encode(pcm)
+    return pcm
+
+
+def decode_line(fmt: AudioFormat, data: bytes) -> bytes:
+    """``fmt``'s encoding back to PCM16 LE samples."""
+    if fmt.encoding == "pcmu":
+        return ulaw_decode(data)
+    if fmt.encoding == "pcma":
+        return alaw_decode(data)
+    return data
+
+
 # --- resampling --------------------------------------------------------------------------------
 
 ResamplerBackend = Literal["soxr", "numpy"]

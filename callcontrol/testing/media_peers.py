@@ -54,22 +54,6 @@ FrameSource = Callable[[int], bytes]
 # --- caller audio sources --------------------------------------------------------------------
 
 
-def _encode(fmt: AudioFormat, pcm: bytes) -> bytes:
-    if fmt.encoding == "pcmu":
-        return codecs.ulaw_encode(pcm)
-    if fmt.encoding == "pcma":
-        return codecs.alaw_encode(pcm)
-    return pcm
-
-
-def _decode(fmt: AudioFormat, data: bytes) -> bytes:
-    if fmt.encoding == "pcmu":
-        return codecs.ulaw_decode(data)
-    if fmt.encoding == "pcma":
-        return codecs.alaw_decode(data)
-    return data
-
-
 def tone(freq: float, fmt: AudioFormat = L16_8K, amplitude: int = 8000) -> FrameSource:
     """Frame ``k`` of a continuous sine, in ``fmt`` (as the lab's injected tones)."""
     n = int(fmt.rate * FRAME_SECONDS)
@@ -77,7 +61,7 @@ def tone(freq: float, fmt: AudioFormat = L16_8K, amplitude: int = 8000) -> Frame
     def frame(k: int) -> bytes:
         t = (np.arange(n) + k * n) / fmt.rate
         pcm = (amplitude * np.sin(2 * math.pi * freq * t)).astype("<i2").tobytes()
-        return _encode(fmt, pcm)
+        return codecs.encode_line(fmt, pcm)
 
     return frame
 
@@ -92,7 +76,7 @@ def wav_source(path: str | Path, fmt: AudioFormat = L16_8K) -> FrameSource:
     pcm = codecs.Resampler(rate, fmt.rate).process(pcm)
     n = int(fmt.rate * FRAME_SECONDS) * 2
     pcm += b"\x00" * (-len(pcm) % n)
-    frames = [_encode(fmt, pcm[i : i + n]) for i in range(0, len(pcm), n)]
+    frames = [codecs.encode_line(fmt, pcm[i : i + n]) for i in range(0, len(pcm), n)]
     return lambda k: frames[k % len(frames)]
 
 
@@ -230,7 +214,7 @@ class UnicastPeer:
 
     def heard_pcm(self) -> bytes:
         """Everything the caller heard over unicast, as PCM16 at the line rate."""
-        return b"".join(_decode(self.line_format, frame) for _t, frame in self.heard)
+        return b"".join(codecs.decode_line(self.line_format, frame) for _t, frame in self.heard)
 
 
 # --- mod_audio_stream ------------------------------------------------------------------------

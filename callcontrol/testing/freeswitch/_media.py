@@ -47,14 +47,6 @@ _UNICAST_DEFAULTS = {"local-ip": "127.0.0.1", "local-port": "8025",
 # --- the caller's voice ------------------------------------------------------------------------
 
 
-def _encode(fmt: AudioFormat, pcm: bytes) -> bytes:
-    if fmt.encoding == "pcmu":
-        return codecs.ulaw_encode(pcm)
-    if fmt.encoding == "pcma":
-        return codecs.alaw_encode(pcm)
-    return pcm
-
-
 def _samples_per_frame(rate: int) -> int:
     return int(rate * FRAME_SECONDS)
 
@@ -65,7 +57,7 @@ def _frames(pcm: bytes, rate: int, fmt: AudioFormat) -> list[bytes]:
         pcm = codecs.Resampler(rate, fmt.rate, backend="numpy").process(pcm)
     size = _samples_per_frame(fmt.rate) * 2
     pcm += b"\x00" * (-len(pcm) % size)
-    return [_encode(fmt, pcm[i:i + size]) for i in range(0, len(pcm), size)]
+    return [codecs.encode_line(fmt, pcm[i:i + size]) for i in range(0, len(pcm), size)]
 
 
 def read_wav(path: str | Path) -> tuple[bytes, int]:
@@ -106,7 +98,7 @@ Background = Callable[[AudioFormat, int], bytes]
 
 
 def _silence(fmt: AudioFormat, k: int) -> bytes:
-    return _encode(fmt, b"\x00\x00" * _samples_per_frame(fmt.rate))
+    return codecs.encode_line(fmt, b"\x00\x00" * _samples_per_frame(fmt.rate))
 
 
 class CallerAudio:
