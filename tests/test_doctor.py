@@ -298,8 +298,9 @@ def test_doctor_all_pass(db_url: str, esl_port: int, capsys: Any) -> None:
         "CALLCONTROL_ESL_LISTEN": f"127.0.0.1:{_free_port()}",
         "OPENAI_API_KEY": "sk-do-not-print",
     }
-    assert run_doctor(argparse.Namespace(), env) == 0
+    code = run_doctor(argparse.Namespace(), env)
     out = capsys.readouterr().out
+    assert code == 0, out  # the failing check's line says which and why
     lines = out.splitlines()
     assert [line.split()[0] for line in lines[:-1]] == ["OK"] * 7
     names = [line.split(":")[0].split(None, 1)[1] for line in lines[:-1]]
