@@ -162,3 +162,57 @@ def test_closed_always_has_a_later_opening_that_is_open(naive: datetime) -> None
     assert result.next_opening is not None and result.next_opening > now
     assert h.is_open_at(result.next_opening)
     assert not h.is_open_at(result.next_opening - timedelta(minutes=1))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "pt", "en"),
+    [
+        (
+            {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+            "atende todos os dias, 24 horas por dia.",
+            "is available every day, 24 hours a day.",
+        ),
+        ({"sat": ["09:00-13:00"]}, "atende aos sábados", "is available Saturday, 9:00 to 13:00."),
+        (
+            {"mon": ["09:00-12:00"], "wed": ["09:00-12:00"], "fri": ["09:00-12:00"]},
+            "segunda, quarta e sexta",
+            "Monday, Wednesday and Friday",
+        ),
+        (
+            {
+                "mon": ["08:00-18:00"],
+                "tue": ["08:00-18:00"],
+                "wed": ["08:00-18:00"],
+                "sat": ["08:00-18:00"],
+            },
+            "de segunda a quarta e sábado",
+            "Monday to Wednesday and Saturday",
+        ),
+    ],
+)
+def test_schedules_are_read_out_in_both_languages(schedule, pt, en) -> None:
+    hh = hours({"schedule": schedule, "holidays": ["2026-11-25"]})
+    moment = sp(2026, 11, 25, 10, 0)  # a holiday Wednesday
+    closed_pt = check_availability("Suporte", hh, moment)
+    closed_en = check_availability("Support", hh, moment, language="en")
+    assert not closed_pt.is_open and not closed_en.is_open
+    assert pt in closed_pt.message
+    assert en in closed_en.message
+    assert "Hoje é feriado." in closed_pt.message
+    assert "Today is a holiday." in closed_en.message
+
+
+def test_english_opening_days() -> None:
+    hh = hours({"schedule": {"fri": ["08:00-18:00"]}})
+    assert (
+        "We open on Friday at 8:00."
+        in check_availability("Support", hh, sp(2026, 11, 25, 20, 0), "en").message
+    )
+    assert (
+        "We open today at 8:00."
+        in check_availability("Support", hh, sp(2026, 11, 27, 7, 0), "en").message
+    )
+    assert (
+        "We open tomorrow at 8:00."
+        in check_availability("Support", hh, sp(2026, 11, 26, 9, 0), "en").message
+    )
