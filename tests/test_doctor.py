@@ -296,6 +296,8 @@ def test_doctor_all_pass(db_url: str, esl_port: int, capsys: Any) -> None:
         "ESL_PORT": str(esl_port),
         "ESL_PASSWORD": PASSWORD,
         "CALLCONTROL_ESL_LISTEN": f"127.0.0.1:{_free_port()}",
+        # above the kernel's ephemeral range (32768-60999): the free port can never fall inside
+        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:61000-61999",
         "OPENAI_API_KEY": "sk-do-not-print",
     }
     code = run_doctor(argparse.Namespace(), env)
