@@ -91,6 +91,7 @@ class Settings:
     goodbye_prompt: str = "tone_stream://%(400,100,480,620)"
     fallback_prompt: str = "tone_stream://%(300,200,440);loops=2"
     whisper_tts: str | None = None
+    callback_dtmf_prompt: str | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -238,6 +239,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CALLCONTROL_GOODBYE_PROMPT": ("goodbye_prompt", _text),
     "CALLCONTROL_FALLBACK_PROMPT": ("fallback_prompt", _text),
     "TRANSFER_WHISPER_TTS": ("whisper_tts", _engine_voice),
+    "CALLCONTROL_CALLBACK_DTMF_PROMPT": ("callback_dtmf_prompt", _text),
 }
 
 ENVIRONMENT_VARIABLES = tuple(_FIELDS)

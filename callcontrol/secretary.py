@@ -66,6 +66,7 @@ from callcontrol.ai.tools import (
     ScheduleCallback,
     TakeMessage,
     ToolArgumentError,
+    normalise_phone,
     parse_tool_call,
     tool_output,
 )
@@ -184,14 +185,57 @@ async def ai_failure_fallback(
             if reply.success:
                 record.outcome = "bridged"
 
+        async def offer() -> bool:
+            return await offer_callback_by_dtmf(ctx, services, record)
+
         result = await direct_handoff(ctx, services.handoff, "", hold, on_reply=note,
-                                      goodbye_prompt=services.settings.goodbye_prompt)  # fmt: skip
+                                      goodbye_prompt=services.settings.goodbye_prompt,
+                                      before_goodbye=offer)  # fmt: skip
     except (CommandError, DatabaseUnavailable) as exc:
         ctx.log.error("call.fallback_failed", error=repr(exc))
         await goodbye_and_hang_up(ctx, services.settings.goodbye_prompt)
         return
     if result.final == "voicemail":
         record.outcome = "voicemail"
+
+
+DTMF_VARIABLE = "callcontrol_callback_digit"
+
+
+async def offer_callback_by_dtmf(
+    ctx: CallContext, services: Services, record: CallRecord
+) -> bool:
+    """With no AI and nobody free: "digite 1 para pedir retorno" (a recorded prompt set in
+    CALLCONTROL_CALLBACK_DTMF_PROMPT). A 1 stores a callback request for the caller's number,
+    then a goodbye. Returns whether the caller asked for one."""
+    prompt = services.settings.callback_dtmf_prompt
+    who = CallIdentity.of(ctx.call)
+    phone = normalise_phone(who.caller_number or "") if who.caller_number else None
+    if not prompt or phone is None:
+        ctx.log.info("call.callback_dtmf", offered=False,
+                     reason="no prompt configured" if not prompt else "no usable caller number")
+        return False
+    execution = await ctx.call.conn.execute(
+        "play_and_get_digits", f"1 1 2 5000 # {prompt} silence_stream://250 {DTMF_VARIABLE} [12]"
+    )
+    done = await execution.completed()
+    digit = done.get(f"variable_{DTMF_VARIABLE}")
+    ctx.log.info("call.callback_dtmf", offered=True, digit=digit)
+    if digit != "1":
+        return False
+    last = record.handoff
+    request = CallbackRequest(
+        "callback", phone, caller_name=who.caller_name, reason="AI unavailable; asked by DTMF",
+        call_uuid=who.call_uuid,
+        domain_uuid=str(who.domain_uuid) if who.domain_uuid else None,
+        secretary_uuid=str(who.secretary_uuid) if who.secretary_uuid else None,
+        destination_uuid=last.destination_uuid if last else None,
+        destination_name=last.destination if last else None,
+    )
+    await save_request(services.db, request)
+    record.outcome = "callback_requested"
+    await goodbye_and_hang_up(ctx, services.settings.goodbye_prompt)
+    return True
 
 
 async def converse(

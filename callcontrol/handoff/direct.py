@@ -8,7 +8,7 @@ reached or dies, so the caller is never left in silence.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -22,7 +22,7 @@ from callcontrol.handoff.service import CallIdentity, HandoffReply, HandoffServi
 @attrs.frozen
 class DirectResult:
     replies: tuple[HandoffReply, ...]
-    final: str  # bridged | voicemail | goodbye | agent_left
+    final: str  # voicemail | goodbye | agent_left | callback_requested
 
 
 async def direct_handoff(
@@ -33,6 +33,7 @@ async def direct_handoff(
     *,
     goodbye_prompt: str | None,
     on_reply: Callable[[HandoffReply], None] = lambda _reply: None,
+    before_goodbye: Callable[[], Awaitable[bool]] | None = None,
 ) -> DirectResult:
     reparks = ctx.reparks_after_bridge
     replies = [await service.transfer(ctx, said, hold=hold)]
@@ -62,6 +63,8 @@ async def direct_handoff(
         if number and who.domain_name:
             await to_voicemail(ctx, number, who.domain_name)
             return DirectResult(tuple(replies), "voicemail")
+    if before_goodbye is not None and await before_goodbye():
+        return DirectResult(tuple(replies), "callback_requested")
     ctx.log.info("handoff.fallback", action="hangup", status=reply.status)
     await goodbye_and_hang_up(ctx, goodbye_prompt)
     return DirectResult(tuple(replies), "goodbye")

@@ -229,14 +229,16 @@ async def test_silent_model_is_detected_within_two_seconds(office):
 
 
 async def test_barge_in_stops_playback_and_truncates_at_what_was_heard(office):
-    async with office.model([
-        AwaitClient("response.create"),
-        Say("Uma resposta longa que o chamador interrompe.", ms=2000, chunk_ms=100),
-        Hear(ms=0),
-        CallerSpeechStarted(),
-        AwaitClient("conversation.item.truncate"),
-        GoSilent(),
-    ]) as (server, url):
+    async with office.model(
+        [
+            AwaitClient("response.create"),
+            Say("Uma resposta longa que o chamador interrompe.", ms=2000, chunk_ms=100),
+            Hear(ms=0),
+            CallerSpeechStarted(),
+            AwaitClient("conversation.item.truncate"),
+            GoSilent(),
+        ]
+    ) as (server, url):
         call = office.call(office.services(url))
         await server.wait_for(lambda: bool(server.sessions and server.last.truncates))
         truncate = server.last.truncates[0]
@@ -248,14 +250,16 @@ async def test_barge_in_stops_playback_and_truncates_at_what_was_heard(office):
 
 
 async def test_a_silent_caller_is_asked_then_said_goodbye_to(office):
-    async with office.model([
-        *GREETING,
-        AwaitClient("response.create"),  # "ainda está aí?"
-        Say("Você ainda está na linha?", ms=100),
-        AwaitClient("response.create"),  # goodbye
-        Say("Até logo!", ms=100),
-        GoSilent(),
-    ]) as (server, url):
+    async with office.model(
+        [
+            *GREETING,
+            AwaitClient("response.create"),  # "ainda está aí?"
+            Say("Você ainda está na linha?", ms=100),
+            AwaitClient("response.create"),  # goodbye
+            Say("Até logo!", ms=100),
+            GoSilent(),
+        ]
+    ) as (server, url):
         services = office.services(url, caller_silence_seconds=0.5)
         call = office.call(services)
         with trio.fail_after(10):
@@ -269,12 +273,14 @@ async def test_a_silent_caller_is_asked_then_said_goodbye_to(office):
 
 
 async def test_the_longest_call_is_closed_politely(office):
-    async with office.model([
-        *GREETING,
-        AwaitClient("response.create"),
-        Say("Nosso tempo acabou, até logo!", ms=100),
-        GoSilent(),
-    ]) as (server, url):
+    async with office.model(
+        [
+            *GREETING,
+            AwaitClient("response.create"),
+            Say("Nosso tempo acabou, até logo!", ms=100),
+            GoSilent(),
+        ]
+    ) as (server, url):
         services = office.services(url, max_call_seconds=0.5)
         call = office.call(services)
         with trio.fail_after(10):
@@ -341,11 +347,14 @@ async def test_transfer_default_fallback_rings_the_default_destination(office):
 
 async def test_the_agent_hears_a_whisper_before_the_bridge(office):
     office.sim.endpoints[SUPORTE] = Answer(after=0.3)
-    async with office.model([
-        *GREETING,
-        CallTool("request_handoff", {"destination": "Suporte", "reason": "resultado de exame"}),
-        GoSilent(),
-    ], strict=False) as (_server, url):
+    async with office.model(
+        [
+            *GREETING,
+            CallTool("request_handoff", {"destination": "Suporte", "reason": "resultado de exame"}),
+            GoSilent(),
+        ],
+        strict=False,
+    ) as (_server, url):
         call = office.call(office.services(url, whisper_tts="flite|kal"))
         with trio.fail_after(15):
             await call.wait_for(lambda: call.bridged_to is not None)
@@ -362,20 +371,59 @@ async def test_the_agent_hears_a_whisper_before_the_bridge(office):
 
 async def test_agent_hanging_up_first_can_hand_the_caller_back_to_the_ai(office):
     office.sim.endpoints[SUPORTE] = Answer(after=0.3)
-    async with office.model([
-        *GREETING,
-        CallTool("request_handoff", {"destination": "Suporte", "reason": "dúvida"}),
-        GoSilent(),
-    ], strict=False) as (server, url):
+    async with office.model(
+        [
+            *GREETING,
+            CallTool("request_handoff", {"destination": "Suporte", "reason": "dúvida"}),
+            GoSilent(),
+        ],
+        strict=False,
+    ) as (server, url):
         call = office.call(office.services(url, after_agent_hangup="ai"))
         with trio.fail_after(15):
             await call.wait_for(lambda: call.bridged_to is not None)
         await office.sim.leg(call.bridged_to).hangup()
         # a second model session starts, told that the agent left
-        await server.wait_for(lambda: len(server.sessions) == 2 and bool(
-            server.sessions[1].response_creates))
+        await server.wait_for(
+            lambda: len(server.sessions) == 2 and bool(server.sessions[1].response_creates)
+        )
         assert "atendente desligou" in server.sessions[1].response_creates[0]["instructions"]
         # audio is armed again in the new park (park_after_bridge), then the caller leaves
         unicasts = [c for c in call.commands if dict(c.headers).get("call-command") == "unicast"]
         assert len(unicasts) >= 2
         await call.hangup()
+
+
+async def test_ai_down_and_nobody_free_offers_a_callback_by_dtmf(office):
+    office.sim.endpoints[ATENDIMENTO] = Busy()
+    async with office.model([], reject_status=503) as (_server, url):
+        services = office.services(url, callback_dtmf_prompt="/sounds/pt-BR/digite-1-retorno.wav")
+        call = office.call(services)
+        call.press("1")
+        offer = await wait_for_command(call, "play_and_get_digits")
+        assert dict(offer.headers)["execute-app-arg"] == (
+            "1 1 2 5000 # /sounds/pt-BR/digite-1-retorno.wav silence_stream://250 "
+            "callcontrol_callback_digit [12]"
+        )
+        with trio.fail_after(10):
+            await call.wait_gone()
+    rows = await office.db.fetch_all(
+        "SELECT kind, phone_number, destination_name FROM callcontrol_callback_requests"
+    )
+    assert rows == [
+        {"kind": "callback", "phone_number": "+5511988887777", "destination_name": "Atendimento"}
+    ]
+    calls = await office.db.fetch_all("SELECT outcome FROM callcontrol_calls")
+    assert calls == [{"outcome": "callback_requested"}]
+
+
+async def test_another_digit_means_no_callback_and_a_goodbye(office):
+    office.sim.endpoints[ATENDIMENTO] = Busy()
+    async with office.model([], reject_status=503) as (_server, url):
+        services = office.services(url, callback_dtmf_prompt="/sounds/digite-1.wav")
+        call = office.call(services)
+        call.press("2")
+        with trio.fail_after(10):
+            await call.wait_gone()
+        assert await wait_for_command(call, "play_and_get_digits")
+    assert await office.db.fetch_all("SELECT 1 FROM callcontrol_callback_requests") == []

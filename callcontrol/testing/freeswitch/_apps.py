@@ -155,7 +155,27 @@ async def _playback(sim: FreeSwitchSim, ch: Channel, arg: str) -> None:
         sim.flow.finish_app(ch, "FILE PLAYED")
 
 
+async def _play_and_get_digits(sim: FreeSwitchSim, ch: Channel, arg: str) -> None:
+    """``min max tries timeout terminators file invalid_file var_name regexp``: the digits a
+    test queued with ``SimLeg.press`` are taken at once; none queued → the caller stays
+    silent for every try and the variable is left unset, as on a real switch."""
+    app = ch.app
+    assert app is not None
+    words = arg.split()
+    if len(words) < 9 or not words[3].isdigit() or not words[2].isdigit():
+        app.response = "-ERR bad arguments"
+        return
+    tries, timeout_ms, var = int(words[2]), int(words[3]), words[7]
+    queued: list[str] = ch.extra.setdefault("dtmf", [])
+    if queued:
+        ch.variables[var] = queued.pop(0)
+        return
+    with trio.move_on_after(tries * timeout_ms / 1000):
+        await app.done.wait()
+
+
 _APPS = {
+    "play_and_get_digits": _play_and_get_digits,
     "answer": _answer,
     "pre_answer": _pre_answer,
     "ring_ready": _ring_ready,

@@ -78,6 +78,10 @@ class SimLeg:
     def ringing(self) -> bool:
         return "ringing" in self.channel.extra
 
+    def press(self, digits: str) -> None:
+        """Queue DTMF the caller will key in at the next ``play_and_get_digits``."""
+        self.channel.extra.setdefault("dtmf", []).append(digits)
+
     async def answer(self) -> None:
         """Answer a ringing leg now (any outcome); answer a parked one with CHANNEL_ANSWER."""
         ringing = self.channel.extra.get("ringing")
