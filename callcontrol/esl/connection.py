@@ -253,16 +253,8 @@ class EslConnection:
 
     async def send(self, data: bytes) -> Frame:
         """Send one command and wait for its reply frame (command/reply or api/response)."""
-        slot = await self._send_with_slot(data)
-        with trio.move_on_after(self._reply_timeout) as scope:
-            frame: Frame = await slot.wait()
-            return frame
-        if scope.cancelled_caught:
-            # The FIFO is now out of step with the wire: the connection cannot be trusted.
-            self.log.error("esl.reply_timeout", command=data.split(b"\n", 1)[0][:80])
-            self._close("reply timeout")
-            await trio.aclose_forcefully(self.stream)
-        raise ConnectionClosed("reply timeout")
+        (frame,) = await self.send_many(data)
+        return frame
 
     async def send_many(self, *commands_: bytes) -> list[Frame]:
         """Pipeline: write several commands in one go, then wait for all their replies.
@@ -287,29 +279,16 @@ class EslConnection:
                 frames.append(await slot.wait())
             return frames
         if scope.cancelled_caught:
+            # The FIFO is now out of step with the wire: the connection cannot be trusted.
             self.log.error("esl.reply_timeout", command=commands_[0].split(b"\n", 1)[0][:80])
             self._close("reply timeout")
             await trio.aclose_forcefully(self.stream)
         raise ConnectionClosed("reply timeout")
 
-    async def _send_with_slot(self, data: bytes) -> _Slot:
-        if self.closed.is_set():
-            raise ConnectionClosed(self.close_reason)
-        slot = _Slot()
-        async with self._send_lock:
-            self._replies.append(slot)
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._close(f"send failed: {exc!r}")
-                raise ConnectionClosed(self.close_reason) from None
-        return slot
-
     async def send_ok(self, data: bytes) -> Frame:
         """Send a command; raise ``CommandError`` when FreeSWITCH answers ``-ERR``."""
         frame = await self.send(data)
-        if not frame.ok:
-            raise CommandError(data.split(b"\n", 1)[0].decode(errors="replace"), frame.reply_text)
+        raise_on_err([data], [frame])
         return frame
 
     async def wait_greeting(self) -> Frame:
@@ -340,7 +319,7 @@ class EslConnection:
         request = commands.bgapi(command, *args, job_uuid=job_uuid)
         try:
             sent = [*before, request]
-            _raise_on_err(sent, await self.send_many(*sent))
+            raise_on_err(sent, await self.send_many(*sent))
         except BaseException:
             self._jobs.pop(job_uuid, None)
             raise
@@ -394,7 +373,8 @@ class EslConnection:
         await trio.aclose_forcefully(self.stream)
 
 
-def _raise_on_err(sent: Sequence[bytes], replies: Sequence[Frame]) -> None:
+def raise_on_err(sent: Sequence[bytes], replies: Sequence[Frame]) -> None:
+    """``CommandError`` for the first command FreeSWITCH answered ``-ERR``."""
     for data, frame in zip(sent, replies, strict=True):
         if not frame.ok:
             line = data.split(b"\n", 1)[0].decode(errors="replace")

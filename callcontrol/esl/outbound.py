@@ -19,9 +19,9 @@ from typing import Any
 import trio
 
 from callcontrol.esl import _commands as commands
-from callcontrol.esl._errors import CommandError, ProtocolError
+from callcontrol.esl._errors import ProtocolError
 from callcontrol.esl._frames import Event
-from callcontrol.esl.connection import EslConnection
+from callcontrol.esl.connection import EslConnection, raise_on_err
 
 # Events a call's socket needs: its own life cycle, agent legs, job results, media module.
 CALL_EVENTS: tuple[str, ...] = (
@@ -86,9 +86,7 @@ class OutboundCall:
         ]
         if linger:
             setup.append(commands.linger())
-        for sent, frame in zip(setup, await conn.send_many(*setup), strict=True):
-            if not frame.ok:
-                raise CommandError(sent.split(b"\n", 1)[0].decode(), frame.reply_text)
+        raise_on_err(setup, await conn.send_many(*setup))
         return call
 
     def variable(self, name: str, default: str | None = None) -> str | None:
