@@ -569,10 +569,8 @@ class Conversation:
     async def _transfer_to_default(self, failed: HandoffReply) -> None:
         """The ``transfer_default`` fallback, run by the server once the model has spoken."""
         who = CallIdentity.of(self.ctx.call)
-        default = None
-        if who.domain_uuid is not None:
-            default = await self.services.directory.default(who.domain_uuid, who.secretary_uuid)
-        if default is None or str(default.uuid) == failed.destination_uuid:
+        default = await self.services.handoff.default_besides(who, failed)
+        if default is None:
             self.log.info("handoff.fallback", action="transfer_default", result="no other default")
             await self._say(_offer(_language(self.services)))
             return
@@ -585,7 +583,7 @@ class Conversation:
         """Arrange what runs once the model has said what happened; tell the model."""
         who = CallIdentity.of(self.ctx.call)
         if reply.fallback == FallbackAction.VOICEMAIL.value and who.domain_name:
-            number = await self._mailbox(reply)
+            number = await self.services.handoff.mailbox_of(who, reply)
             if number:
                 domain = who.domain_name
 
@@ -607,15 +605,6 @@ class Conversation:
             self.after_response = transfer_default
             return "say the sentence; the call will then be transferred to the main line"
         return "say the sentence and offer to take a message or schedule a callback"
-
-    async def _mailbox(self, reply: HandoffReply) -> str | None:
-        who = CallIdentity.of(self.ctx.call)
-        if who.domain_uuid is None:
-            return None
-        for d in await self.services.directory.destinations(who.domain_uuid, who.secretary_uuid):
-            if str(d.uuid) == reply.destination_uuid and d.destination_type.value == "extension":
-                return d.number
-        return None
 
     async def _save_request(self, call_id: str, request: ScheduleCallback | TakeMessage) -> None:
         who = CallIdentity.of(self.ctx.call)

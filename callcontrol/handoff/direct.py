@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from callcontrol.destinations.model import DestinationType, FallbackAction
+from callcontrol.destinations.model import FallbackAction
 from callcontrol.handoff.fallback import goodbye_and_hang_up, to_voicemail, wait_while_bridged
 from callcontrol.handoff.hold import HoldMusic
 from callcontrol.handoff.service import CallIdentity, HandoffReply, HandoffService
@@ -45,10 +45,8 @@ async def direct_handoff(
         None,
     ):
         who = CallIdentity.of(ctx.call)
-        default = None
-        if who.domain_uuid is not None:
-            default = await service.directory.default(who.domain_uuid, who.secretary_uuid)
-        if default is not None and str(default.uuid) != reply.destination_uuid:
+        default = await service.default_besides(who, reply)
+        if default is not None:
             ctx.log.info("handoff.fallback", action="transfer_default", destination=default.name)
             replies.append(await service.ring(ctx, who, default, ctx.log, hold=hold))
             reply = replies[-1]
@@ -58,8 +56,8 @@ async def direct_handoff(
         await goodbye_and_hang_up(ctx, goodbye_prompt)
         return DirectResult(tuple(replies), "agent_left")
     if reply.fallback == FallbackAction.VOICEMAIL.value:
-        number = await _mailbox(service, ctx, reply)
         who = CallIdentity.of(ctx.call)
+        number = await service.mailbox_of(who, reply)
         if number and who.domain_name:
             await to_voicemail(ctx, number, who.domain_name)
             return DirectResult(tuple(replies), "voicemail")
@@ -68,17 +66,3 @@ async def direct_handoff(
     ctx.log.info("handoff.fallback", action="hangup", status=reply.status)
     await goodbye_and_hang_up(ctx, goodbye_prompt)
     return DirectResult(tuple(replies), "goodbye")
-
-
-async def _mailbox(service: HandoffService, ctx: Any, reply: HandoffReply) -> str | None:
-    """The voicemail box of the destination that failed: its number, for an extension."""
-    who = CallIdentity.of(ctx.call)
-    if who.domain_uuid is None or reply.destination_uuid is None:
-        return None
-    for destination in await service.directory.destinations(who.domain_uuid, who.secretary_uuid):
-        if (
-            str(destination.uuid) == reply.destination_uuid
-            and destination.destination_type is DestinationType.EXTENSION
-        ):
-            return destination.number
-    return None

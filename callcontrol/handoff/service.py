@@ -195,6 +195,28 @@ class HandoffService:
         return self._reply(destination, result.outcome, result.cause, result.attempts,
                            result.seconds, result)  # fmt: skip
 
+    async def mailbox_of(self, who: CallIdentity, reply: HandoffReply) -> str | None:
+        """The voicemail box of the destination ``reply`` is about: its number, for an
+        extension (ring groups and queues have none)."""
+        if who.domain_uuid is None or reply.destination_uuid is None:
+            return None
+        for destination in await self.directory.destinations(who.domain_uuid, who.secretary_uuid):
+            if (
+                str(destination.uuid) == reply.destination_uuid
+                and destination.destination_type is DestinationType.EXTENSION
+            ):
+                return destination.number
+        return None
+
+    async def default_besides(self, who: CallIdentity, failed: HandoffReply) -> Destination | None:
+        """The default destination, unless it is the one that just failed."""
+        if who.domain_uuid is None:
+            return None
+        default = await self.directory.default(who.domain_uuid, who.secretary_uuid)
+        if default is None or str(default.uuid) == failed.destination_uuid:
+            return None
+        return default
+
     async def _dnd(self, domain_uuid: UUID, number: str, log: Any) -> bool:
         try:
             return await is_do_not_disturb(self.db, domain_uuid, number)
