@@ -80,7 +80,6 @@ class HandoffRunner:
         self._started_at = 0.0
         self.result: HandoffResult | None = None
         self._bridge_prelude: list[bytes] = []
-        self.commands_after_hangup: list[str] = []
 
     # -- public --------------------------------------------------------------------------
 
@@ -181,7 +180,9 @@ class HandoffRunner:
 
     async def _do(self, action: m.Action) -> None:
         if self.machine.caller_gone and not isinstance(action, m.KillLeg | m.Finish):
-            self.commands_after_hangup.append(type(action).__name__)
+            # The machine never asks for more than cleanup once the caller left; this guard
+            # only keeps a bug there from reaching FreeSWITCH.
+            self.log.error("handoff.action_after_hangup_skipped", action=type(action).__name__)
             return
         if isinstance(action, m.StartHold):
             self.log.info("handoff.hold", state="on")
