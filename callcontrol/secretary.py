@@ -48,7 +48,6 @@ from callcontrol.ai.instructions import Destination as AiDestination
 from callcontrol.ai.instructions import Language, build_instructions, say_instruction
 from callcontrol.ai.provider import (
     AudioDelta,
-    AudioDone,
     Closed,
     ProviderError,
     ProviderUnavailable,
@@ -466,9 +465,8 @@ class Conversation:
                 self._set_model_deadline(math.inf)
                 assert self._nursery is not None
                 self._nursery.start_soon(self._tool, event)
-            elif isinstance(event, ResponseDone | AudioDone):
-                if isinstance(event, ResponseDone):
-                    await self._response_done()
+            elif isinstance(event, ResponseDone):
+                await self._response_done()
             elif isinstance(event, ProviderError):
                 self.log.warning("ai.error", code=event.code, message=event.message,
                                  fatal=event.fatal)  # fmt: skip
