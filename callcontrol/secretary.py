@@ -352,6 +352,7 @@ class Conversation:
         self.media = media
         self.ai = ai
         self.record = record
+        self.who = record.who  # read once from the connect data, for every tool
         self.on_hold = False
         self.current_item: str | None = None
         self.model_deadline = math.inf
@@ -530,7 +531,7 @@ class Conversation:
     def _whisper(self, reason: str) -> Callable[[str], Awaitable[None]] | None:
         if not self.settings.whisper_tts:
             return None
-        who = CallIdentity.of(self.ctx.call)
+        who = self.who
         text = whisper_text(who.caller_name, who.caller_number, reason, self.settings.language)
         return speak_whisper(self.ctx, self.settings.whisper_tts, text)
 
@@ -566,7 +567,7 @@ class Conversation:
 
     async def _transfer_to_default(self, failed: HandoffReply) -> None:
         """The ``transfer_default`` fallback, run by the server once the model has spoken."""
-        who = CallIdentity.of(self.ctx.call)
+        who = self.who
         default = await self.services.handoff.default_besides(who, failed)
         if default is None:
             self.log.info("handoff.fallback", action="transfer_default", result="no other default")
@@ -579,7 +580,7 @@ class Conversation:
 
     async def _plan_fallback(self, reply: HandoffReply) -> str:
         """Arrange what runs once the model has said what happened; tell the model."""
-        who = CallIdentity.of(self.ctx.call)
+        who = self.who
         if reply.fallback == FallbackAction.VOICEMAIL.value and who.domain_name:
             number = await self.services.handoff.mailbox_of(who, reply)
             if number:
@@ -605,7 +606,7 @@ class Conversation:
         return "say the sentence and offer to take a message or schedule a callback"
 
     async def _save_request(self, call_id: str, request: ScheduleCallback | TakeMessage) -> None:
-        who = CallIdentity.of(self.ctx.call)
+        who = self.who
         last = self.record.handoff
         common: dict[str, Any] = {
             "phone_number": request.phone_number,
