@@ -5,6 +5,17 @@ translator and hands them to the session through a bounded channel: when the ses
 reader stops reading and the websocket's own flow control pushes back on the server, instead of
 audio piling up in memory here. Sends after the connection is gone are dropped; the session
 learns of the end from the single ``Closed`` event.
+
+Failing fast (a caller is waiting in silence while we wait): the ``Closed`` event goes out the
+moment the close, an abrupt drop or a send stalled for ``SEND_STALL_SECONDS`` is seen, and the
+websocket's teardown never holds the call for more than ``CLOSE_GRACE_SECONDS``. trio-websocket's
+own ``open_websocket_url`` does not bound it: after a peer's close its reader waits for the
+server's TCP close, whatever ``disconnect_timeout`` says (measured on the real switch: 10 s, the
+peer's close timeout, while a sender kept sending audio).
+
+The wire goes through two points only, ``JsonWebsocketProvider.send_text`` and
+``receive_text`` (plus ``StreamOpener`` below the websocket), so a recorder or a simulator can
+wrap them.
 """
 
 from __future__ import annotations
@@ -12,22 +23,54 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
     ConnectionClosed,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 from callcontrol.ai.provider import Closed, ProviderError, ProviderEvent, ProviderUnavailable
 
 EVENT_BUFFER = 256  # ~5 s of 20 ms audio deltas before the reader applies backpressure
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# A send that has not gone out in this time means the server stopped reading: the kernel's send
+# buffer (tens of KB, seconds of audio) is already full. The call cannot go on with it.
+SEND_STALL_SECONDS = 0.5
+# The polite close handshake takes one round trip; a peer that does not answer in this time is
+# cut off (the TCP stream closed) so the fallback prompt is not kept waiting.
+CLOSE_GRACE_SECONDS = 0.25
+
+# (host, port, tls) -> a byte stream to the server. The default opens TCP (and TLS for wss://);
+# tests give ScriptedRealtime's in-memory pipe, a replayer could give a recorded one.
+StreamOpener = Callable[[str, int, bool], Awaitable[trio.abc.Stream]]
+
+
+def tcp_opener(ssl_context: ssl.SSLContext | None = None) -> StreamOpener:
+    async def open_stream(host: str, port: int, tls: bool) -> trio.abc.Stream:
+        if not tls:
+            return await trio.open_tcp_stream(host, port)
+        context = ssl_context or ssl.create_default_context()
+        return await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context,
+                                                   https_compatible=True)  # fmt: skip
+
+    return open_stream
+
+
+def _target(url: str) -> tuple[str, int, bool, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ProviderUnavailable(f"not a websocket URL: {_safe_url(url)}")
+    tls = parts.scheme == "wss"
+    port = parts.port or (443 if tls else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, tls, resource
 
 
 @asynccontextmanager
@@ -37,23 +80,51 @@ async def connect(
     *,
     connect_timeout: float,
     ssl_context: ssl.SSLContext | None = None,
+    opener: StreamOpener | None = None,
 ) -> AsyncIterator[WebSocketConnection]:
-    """Open the websocket, turning every way of failing to connect into ``ProviderUnavailable``."""
-    async with AsyncExitStack() as stack:
-        try:
-            ws = await stack.enter_async_context(
-                open_websocket_url(
-                    url,
-                    ssl_context,
-                    extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-                    max_message_size=MAX_MESSAGE_SIZE,
-                    connect_timeout=connect_timeout,
-                    disconnect_timeout=2,
-                )
-            )
-        except (HandshakeError, OSError) as exc:
-            raise ProviderUnavailable(f"cannot connect to {_safe_url(url)}: {exc!r}") from exc
-        yield ws
+    """Open the websocket, turning every way of failing to connect into ``ProviderUnavailable``;
+    on exit, close it within ``CLOSE_GRACE_SECONDS`` whatever the peer does."""
+    host, port, tls, resource = _target(url)
+    host_header = host if port in (80, 443) else f"{host}:{port}"
+    open_stream = opener or tcp_opener(ssl_context)
+    opened = False
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(connect_timeout):
+                    stream = await open_stream(host, port, tls)
+                    ws = await wrap_client_stream(
+                        nursery, stream, host_header, resource,  # type: ignore[arg-type]
+                        extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+                        max_message_size=MAX_MESSAGE_SIZE,
+                    )  # fmt: skip
+            except (OSError, trio.TooSlowError) as exc:
+                raise ProviderUnavailable(f"cannot connect to {_safe_url(url)}: {exc!r}") from exc
+            opened = True
+            try:
+                yield ws
+            finally:
+                await _teardown(ws, stream)
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # A rejected handshake surfaces in trio-websocket's reader task, i.e. in our nursery.
+        refused = group.subgroup(HandshakeError)
+        if not opened and refused is not None:
+            first = refused.exceptions[0]
+            raise ProviderUnavailable(f"cannot connect to {_safe_url(url)}: {first!r}") from first
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+async def _teardown(ws: WebSocketConnection, stream: trio.abc.Stream) -> None:
+    # Shielded: a call cancelled by the caller's hangup still closes its websocket, bounded.
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(CLOSE_GRACE_SECONDS):
+            await ws.aclose(1000, "call ended")
+        # After a peer's close, aclose returns at once and leaves the TCP stream to the server;
+        # closing it here ends trio-websocket's reader instead of waiting for the server.
+        await trio.aclose_forcefully(stream)
 
 
 @asynccontextmanager
@@ -91,6 +162,8 @@ class JsonWebsocketProvider:
         self._counter = 0
         # a protocol-level goodbye (e.g. GPT-Live's session.closed) explains the close that follows
         self.server_close_reason: str | None = None
+        self._failure: Closed | None = None  # seen on our side (a stalled send) before the reader
+        self._read_scope: trio.CancelScope | None = None
 
     # subclasses implement this: one server message -> zero or more domain events
     def translate(self, message: dict[str, Any]) -> list[ProviderEvent]:
@@ -103,15 +176,39 @@ class JsonWebsocketProvider:
         self._counter += 1
         return f"cc_{self._counter}"
 
+    # -- the two wire points ----------------------------------------------------------------
+
+    async def send_text(self, text: str) -> None:
+        await self._ws.send_message(text)
+
+    async def receive_text(self) -> str | bytes:
+        return await self._ws.get_message()
+
+    # ----------------------------------------------------------------------------------------
+
     async def send_event(self, event: dict[str, Any]) -> None:
         if self._closed:
             self._log.debug("ai.send_dropped", type=event.get("type"), why="closed")
             return
         try:
-            await self._ws.send_message(json.dumps(event, ensure_ascii=False))
+            with trio.move_on_after(SEND_STALL_SECONDS) as scope:
+                await self.send_text(json.dumps(event, ensure_ascii=False))
         except ConnectionClosed:
             self._closed = True
             self._log.info("ai.send_dropped", type=event.get("type"), why="connection_closed")
+            return
+        if scope.cancelled_caught:
+            self._log.error("ai.send_stalled", type=event.get("type"), seconds=SEND_STALL_SECONDS)
+            self.fail(Closed(f"send stalled for {SEND_STALL_SECONDS:g} s"))
+
+    def fail(self, closed: Closed) -> None:
+        """The connection is unusable (seen on our side): end the event stream with ``closed``
+        now, without waiting for the server to say anything."""
+        self._closed = True
+        if self._failure is None:
+            self._failure = closed
+        if self._read_scope is not None:
+            self._read_scope.cancel()
 
     async def emit(self, event: ProviderEvent) -> None:
         """Inject an event produced outside the reader (e.g. a resolved delegation)."""
@@ -125,8 +222,13 @@ class JsonWebsocketProvider:
     async def pump(self) -> None:
         """Read until the connection ends; always finishes with exactly one ``Closed``."""
         async with self._event_tx:
-            closed = await self._read_until_closed()
-            if self.server_close_reason:
+            closed = Closed("connection lost")
+            with trio.CancelScope() as self._read_scope:
+                if self._failure is None:
+                    closed = await self._read_until_closed()
+            if self._failure is not None:
+                closed = self._failure
+            elif self.server_close_reason:
                 closed = Closed(self.server_close_reason, closed.code)
             self._closed = True
             self._log.info("ai.closed", reason=closed.reason, code=closed.code)
@@ -135,7 +237,7 @@ class JsonWebsocketProvider:
     async def _read_until_closed(self) -> Closed:
         while True:
             try:
-                raw = await self._ws.get_message()
+                raw = await self.receive_text()
             except ConnectionClosed as exc:
                 return _closed_from(exc)
             for event in self._decode(raw):

@@ -75,6 +75,7 @@ class LiveEndpoint:
     api_key: str | None = attrs.field(default=None, repr=False)
     auth_header: str = "Authorization"  # Azure AI Foundry: "api-key"
     connect_timeout: float = 10.0
+    opener: _wsbase.StreamOpener | None = attrs.field(default=None, repr=False, eq=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveEndpoint:
@@ -302,7 +303,8 @@ async def open_openai_live(
     resolver = resolver or ResponsesResolver(endpoint.api_key)
     start = session_start(config, endpoint.model)
     async with _wsbase.connect(
-        endpoint.url, endpoint.headers(), connect_timeout=endpoint.connect_timeout
+        endpoint.url, endpoint.headers(), connect_timeout=endpoint.connect_timeout,
+        opener=endpoint.opener,
     ) as ws:
         await ws.send_message(json.dumps(start, ensure_ascii=False))
         try:

@@ -67,6 +67,7 @@ class RealtimeEndpoint:
     api_key: str | None = attrs.field(default=None, repr=False)
     auth: AuthStyle = "bearer"
     connect_timeout: float = 10.0
+    opener: _wsbase.StreamOpener | None = attrs.field(default=None, repr=False, eq=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RealtimeEndpoint:
@@ -312,7 +313,8 @@ async def open_openai_realtime(
     log = get_logger("callcontrol.ai.realtime", model=endpoint.model, **log_context)
     url = endpoint.full_url()
     async with (
-        _wsbase.connect(url, endpoint.headers(), connect_timeout=endpoint.connect_timeout) as ws,
+        _wsbase.connect(url, endpoint.headers(), connect_timeout=endpoint.connect_timeout,
+                        opener=endpoint.opener) as ws,
         _wsbase.reader_nursery() as nursery,
     ):
         log.info("ai.connected", url=url.split("?", 1)[0])
