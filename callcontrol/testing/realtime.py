@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -45,7 +46,12 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    wrap_server_stream,
+)
 
 from callcontrol.media.codecs import PCM24K, AudioFormat, alaw_encode, ulaw_encode
 
@@ -164,8 +170,30 @@ class Send:
 
 @attrs.frozen
 class Close:
+    """Close the websocket: the close frame, the client's answer, then the TCP close.
+
+    ``while_sending`` first waits for the client's next audio append, so the close lands while
+    it is streaming. ``linger`` keeps the TCP connection open that long after the close frame, as
+    the real peer did while the client kept sending audio (its 10 s close timeout): a client that
+    waits for the server's TCP close waits that long.
+    """
+
     code: int = 1000
     reason: str = ""
+    linger: float = 0.0
+    while_sending: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@attrs.frozen
+class Drop:
+    """The connection dies without a close frame (network loss, a crashed server)."""
+
+
+@attrs.frozen
+class Stall:
+    """The server stops reading and writing; the connection stays open. Once the transport's
+    buffer is full (``PIPE_CAPACITY`` in memory, the kernel's over TCP) the client's sends block."""
 
 
 @attrs.frozen
@@ -185,6 +213,8 @@ Step = (
     | SendError
     | Send
     | Close
+    | Drop
+    | Stall
     | GoSilent
 )
 
@@ -210,6 +240,8 @@ class SessionRecord:
     output_format: AudioFormat = PCM24K
     failures: list[str] = attrs.field(factory=list)
     close_code: int | None = None
+    # when the script made the server go away (Close, Drop, Stall, SendError), on trio's clock
+    gone_at: float | None = None
     # assistant item id -> ms of audio sent, for truncate validation
     items: dict[str, float] = attrs.field(factory=dict)
 
@@ -525,6 +557,136 @@ class _LiveDialect(_Dialect):
         return [{"type": "session.closed", "reason": step.reason or "connection_lost"}]
 
 
+# --- the transport under the websocket ---------------------------------------------------------
+
+PIPE_CAPACITY = 8 * 1024  # bytes in flight one way before a sender blocks (a small TCP window)
+
+
+class _Pipe:
+    """One direction of an in-memory connection, bounded like a TCP window."""
+
+    def __init__(self, capacity: int = PIPE_CAPACITY) -> None:
+        self.data = bytearray()
+        self.capacity = capacity
+        self.send_closed = False
+        self.receive_closed = False
+        self._changed = trio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+
+class _PipeSend(trio.abc.SendStream):
+    def __init__(self, pipe: _Pipe) -> None:
+        self.pipe = pipe
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        pipe, view = self.pipe, memoryview(data)
+        while view:
+            if pipe.send_closed:
+                raise trio.ClosedResourceError
+            if pipe.receive_closed:
+                raise trio.BrokenResourceError
+            room = pipe.capacity - len(pipe.data)
+            if room <= 0:
+                await pipe.changed()
+                continue
+            pipe.data += view[:room]
+            view = view[room:]
+            pipe.notify()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.pipe.send_closed = True
+        self.pipe.notify()
+        await trio.lowlevel.checkpoint()
+
+
+class _PipeReceive(trio.abc.ReceiveStream):
+    def __init__(self, pipe: _Pipe) -> None:
+        self.pipe = pipe
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        pipe = self.pipe
+        while not pipe.data and not pipe.send_closed and not pipe.receive_closed:
+            await pipe.changed()
+        if pipe.receive_closed:
+            raise trio.ClosedResourceError
+        n = max_bytes or 65536
+        chunk = bytes(pipe.data[:n])
+        del pipe.data[:n]
+        pipe.notify()
+        return chunk  # b"" once the sender closed: end of stream
+
+    async def aclose(self) -> None:
+        self.pipe.receive_closed = True
+        self.pipe.notify()
+        await trio.lowlevel.checkpoint()
+
+
+def memory_connection() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    """(client, server) ends of a bounded in-memory byte stream."""
+    up, down = _Pipe(), _Pipe()
+    return (
+        trio.StapledStream(_PipeSend(up), _PipeReceive(down)),
+        trio.StapledStream(_PipeSend(down), _PipeReceive(up)),
+    )
+
+
+class _ServerStream(trio.abc.Stream):
+    """The server's end, which the script can stall, drop, or keep open after its close."""
+
+    def __init__(self, inner: trio.abc.Stream, nursery: trio.Nursery) -> None:
+        self.inner = inner
+        self.stalled = False
+        self.linger = 0.0
+        self._lingering = False
+        self._nursery = nursery  # the server's: a lingering close outlives the connection's
+
+    def stall(self) -> None:
+        self.stalled = True
+
+    async def drop(self) -> None:
+        await trio.aclose_forcefully(self.inner)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.stalled:
+            await trio.sleep_forever()
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self.stalled:
+            await trio.sleep_forever()
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        if self.linger > 0:
+            # every later close (the server's websocket teardown) waits for this one
+            if not self._lingering:
+                self._lingering = True
+                self._nursery.start_soon(self._close_later, self.linger)
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.aclose_forcefully(self.inner)
+
+    async def _close_later(self, delay: float) -> None:
+        try:
+            await trio.sleep(delay)
+        finally:
+            await trio.aclose_forcefully(self.inner)
+
+
 # --- one connection ----------------------------------------------------------------------------
 
 
@@ -534,9 +696,10 @@ class _Connection:
         ws: WebSocketConnection,
         rec: SessionRecord,
         dialect: _Dialect,
+        stream: _ServerStream,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self.ws, self.rec, self.dialect = ws, rec, dialect
+        self.ws, self.rec, self.dialect, self.stream = ws, rec, dialect, stream
         self.on_change = on_change
         self.counter = 0
         self._changed = trio.Event()
@@ -632,17 +795,38 @@ class _Connection:
                     timeout,
                 )
             case SendError():
+                self.rec.gone_at = trio.current_time()
                 await self.send(self.dialect.error(step))
             case Send(event=event):
                 await self.send(event)
-            case Close(code=code, reason=reason):
-                for event in self.dialect.before_close(step):
-                    await self.send(event)
-                await self.ws.aclose(code, reason)
+            case Close():
+                return await self._close(step)
+            case Drop():
+                self.rec.gone_at = trio.current_time()
+                await self.stream.drop()
+                return False
+            case Stall():
+                self.rec.gone_at = trio.current_time()
+                self.stream.stall()
                 return False
             case GoSilent():
                 return False
         return True
+
+    async def _close(self, step: Close) -> bool:
+        if step.while_sending:
+            seen = self.rec.audio_bytes
+            if not await self.wait_until(
+                "caller audio to close on", lambda: self.rec.audio_bytes > seen, step.timeout
+            ):
+                return False
+        for event in self.dialect.before_close(step):
+            await self.send(event)
+        self.stream.linger = step.linger
+        self.rec.gone_at = trio.current_time()
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.aclose(step.code, step.reason)
+        return False
 
     async def _say(self, step: Say) -> None:
         batches = self.dialect.say(self, step)
@@ -678,6 +862,7 @@ class ScriptedRealtime:
         self.sessions: list[SessionRecord] = []
         self.url = ""
         self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
         self._changed = trio.Event()
 
     def _notify(self) -> None:
@@ -720,11 +905,35 @@ class ScriptedRealtime:
     @asynccontextmanager
     async def _serve(self) -> AsyncIterator[str]:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_websocket, self._handle, self.host, 0, None)
-            yield f"ws://{self.host}:{server.port}{self.path}"
+            self._nursery = nursery
+            listeners = await nursery.start(
+                functools.partial(trio.serve_tcp, self._serve_stream, 0, host=self.host)
+            )
+            port = listeners[0].socket.getsockname()[1]
+            yield f"ws://{self.host}:{port}{self.path}"
             nursery.cancel_scope.cancel()
 
-    async def _handle(self, request: WebSocketRequest) -> None:
+    async def open_stream(self, host: str, port: int, tls: bool) -> trio.abc.Stream:
+        """A ``StreamOpener`` for the client: an in-memory connection to this server, whatever
+        the URL says. Nothing goes through the kernel, so ``MockClock`` tests stay exact."""
+        if self._nursery is None:
+            raise ScriptFailed("the server is not running (use `async with server`)")
+        client, server = memory_connection()
+        self._nursery.start_soon(self._serve_stream, server)
+        return client
+
+    async def _serve_stream(self, inner: trio.abc.Stream) -> None:
+        assert self._nursery is not None
+        stream = _ServerStream(inner, self._nursery)
+        try:
+            async with trio.open_nursery() as nursery:
+                request = await wrap_server_stream(nursery, stream)
+                await self._handle(request, stream)
+                nursery.cancel_scope.cancel()
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _handle(self, request: WebSocketRequest, stream: _ServerStream) -> None:
         if self.reject_status is not None:
             await request.reject(self.reject_status, body=b"scripted rejection")
             return
@@ -733,7 +942,7 @@ class ScriptedRealtime:
         rec = SessionRecord(path=request.path, headers=headers)
         self.sessions.append(rec)
         self._notify()
-        conn = _Connection(ws, rec, self.dialect, self._notify)
+        conn = _Connection(ws, rec, self.dialect, stream, self._notify)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.run, self.script)
             await conn.read()
