@@ -71,6 +71,8 @@ class Settings:
     realtime_url: str = "wss://api.openai.com/v1/realtime"
     realtime_model: str = "gpt-realtime"
     realtime_voice: str = "marin"
+    # gpt-4o-mini-transcribe is deprecated (shutdown announced for 2027-02-26)
+    realtime_transcription_model: str = "gpt-transcribe"
     realtime_provider: str = "openai-realtime"
     openai_api_key: str | None = attrs.field(default=None, repr=False)
     whatsapp_api_url: str = "https://graph.facebook.com/v21.0"
@@ -219,6 +221,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "REALTIME_URL": ("realtime_url", _url("ws", "wss")),
     "REALTIME_MODEL": ("realtime_model", _text),
     "REALTIME_VOICE": ("realtime_voice", _text),
+    "REALTIME_TRANSCRIPTION_MODEL": ("realtime_transcription_model", _text),
     "REALTIME_PROVIDER": ("realtime_provider", _choice("openai-realtime", "openai-live")),
     "OPENAI_API_KEY": ("openai_api_key", _text),
     "WHATSAPP_API_URL": ("whatsapp_api_url", _url("http", "https")),

@@ -35,8 +35,9 @@ class Services:
     media_lost_after: float = 1.0
 
     def session_config(self, **fields: Any) -> SessionConfig:
-        return SessionConfig(voice=self.settings.realtime_voice,
-                             language=self.settings.language, **fields)  # fmt: skip
+        return SessionConfig(voice=self.settings.realtime_voice, language=self.settings.language,
+                             transcription_model=self.settings.realtime_transcription_model,
+                             **fields)  # fmt: skip
 
 
 @asynccontextmanager

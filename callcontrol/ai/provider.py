@@ -58,7 +58,8 @@ class SessionConfig:
     input_format: AudioFormat = PCM24K
     output_format: AudioFormat = PCM24K
     vad: VadSettings = VadSettings()
-    transcription_model: str | None = "gpt-4o-mini-transcribe"
+    # the openai package marks gpt-4o-mini-transcribe deprecated (shutdown 2027-02-26)
+    transcription_model: str | None = "gpt-transcribe"
 
 
 # --- domain events -----------------------------------------------------------------------------
