@@ -272,13 +272,28 @@ class SessionRecord:
 # --- dialects ----------------------------------------------------------------------------------
 
 
+# Called with (protocol, direction, frame) for every JSON frame a scripted server sends
+# ("server") or receives ("client"): protocol is "realtime" or "live". Tests use it to check the
+# frames against the official API types.
+FrameObserver = Callable[[str, str, Mapping[str, Any]], None]
+frame_observers: list[FrameObserver] = []
+
+
+def _observe(protocol: str, direction: str, frame: Mapping[str, Any]) -> None:
+    for observer in frame_observers:
+        observer(protocol, direction, frame)
+
+
 class _Dialect:
     """How the script's steps look on the wire, and what client events mean."""
 
+    protocol = "realtime"
     start_event: str | None = None  # GPT-Live: the client must open with this
+    no_event_id: frozenset[str] = frozenset()  # every other server event carries an event_id
 
     def greeting(self, rec: SessionRecord) -> list[dict[str, Any]]:
-        return [{"type": "session.created", "session": {"id": "sess_scripted", "type": "realtime"}}]
+        session = {"type": "realtime", "model": "gpt-realtime"}
+        return [{"type": "session.created", "session": session}]
 
     def audio_of(self, event: Mapping[str, Any]) -> str | None:
         if event.get("type") == "input_audio_buffer.append":
@@ -314,7 +329,9 @@ class _Dialect:
             return [_error("item_not_found", f"Item {item_id} not found", event)]
         if not isinstance(end, int) or end < 0 or end > sent + 1:
             return [_error("invalid_value", f"audio_end_ms {end} beyond {sent:.0f} ms", event)]
-        return [{"type": "conversation.item.truncated", "item_id": item_id, "audio_end_ms": end}]
+        index = int(event.get("content_index") or 0)
+        return [{"type": "conversation.item.truncated", "item_id": item_id,
+                 "content_index": index, "audio_end_ms": end}]  # fmt: skip
 
     def say(self, conn: _Connection, step: Say) -> list[list[dict[str, Any]]]:
         """The utterance as batches of events; a paced say sleeps between batches."""
@@ -323,46 +340,50 @@ class _Dialect:
         fmt = conn.rec.output_format
         audio = _utterance(step, fmt)
         conn.rec.items[iid] = fmt.duration_ms(len(audio))
+        item: dict[str, Any] = {"id": iid, "type": "message", "role": "assistant",
+                                "object": "realtime.item"}  # fmt: skip
+        done_item = {**item, "status": "completed",
+                     "content": [{"type": "output_audio", "transcript": step.text}]}  # fmt: skip
+        where = {"response_id": rid, "item_id": iid, "output_index": 0, "content_index": 0}
         head: list[dict[str, Any]] = [
             {"type": "response.created", "response": {"id": rid, "status": "in_progress"}},
             {
                 "type": "response.output_item.added",
                 "response_id": rid,
-                "item": {"id": iid, "type": "message", "role": "assistant"},
+                "output_index": 0,
+                "item": {**item, "status": "in_progress", "content": []},
             },
-        ]
+            {"type": "conversation.item.added", "previous_item_id": None,
+             "item": {**item, "status": "in_progress", "content": []}},
+            {"type": "response.content_part.added", "response_id": rid, "item_id": iid,
+             "output_index": 0, "content_index": 0, "part": {"type": "audio", "transcript": ""}},
+        ]  # fmt: skip
         chunks = [
             [
                 {
                     "type": "response.output_audio.delta",
-                    "response_id": rid,
-                    "item_id": iid,
-                    "output_index": 0,
-                    "content_index": 0,
+                    **where,
                     "delta": _b64(chunk),
                 }
             ]
             for chunk in _chunks(audio, fmt, step.chunk_ms)
         ]
         words: list[dict[str, Any]] = [
-            {
-                "type": "response.output_audio_transcript.delta",
-                "response_id": rid,
-                "item_id": iid,
-                "delta": w,
-            }
+            {"type": "response.output_audio_transcript.delta", **where, "delta": w}
             for w in _words(step.text)
         ]
         tail: list[dict[str, Any]] = [
-            {"type": "response.output_audio.done", "response_id": rid, "item_id": iid},
-            {
-                "type": "response.output_audio_transcript.done",
-                "response_id": rid,
-                "item_id": iid,
-                "transcript": step.text,
-            },
-            {"type": "response.done", "response": {"id": rid, "status": "completed"}},
-        ]
+            {"type": "response.output_audio.done", **where},
+            {"type": "response.output_audio_transcript.done", **where, "transcript": step.text},
+            {"type": "response.content_part.done", **where,
+             "part": {"type": "audio", "transcript": step.text}},
+            {"type": "response.output_item.done", "response_id": rid, "output_index": 0,
+             "item": done_item},
+            {"type": "conversation.item.done", "previous_item_id": None, "item": done_item},
+            {"type": "response.done", "response": {"id": rid, "object": "realtime.response",
+                                                   "status": "completed", "output": [done_item]}},
+            _rate_limits(),
+        ]  # fmt: skip
         return [head + words, *chunks, tail]
 
     def speech_started(self, conn: _Connection) -> dict[str, Any]:
@@ -372,12 +393,17 @@ class _Dialect:
             "item_id": f"caller_{conn.next_id()}",
         }
 
-    def speech_stopped(self, conn: _Connection) -> dict[str, Any]:
-        return {
-            "type": "input_audio_buffer.speech_stopped",
-            "audio_end_ms": int(conn.rec.audio_ms),
-            "item_id": f"caller_{conn.counter}",
-        }
+    def speech_stopped(self, conn: _Connection) -> list[dict[str, Any]]:
+        iid = f"caller_{conn.counter}"
+        item = {"id": iid, "type": "message", "role": "user", "object": "realtime.item",
+                "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
+        return [
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": int(conn.rec.audio_ms),
+             "item_id": iid},
+            {"type": "input_audio_buffer.committed", "item_id": iid, "previous_item_id": None},
+            {"type": "conversation.item.added", "previous_item_id": None, "item": item},
+            {"type": "conversation.item.done", "previous_item_id": None, "item": item},
+        ]  # fmt: skip
 
     def caller_said(self, conn: _Connection, text: str) -> list[dict[str, Any]]:
         iid = f"caller_{conn.counter}"
@@ -393,6 +419,7 @@ class _Dialect:
                 "item_id": iid,
                 "content_index": 0,
                 "transcript": text,
+                "usage": {"type": "duration", "seconds": round(conn.rec.audio_ms / 1000, 3)},
             },
         ]
 
@@ -400,30 +427,26 @@ class _Dialect:
         n = conn.next_id()
         rid, iid = f"resp_{n}", f"item_{n}"
         raw = step.arguments if isinstance(step.arguments, str) else json.dumps(step.arguments)
+        item: dict[str, Any] = {"id": iid, "type": "function_call", "object": "realtime.item",
+                                "call_id": call_id, "name": step.name}  # fmt: skip
+        done_item = {**item, "status": "completed", "arguments": raw}
+        where = {"response_id": rid, "item_id": iid, "output_index": 0, "call_id": call_id}
         return [
             {"type": "response.created", "response": {"id": rid, "status": "in_progress"}},
-            {
-                "type": "response.output_item.added",
-                "response_id": rid,
-                "item": {"id": iid, "type": "function_call", "call_id": call_id, "name": step.name},
-            },
-            {
-                "type": "response.function_call_arguments.delta",
-                "response_id": rid,
-                "item_id": iid,
-                "call_id": call_id,
-                "delta": raw,
-            },
-            {
-                "type": "response.function_call_arguments.done",
-                "response_id": rid,
-                "item_id": iid,
-                "call_id": call_id,
-                "name": step.name,
-                "arguments": raw,
-            },
-            {"type": "response.done", "response": {"id": rid, "status": "completed"}},
-        ]
+            {"type": "response.output_item.added", "response_id": rid, "output_index": 0,
+             "item": {**item, "status": "in_progress", "arguments": ""}},
+            {"type": "conversation.item.added", "previous_item_id": None,
+             "item": {**item, "status": "in_progress", "arguments": ""}},
+            {"type": "response.function_call_arguments.delta", **where, "delta": raw},
+            {"type": "response.function_call_arguments.done", **where, "name": step.name,
+             "arguments": raw},
+            {"type": "response.output_item.done", "response_id": rid, "output_index": 0,
+             "item": done_item},
+            {"type": "conversation.item.done", "previous_item_id": None, "item": done_item},
+            {"type": "response.done", "response": {"id": rid, "object": "realtime.response",
+                                                   "status": "completed", "output": [done_item]}},
+            _rate_limits(),
+        ]  # fmt: skip
 
     def has_tool_output(self, rec: SessionRecord, call_id: str) -> bool:
         return call_id in rec.tool_outputs
@@ -434,8 +457,15 @@ class _Dialect:
             "error": {"type": step.type, "code": step.code, "message": step.message},
         }
 
-    def before_close(self, step: Close) -> list[dict[str, Any]]:
+    def before_close(self, step: Close, rec: SessionRecord | None = None) -> list[dict[str, Any]]:
         return []
+
+
+def _rate_limits() -> dict[str, Any]:
+    return {"type": "rate_limits.updated", "rate_limits": [
+        {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.06},
+        {"name": "tokens", "limit": 100000, "remaining": 99000, "reset_seconds": 0.6},
+    ]}  # fmt: skip
 
 
 def _error(code: str, message: str, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -485,6 +515,8 @@ def _b64(data: bytes) -> str:
 class _LiveDialect(_Dialect):
     """GPT-Live: session.start/started, session.* audio and transcripts, client delegation."""
 
+    protocol = "live"
+    no_event_id = frozenset({"session.output_audio.delta"})  # the API's audio has none
     start_event = "session.start"
 
     def greeting(self, rec: SessionRecord) -> list[dict[str, Any]]:
@@ -502,21 +534,21 @@ class _LiveDialect(_Dialect):
             rec.session_updates.append(session)
             fmt = _format_of({"audio": {"input": (session.get("audio") or {})}}, "input", PCM24K)
             rec.input_format = rec.output_format = fmt
-            return [{"type": "session.started", "session": {"id": "sess_live", **session}}]
+            return [{"type": "session.started", "session": _live_session(session)}]
         if kind in ("session.commentary.append", "session.thinking.append"):
             delegation = event.get("delegation_id")
             if delegation is not None:
                 rec.tool_outputs[str(delegation)] = str(event.get("content"))
             else:
                 rec.response_creates.append({"instructions": event.get("content")})
-            return [
-                {
-                    "type": kind.replace(".append", ".appended"),
-                    "client_event_id": event.get("event_id"),
-                }
-            ]
+            at = int(rec.audio_ms)
+            appended: dict[str, Any] = {"type": kind.replace(".append", ".appended"),
+                                        "start_ms": at, "end_ms": at}  # fmt: skip
+            if event.get("event_id") is not None:
+                appended["client_event_id"] = event["event_id"]
+            return [appended]
         if kind == "session.close":
-            return [{"type": "session.closed", "reason": "close_requested"}]
+            return [_live_closed(rec, "close_requested")]
         return []
 
     def say(self, conn: _Connection, step: Say) -> list[list[dict[str, Any]]]:
@@ -526,16 +558,21 @@ class _LiveDialect(_Dialect):
             [{"type": "session.output_audio.delta", "delta": _b64(c)}]
             for c in _chunks(audio, fmt, step.chunk_ms)
         ]
-        words = [{"type": "session.output_transcript.delta", "delta": w} for w in _words(step.text)]
+        at = int(conn.rec.audio_ms)
+        words = [{"type": "session.output_transcript.delta", "delta": w, "start_ms": at,
+                  "end_ms": at + step.ms} for w in _words(step.text)]  # fmt: skip
         return [words, *chunks]
 
     def speech_started(self, conn: _Connection) -> dict[str, Any]:
         raise ScriptFailed("GPT-Live has no speech_started event")
 
-    speech_stopped = speech_started
+    def speech_stopped(self, conn: _Connection) -> list[dict[str, Any]]:
+        raise ScriptFailed("GPT-Live has no speech_stopped event")
 
     def caller_said(self, conn: _Connection, text: str) -> list[dict[str, Any]]:
-        return [{"type": "session.input_transcript.delta", "delta": text}]
+        end = int(conn.rec.audio_ms)
+        return [{"type": "session.input_transcript.delta", "delta": text,
+                 "start_ms": max(0, end - 1000), "end_ms": end}]  # fmt: skip
 
     def call_tool(self, conn: _Connection, step: CallTool, call_id: str) -> list[dict[str, Any]]:
         # Client delegation carries no task text: the client infers the tool from the transcript.
@@ -553,8 +590,25 @@ class _LiveDialect(_Dialect):
             "error": {"type": step.type, "code": step.code, "message": step.message},
         }
 
-    def before_close(self, step: Close) -> list[dict[str, Any]]:
-        return [{"type": "session.closed", "reason": step.reason or "connection_lost"}]
+    def before_close(self, step: Close, rec: SessionRecord | None = None) -> list[dict[str, Any]]:
+        reason = step.reason if step.reason in _LIVE_CLOSE_REASONS else "connection_lost"
+        return [_live_closed(rec, reason)]
+
+
+# session.closed's reasons in the Live API
+_LIVE_CLOSE_REASONS = ("close_requested", "expired", "content", "remote_hangup", "connection_lost")
+LIVE_SESSION_SECONDS = 3600  # expires_at: the session's duration limit from its start
+
+
+def _live_session(requested: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": "sess_live", **requested, "status": "active", "expires_at": LIVE_SESSION_SECONDS}
+
+
+def _live_closed(rec: SessionRecord | None, reason: str) -> dict[str, Any]:
+    requested = rec.session_updates[0] if rec and rec.session_updates else {}
+    seconds = round(rec.audio_ms / 1000, 3) if rec else 0.0
+    return {"type": "session.closed", "reason": reason, "session": _live_session(requested),
+            "usage": {"seconds": float(seconds)}}  # fmt: skip
 
 
 # --- the transport under the websocket ---------------------------------------------------------
@@ -701,6 +755,8 @@ class _Connection:
     ) -> None:
         self.ws, self.rec, self.dialect, self.stream = ws, rec, dialect, stream
         self.on_change = on_change
+        self.observed = True  # frames go to frame_observers
+        self.events_sent = 0
         self.counter = 0
         self._changed = trio.Event()
         self._last_call_id: str | None = None
@@ -711,6 +767,11 @@ class _Connection:
 
     async def send(self, event: Mapping[str, Any]) -> None:
         # The client may leave at any moment; the reader sees it and ends the connection.
+        if "event_id" not in event and event.get("type") not in self.dialect.no_event_id:
+            self.events_sent += 1
+            event = {"event_id": f"event_{self.events_sent}", **event}
+        if self.observed:
+            _observe(self.dialect.protocol, "server", event)
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send_message(json.dumps(event, ensure_ascii=False))
 
@@ -723,6 +784,8 @@ class _Connection:
                 self.on_change()
                 return
             event = json.loads(raw)
+            if self.observed:
+                _observe(self.dialect.protocol, "client", event)
             audio = self.dialect.audio_of(event)
             if audio is not None:
                 pcm = base64.b64decode(audio)
@@ -772,7 +835,8 @@ class _Connection:
             case CallerSpeechStarted():
                 await self.send(self.dialect.speech_started(self))
             case CallerSpeechStopped():
-                await self.send(self.dialect.speech_stopped(self))
+                for event in self.dialect.speech_stopped(self):
+                    await self.send(event)
             case CallerSaid(text=text):
                 for event in self.dialect.caller_said(self, text):
                     await self.send(event)
@@ -820,7 +884,7 @@ class _Connection:
                 "caller audio to close on", lambda: self.rec.audio_bytes > seen, step.timeout
             ):
                 return False
-        for event in self.dialect.before_close(step):
+        for event in self.dialect.before_close(step, self.rec):
             await self.send(event)
         self.stream.linger = step.linger
         self.rec.gone_at = trio.current_time()
@@ -853,11 +917,13 @@ class ScriptedRealtime:
         *,
         reject_status: int | None = None,
         strict: bool = True,
+        check_wire: bool = True,
         host: str = "127.0.0.1",
     ) -> None:
         self.script = list(script)
         self.reject_status = reject_status
         self.strict = strict
+        self.check_wire = check_wire  # False: frames skip frame_observers (a deliberate mismatch)
         self.host = host
         self.sessions: list[SessionRecord] = []
         self.url = ""
@@ -943,6 +1009,7 @@ class ScriptedRealtime:
         self.sessions.append(rec)
         self._notify()
         conn = _Connection(ws, rec, self.dialect, stream, self._notify)
+        conn.observed = self.check_wire
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.run, self.script)
             await conn.read()
