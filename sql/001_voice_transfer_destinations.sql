@@ -4,6 +4,11 @@
 -- database whose table was created by an earlier voice-secretary release (missing columns are
 -- added). The name is FusionPBX-facing (v_ prefix) because FusionPBX's admin pages read it.
 -- No foreign keys: FusionPBX creates none either, and v_voice_secretaries may be absent.
+--
+-- Releases up to 0.1 also seeded "Atendimento → ring group 9000" and "Suporte → queue 5001" here
+-- without checking the domain had them; migrate now adds no destination (see 004 and
+-- `callcontrol destinations import`). A database that ran the earlier text is up to date:
+-- replaces checksum d265feaba7857a2f04c4ef1ed1cc5025a7876ecf369afa5c16fcc5047c3e82fb
 
 CREATE TABLE IF NOT EXISTS v_voice_transfer_destinations (
     transfer_destination_uuid uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -92,39 +97,3 @@ DROP TRIGGER IF EXISTS callcontrol_touch_updated_at ON v_voice_transfer_destinat
 CREATE TRIGGER callcontrol_touch_updated_at
     BEFORE UPDATE ON v_voice_transfer_destinations
     FOR EACH ROW EXECUTE FUNCTION callcontrol_touch_updated_at();
-
--- Seed "Atendimento" (the default: ring group 9000) and "Suporte" (queue 5001) for every
--- secretary that has no destination yet, so a secretary whose admin removed the seeds is never
--- re-seeded. A function, so the demo and tests can seed secretaries they create later.
-CREATE OR REPLACE FUNCTION callcontrol_seed_transfer_destinations() RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    inserted integer := 0;
-BEGIN
-    IF to_regclass('v_voice_secretaries') IS NULL THEN
-        RETURN 0;
-    END IF;
-    INSERT INTO v_voice_transfer_destinations
-        (domain_uuid, secretary_uuid, name, aliases, destination_type, destination_number,
-         department, description, priority, is_default, fallback_action)
-    SELECT s.domain_uuid, s.voice_secretary_uuid, seed.name, seed.aliases::jsonb, seed.kind,
-           seed.number, seed.department, seed.description, seed.priority, seed.is_default,
-           'offer_callback'
-    FROM v_voice_secretaries AS s
-    CROSS JOIN (VALUES
-        ('Atendimento', '["atendimento", "recepção", "telefonista", "atendente"]',
-         'ring_group', '9000', 'Atendimento', 'Atendimento geral', 10, true),
-        ('Suporte', '["suporte", "suporte técnico", "técnico", "ajuda"]',
-         'queue', '5001', 'Suporte', 'Suporte técnico', 100, false)
-    ) AS seed (name, aliases, kind, number, department, description, priority, is_default)
-    WHERE s.domain_uuid IS NOT NULL
-      AND NOT EXISTS (
-          SELECT 1 FROM v_voice_transfer_destinations AS d
-          WHERE d.secretary_uuid = s.voice_secretary_uuid
-      );
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    RETURN inserted;
-END
-$$;
-
-SELECT callcontrol_seed_transfer_destinations();

@@ -1,7 +1,10 @@
 """Numbered SQL migrations from ``sql/`` (``NNN_name.sql``), applied by ``callcontrol migrate``.
 
 Every file is written to be idempotent on its own; the ``callcontrol_schema_migrations`` table
-only saves re-running them and records what ran when. All pending files run in one transaction
+only saves re-running them and records what ran when. A file already applied in the field is
+only ever edited to do less (a superseded step); it then lists the checksum of its earlier text
+(``-- replaces checksum <sha256>``), so a database that ran that text is recorded as up to date
+with the new one instead of warned about. All pending files run in one transaction
 under an advisory lock keyed by the current schema, so several instances starting at once
 apply each file exactly once and a failing file leaves the database as it was.
 """
@@ -27,6 +30,7 @@ from callcontrol.logs import configure_logging, get_logger
 _log = get_logger("callcontrol.db.migrations")
 
 _FILE_NAME = re.compile(r"^(?P<version>\d{3,})_(?P<name>[a-z0-9_]+)\.sql$")
+_REPLACES = re.compile(r"^-- replaces checksum ([0-9a-f]{64})\s*$", re.MULTILINE)
 _REPO_SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _CREATE_TABLE = b"""
@@ -52,6 +56,11 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def replaces(self) -> frozenset[str]:
+        """Checksums of earlier texts of this file that a database may have applied."""
+        return frozenset(_REPLACES.findall(self.sql))
 
 
 def sql_directory() -> Traversable:
@@ -107,7 +116,17 @@ def apply_pending(conn: Connection, migrations: list[Migration]) -> list[int]:
     applied: list[int] = []
     for migration in migrations:
         if migration.version in done:
-            if done[migration.version] != migration.checksum:
+            if done[migration.version] in migration.replaces:
+                conn.execute(
+                    "UPDATE callcontrol_schema_migrations SET checksum = %s WHERE version = %s",
+                    (migration.checksum, migration.version),
+                )
+                _log.info(
+                    "db.migration_superseded_text",
+                    version=migration.version,
+                    name=migration.name,
+                )
+            elif done[migration.version] != migration.checksum:
                 _log.warning(
                     "db.migration_changed_after_apply",
                     version=migration.version,
