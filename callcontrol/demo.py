@@ -31,8 +31,9 @@ from callcontrol.testing.database import (
     add_destination,
     add_domain,
     add_extension,
-    add_secretary,
+    add_ring_group,
     isolated_database_url,
+    set_secretary,
 )
 from callcontrol.testing.freeswitch import (
     Answer,
@@ -143,22 +144,22 @@ SCENARIOS = (
 
 
 async def _seed(db: Database) -> dict[str, Any]:
+    # A stock FusionPBX: the domain's secretary in callcontrol's own table, destinations for
+    # every secretary of the domain, and the shipped dialplan's nil secretary UUID.
     domain = await add_domain(db, DOMAIN)
-    secretary = await add_secretary(db, domain, "Ana")
-    await db.execute("UPDATE v_voice_secretaries SET company_name = 'Clínica Exemplo'")
+    await set_secretary(db, domain, company_name="Clínica Exemplo")
     for number, name in (("1001", "Suporte"), ("1002", "Financeiro")):
         await add_extension(db, domain, number, name=name)
-    await add_destination(db, domain, "Suporte", "extension", "1001", secretary_uuid=secretary,
+    await add_ring_group(db, domain, "9000", "Atendimento")
+    await add_destination(db, domain, "Suporte", "extension", "1001",
                           aliases=["suporte técnico", "TI"], department="Suporte",
                           ring_timeout_seconds=15)  # fmt: skip
     await add_destination(db, domain, "Financeiro", "extension", "1002",
-                          secretary_uuid=secretary, department="Financeiro",
-                          ring_timeout_seconds=15)  # fmt: skip
-    await add_destination(db, domain, "Atendimento", "ring_group", "9000",
-                          secretary_uuid=secretary, is_default=True,
+                          department="Financeiro", ring_timeout_seconds=15)  # fmt: skip
+    await add_destination(db, domain, "Atendimento", "ring_group", "9000", is_default=True,
                           ring_timeout_seconds=15)  # fmt: skip
     return {"domain_uuid": str(domain), "domain_name": DOMAIN,
-            "voice_secretary_uuid": str(secretary)}  # fmt: skip
+            "voice_secretary_uuid": "00000000-0000-0000-0000-000000000000"}  # fmt: skip
 
 
 def _interesting(command: Any) -> str | None:

@@ -84,6 +84,7 @@ from callcontrol.media.audio_stream import AudioStreamTransport
 from callcontrol.media.codecs import model_format_for_line
 from callcontrol.media.transport import MediaTransport, MediaUnavailable
 from callcontrol.media.unicast import UnicastTransport, line_format_for
+from callcontrol.secretary_settings import SecretarySettings, load_secretary
 from callcontrol.services import Services
 
 ANNOUNCE_DRAIN_SECONDS = 10.0
@@ -92,6 +93,10 @@ GOODBYE_DRAIN_SECONDS = 15.0
 _GREETING = {
     "pt-BR": "Cumprimente o chamador em nome da empresa e pergunte como pode ajudar.",
     "en": "Greet the caller on behalf of the company and ask how you can help.",
+}
+_OWN_GREETING = {
+    "pt-BR": "Cumprimente o chamador com estas palavras e pergunte como pode ajudar: «{greeting}»",
+    "en": "Greet the caller with these words and ask how you can help: «{greeting}»",
 }
 _STILL_THERE = {
     "pt-BR": "O chamador está em silêncio. Pergunte, com gentileza, se ele ainda está na linha.",
@@ -244,11 +249,11 @@ async def converse(
     try:
         async with open_media(ctx, services) as media:
             await media.start()
-            config = await session_config(ctx, services, media)
+            secretary, config = await session_config(ctx, services, media)
             async with services.open_provider(services.settings, config,
                                               call_uuid=ctx.call.uuid) as ai:  # fmt: skip
                 conversation = Conversation(ctx, services, media, ai, record)
-                return await conversation.run(note)
+                return await conversation.run(note or _greeting(secretary, services))
     except (MediaUnavailable, ProviderUnavailable, BaseExceptionGroup) as exc:
         # The transport's nursery wraps what is raised inside it in an exception group.
         cause = _only(exc, (MediaUnavailable, ProviderUnavailable))
@@ -286,20 +291,24 @@ async def open_media(ctx: CallContext, services: Services) -> AsyncIterator[Medi
 
 async def session_config(
     ctx: CallContext, services: Services, media: MediaTransport
-) -> SessionConfig:
+) -> tuple[SecretarySettings, SessionConfig]:
+    """The call's secretary and the model session it runs (instructions, tools, voice)."""
     who = CallIdentity.of(ctx.call)
     settings = services.settings
     destinations: tuple[AiDestination, ...] = ()
-    secretary: dict[str, Any] = {}
+    secretary = SecretarySettings()
     try:
         if who.domain_uuid is not None:
             found = await services.directory.destinations(who.domain_uuid, who.secretary_uuid)
             destinations = tuple(AiDestination(d.name, d.department, d.description)
                                  for d in found)  # fmt: skip
-        secretary = await _secretary_row(services, who)
+        secretary = await load_secretary(services.db, who.domain_uuid, who.secretary_uuid)
     except DatabaseUnavailable as exc:
         # The AI can still talk and take a message; the handoff will report the outage.
         ctx.log.warning("call.directory_unavailable", error=str(exc))
+    ctx.log.info("call.secretary", source=secretary.source,
+                 secretary_uuid=str(who.secretary_uuid) if who.secretary_uuid else None,
+                 destinations=len(destinations))  # fmt: skip
     instructions = build_instructions(
         AiCallContext(
             now=datetime.now(settings.tz),
@@ -307,31 +316,31 @@ async def session_config(
             destinations=destinations,
             caller_number=who.caller_number,
             caller_name=who.caller_name,
-            company_name=secretary.get("company_name"),
-            secretary_prompt=secretary.get("instructions") or secretary.get("personality_prompt"),
+            company_name=secretary.company_name,
+            secretary_prompt=secretary.instructions,
             language=_language(services),
         )
     )
     tools = TOOLS if settings.callback_enabled else tuple(
         tool for tool in TOOLS if tool.name != "schedule_callback"
     )
-    return services.session_config(
+    if secretary.transfer_enabled is False:
+        tools = tuple(tool for tool in tools if tool.name != "request_handoff")
+    extra: dict[str, Any] = {"voice": secretary.voice} if secretary.voice else {}
+    return secretary, services.session_config(
         instructions=instructions,
         tools=tools,
         input_format=media.model_format,
         output_format=media.model_format,
+        **extra,
     )
 
 
-async def _secretary_row(services: Services, who: CallIdentity) -> dict[str, Any]:
-    """The secretary's row as a dict (its columns differ between installations)."""
-    if who.secretary_uuid is None:
-        return {}
-    row = await services.db.fetch_one(
-        "SELECT to_jsonb(s) AS row FROM v_voice_secretaries s WHERE voice_secretary_uuid = %s",
-        (who.secretary_uuid,),
-    )
-    return dict(row["row"]) if row and row.get("row") else {}
+def _greeting(secretary: SecretarySettings, services: Services) -> str:
+    language = _language(services)
+    if not secretary.greeting:
+        return _GREETING[language]
+    return _OWN_GREETING[language].format(greeting=secretary.greeting.strip())
 
 
 class Conversation:

@@ -35,9 +35,13 @@ class Services:
     media_lost_after: float = 1.0
 
     def session_config(self, **fields: Any) -> SessionConfig:
-        return SessionConfig(voice=self.settings.realtime_voice, language=self.settings.language,
-                             transcription_model=self.settings.realtime_transcription_model,
-                             **fields)  # fmt: skip
+        # ``fields`` may carry the secretary's own voice; the server's is the default.
+        defaults: dict[str, Any] = {
+            "voice": self.settings.realtime_voice,
+            "language": self.settings.language,
+            "transcription_model": self.settings.realtime_transcription_model,
+        }
+        return SessionConfig(**{**defaults, **fields})
 
 
 @asynccontextmanager

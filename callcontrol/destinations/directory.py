@@ -34,11 +34,21 @@ _log = get_logger("callcontrol.destinations")
 
 _Key = tuple[UUID, UUID | None]
 
+# A default destination named in callcontrol_secretaries (the secretary's row, else the
+# domain's) replaces the is_default flags; without one, is_default decides.
 _LOAD = """
+WITH chosen AS (
+    SELECT default_destination_uuid AS uuid FROM callcontrol_secretaries
+    WHERE domain_uuid = %(domain)s AND default_destination_uuid IS NOT NULL
+      AND (secretary_uuid IS NULL OR secretary_uuid = %(secretary)s::uuid)
+    ORDER BY secretary_uuid NULLS LAST LIMIT 1
+)
 SELECT transfer_destination_uuid, domain_uuid, secretary_uuid, name, aliases, destination_type,
        destination_number, destination_context, gateway, ring_timeout_seconds, max_retries,
        retry_delay_seconds, fallback_action, department, role, description, working_hours,
-       priority, is_default
+       priority,
+       CASE WHEN (SELECT uuid FROM chosen) IS NULL THEN is_default
+            ELSE transfer_destination_uuid = (SELECT uuid FROM chosen) END AS is_default
 FROM v_voice_transfer_destinations
 WHERE domain_uuid = %(domain)s
   AND is_enabled::text = 'true'

@@ -34,6 +34,7 @@ from callcontrol.handoff.hold import HoldMusic
 from callcontrol.handoff.outcomes import Outcome, caller_message
 from callcontrol.handoff.runner import HandoffResult, HandoffRunner
 from callcontrol.metrics import Metrics
+from callcontrol.secretary_settings import secretary_uuid_of
 
 # Outcomes after which offering a callback makes sense: someone exists but could not answer.
 CALLBACK_OUTCOMES = frozenset(
@@ -90,7 +91,7 @@ class CallIdentity:
             call_uuid=call.uuid,
             domain_uuid=_uuid_or_none(call.variable("domain_uuid")),
             domain_name=call.variable("domain_name"),
-            secretary_uuid=_uuid_or_none(call.variable("voice_secretary_uuid")),
+            secretary_uuid=secretary_uuid_of(call.variable("voice_secretary_uuid")),
             caller_number=call.header("Caller-Caller-ID-Number"),
             caller_name=call.header("Caller-Caller-ID-Name"),
         )

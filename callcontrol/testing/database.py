@@ -3,27 +3,33 @@
 Tests never mock the database. They use the server named by ``CALLCONTROL_TEST_DATABASE_URL``
 (default: the local ``postgres@127.0.0.1:5432/test``) and, when none answers, an embedded
 pgserver in a temporary directory. Each test gets its own schema, reached through the URL's
-``search_path``, holding the FusionPBX fixture tables and every migration: creating one costs a
+``search_path``, holding a stock FusionPBX's tables and every migration: creating one costs a
 few milliseconds where ``CREATE DATABASE`` costs hundreds, and parallel runs cannot see each
 other's rows.
 
-The FusionPBX fixture schema is the minimum of the FusionPBX tables callcontrol reads, with
-FusionPBX's own conventions (no defaults, no NOT NULL, no foreign keys). Production migrations
-never create it: production has FusionPBX's real tables.
+The FusionPBX tables are FusionPBX's own: ``data/fusionpbx/schema-<version>.sql`` is generated
+from the table definitions of FusionPBX 5.5.7 (boolean flags) and 5.4.4 (text flags), so a test
+sees exactly the columns and types a real PBX has, and nothing a stock PBX lacks (no
+``v_voice_secretaries``: that table belongs to a separate app, see :class:`StockPBX`).
+Production migrations never create them: production has FusionPBX's real tables.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import secrets
 import tempfile
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
-from typing import Any, LiteralString
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -32,54 +38,101 @@ from psycopg.types.json import Jsonb
 from callcontrol.db.database import Database
 from callcontrol.db.migrations import apply_pending, load_migrations
 
+# What the shipped dialplan sets voice_secretary_uuid to: "the domain's secretary".
+NIL_SECRETARY = uuid.UUID(int=0)
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SCHEMA_PREFIX = "cctest_"
 
-FUSIONPBX_FIXTURE_SQL: LiteralString = """
-CREATE TABLE IF NOT EXISTS v_domains (
-    domain_uuid uuid PRIMARY KEY,
-    domain_parent_uuid uuid,
-    domain_name text,
-    domain_enabled boolean,
-    domain_description text,
-    insert_date timestamptz,
-    update_date timestamptz
-);
-CREATE TABLE IF NOT EXISTS v_extensions (
-    extension_uuid uuid PRIMARY KEY,
-    domain_uuid uuid,
-    extension text,
-    number_alias text,
-    effective_caller_id_name text,
-    effective_caller_id_number text,
-    user_context text,
-    dial_string text,
-    do_not_disturb boolean,
-    forward_all_enabled boolean,
-    enabled boolean,
-    description text,
-    insert_date timestamptz,
-    update_date timestamptz
-);
-CREATE TABLE IF NOT EXISTS v_voice_secretaries (
+FUSIONPBX_VERSIONS = ("5.5.7", "5.4.4")
+DEFAULT_FUSIONPBX_VERSION = "5.5.7"
+_SCHEMA_FILES = resources.files("callcontrol.testing") / "data" / "fusionpbx"
+
+# The stock tables a test schema gets by default: every FusionPBX table callcontrol, its doctor
+# and its installers read, copied verbatim from the stock schema. Loading all 116 tables costs
+# ~150 ms per test (catalog writes), these ~20 ms; ``StockPBX(all_tables=True)`` loads them all.
+READ_TABLES = frozenset({
+    "v_domains", "v_domain_settings", "v_default_settings", "v_software", "v_users",
+    "v_extensions", "v_extension_users", "v_voicemails", "v_ring_groups",
+    "v_ring_group_destinations", "v_call_center_queues", "v_call_center_agents",
+    "v_call_center_tiers", "v_follow_me", "v_follow_me_destinations", "v_dialplans",
+    "v_dialplan_details", "v_destinations", "v_music_on_hold", "v_gateways",
+})  # fmt: skip
+
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \(")
+
+
+@attrs.frozen
+class StockPBX:
+    """What a test database holds before callcontrol's migrations run: the stock tables of one
+    FusionPBX release and, with ``secretary_app``, the table of the separately installed
+    voice-secretary app (``v_voice_secretaries``: NOT part of FusionPBX, absent from a stock
+    PBX; only for the "that other app is installed too" case)."""
+
+    version: str = DEFAULT_FUSIONPBX_VERSION
+    secretary_app: bool = False
+    all_tables: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.version not in FUSIONPBX_VERSIONS:
+            raise ValueError(f"no stock schema for FusionPBX {self.version}")
+
+    @property
+    def text_flags(self) -> bool:
+        """FusionPBX up to 5.4 stores enabled/do_not_disturb/... as text 'true'/'false'."""
+        return self.version < "5.5"
+
+    def __str__(self) -> str:
+        return f"fusionpbx-{self.version}" + ("+secretary-app" if self.secretary_app else "")
+
+    def sql(self) -> str:
+        tables = stock_tables(self.version)
+        chosen = [ddl for name, ddl in tables.items() if self.all_tables or name in READ_TABLES]
+        if self.secretary_app:
+            chosen.append(voice_secretary_app_sql(text_flags=self.text_flags))
+        return ";\n".join(chosen) + ";\n"
+
+
+STOCK = StockPBX()
+# Every shape of database a call flow must work on: 5.5 (boolean flags), 5.4 (text flags),
+# each with and without the other app's v_voice_secretaries.
+EVERY_PBX = (
+    StockPBX("5.5.7"), StockPBX("5.4.4"),
+    StockPBX("5.5.7", secretary_app=True), StockPBX("5.4.4", secretary_app=True),
+)  # fmt: skip
+
+
+@functools.cache
+def stock_schema_sql(version: str = DEFAULT_FUSIONPBX_VERSION) -> str:
+    """The whole stock schema of FusionPBX ``version`` (generated from its app_config.php)."""
+    return (_SCHEMA_FILES / f"schema-{version}.sql").read_text(encoding="utf-8")
+
+
+@functools.cache
+def stock_tables(version: str = DEFAULT_FUSIONPBX_VERSION) -> dict[str, str]:
+    """Table name → its CREATE TABLE statement, as in the stock schema."""
+    found: dict[str, str] = {}
+    for statement in stock_schema_sql(version).split(";\n"):
+        match = _CREATE_TABLE.search(statement)
+        if match is not None:
+            found[match[1]] = statement[match.start() :]
+    return found
+
+
+def voice_secretary_app_sql(*, text_flags: bool = False) -> str:
+    """The OTHER app's table (the separate FusionPBX voice-secretary app), for tests of a PBX
+    that has it installed besides callcontrol. Its flag follows the FusionPBX release's type."""
+    flag = "text" if text_flags else "boolean"
+    return f"""CREATE TABLE IF NOT EXISTS v_voice_secretaries (
     voice_secretary_uuid uuid PRIMARY KEY,
     domain_uuid uuid,
     secretary_name text,
     company_name text,
+    personality_prompt text,
     extension text,
-    enabled boolean,
+    enabled {flag},
     insert_date timestamptz,
     update_date timestamptz
-);
-"""
-
-# FusionPBX up to 5.4 kept these flags as text 'true'/'false'; 5.5 made them boolean.
-TEXT_BOOLEANS_SQL: LiteralString = """
-ALTER TABLE v_extensions
-    ALTER COLUMN do_not_disturb TYPE text USING do_not_disturb::text,
-    ALTER COLUMN forward_all_enabled TYPE text USING forward_all_enabled::text,
-    ALTER COLUMN enabled TYPE text USING enabled::text
-"""
+)"""
 
 
 def server_answers(url: str, timeout: int = 2) -> bool:
@@ -116,16 +169,19 @@ def new_schema_name() -> str:
     return f"{SCHEMA_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
 
 
-def create_schema(server_url: str, *, fusionpbx: bool = True, migrated: bool = True) -> str:
-    """Create a fresh schema (with the FusionPBX fixture tables, then the migrations applied,
-    unless told otherwise); returns its name."""
+def create_schema(
+    server_url: str, *, fusionpbx: StockPBX | None = STOCK, migrated: bool = True
+) -> str:
+    """Create a fresh schema (with a stock FusionPBX's tables, then the migrations applied,
+    unless told otherwise: ``fusionpbx=None`` for a database FusionPBX never touched); returns
+    its name."""
     schema = new_schema_name()
     with psycopg.connect(server_url, autocommit=True, row_factory=dict_row) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         with conn.transaction():
-            if fusionpbx:
-                conn.execute(FUSIONPBX_FIXTURE_SQL)
+            if fusionpbx is not None:
+                conn.execute(fusionpbx.sql().encode())
             if migrated:
                 apply_pending(conn, load_migrations())
     return schema
@@ -138,7 +194,7 @@ def drop_schema(server_url: str, schema: str) -> None:
 
 @contextlib.contextmanager
 def isolated_database_url(
-    server_url: str, *, fusionpbx: bool = True, migrated: bool = True
+    server_url: str, *, fusionpbx: StockPBX | None = STOCK, migrated: bool = True
 ) -> Iterator[str]:
     """A URL whose connections see only a fresh schema, dropped afterwards."""
     schema = create_schema(server_url, fusionpbx=fusionpbx, migrated=migrated)
@@ -179,11 +235,6 @@ def _process_alive(pid: int) -> bool:
 # --- FusionPBX rows for tests and the demo -------------------------------------------------
 
 
-async def use_text_booleans(db: Database) -> None:
-    """Make v_extensions look like FusionPBX 5.4 (boolean flags stored as text)."""
-    await db.execute(TEXT_BOOLEANS_SQL)
-
-
 async def add_domain(db: Database, name: str = "example.com", *, enabled: bool = True) -> uuid.UUID:
     domain_uuid = uuid.uuid4()
     await db.execute(
@@ -205,7 +256,7 @@ async def add_extension(
     dial_string: str | None = None,
 ) -> uuid.UUID:
     """Insert an extension; flags are written as text literals so the same call works whether
-    the columns are boolean (5.5) or text (5.4, after :func:`use_text_booleans`)."""
+    the columns are boolean (5.5) or text (5.4)."""
     extension_uuid = uuid.uuid4()
     await db.execute(
         "INSERT INTO v_extensions (extension_uuid, domain_uuid, extension,"
@@ -236,21 +287,122 @@ async def set_do_not_disturb(
     )
 
 
-async def add_secretary(
-    db: Database, domain_uuid: uuid.UUID, name: str = "Secretária virtual"
-) -> uuid.UUID:
-    secretary_uuid = uuid.uuid4()
-    await db.execute(
-        "INSERT INTO v_voice_secretaries (voice_secretary_uuid, domain_uuid, secretary_name,"
-        " enabled, insert_date) VALUES (%s, %s, %s, true, now())",
-        (secretary_uuid, domain_uuid, name),
+async def set_secretary(
+    db: Database,
+    domain_uuid: uuid.UUID,
+    secretary_uuid: uuid.UUID | None = None,
+    **settings: Any,
+) -> uuid.UUID | None:
+    """Write callcontrol's own settings row (``callcontrol_secretaries``) for the domain's
+    secretary (``secretary_uuid`` None) or for one secretary; returns ``secretary_uuid``."""
+    values: dict[str, Any] = {"domain_uuid": domain_uuid, "secretary_uuid": secretary_uuid,
+                              **settings}  # fmt: skip
+    query = sql.SQL("INSERT INTO callcontrol_secretaries ({}) VALUES ({})").format(
+        sql.SQL(", ").join(map(sql.Identifier, values)),
+        sql.SQL(", ").join(sql.Placeholder() * len(values)),
     )
+    await db.execute(query, tuple(values.values()))
     return secretary_uuid
 
 
-async def seed_transfer_destinations(db: Database) -> int:
-    """Give every secretary without destinations the seed rows; returns how many were added."""
-    return int(await db.fetch_value("SELECT callcontrol_seed_transfer_destinations()"))
+async def voice_secretary_app_installed(db: Database) -> bool:
+    return bool(await db.fetch_value("SELECT to_regclass('v_voice_secretaries') IS NOT NULL"))
+
+
+async def add_secretary(
+    db: Database,
+    domain_uuid: uuid.UUID,
+    name: str = "Secretária virtual",
+    *,
+    company_name: str | None = None,
+    enabled: bool = True,
+) -> uuid.UUID:
+    """A secretary the dialplan can name with ``voice_secretary_uuid``, as each kind of PBX has
+    it: a callcontrol row holding ``company_name`` and, where the other voice-secretary app is
+    installed (``StockPBX(secretary_app=True)``), that app's row too, with the company name
+    there instead (so a test shows callcontrol reading it)."""
+    secretary_uuid = uuid.uuid4()
+    if await voice_secretary_app_installed(db):
+        await add_voice_secretary_app_row(db, domain_uuid, secretary_uuid, name,
+                                          company_name=company_name,
+                                          enabled=enabled)  # fmt: skip
+        await set_secretary(db, domain_uuid, secretary_uuid)
+    else:
+        await set_secretary(db, domain_uuid, secretary_uuid, company_name=company_name)
+    return secretary_uuid
+
+
+async def add_voice_secretary_app_row(
+    db: Database,
+    domain_uuid: uuid.UUID,
+    secretary_uuid: uuid.UUID,
+    name: str = "Secretária virtual",
+    *,
+    company_name: str | None = None,
+    personality_prompt: str | None = None,
+    enabled: bool = True,
+) -> None:
+    """A row of the OTHER app's ``v_voice_secretaries`` (only on ``secretary_app`` schemas)."""
+    await db.execute(
+        "INSERT INTO v_voice_secretaries (voice_secretary_uuid, domain_uuid, secretary_name,"
+        " company_name, personality_prompt, enabled, insert_date)"
+        " VALUES (%s, %s, %s, %s, %s, %s, now())",
+        (secretary_uuid, domain_uuid, name, company_name, personality_prompt, _flag(enabled)),
+    )
+
+
+async def add_voicemail(
+    db: Database, domain_uuid: uuid.UUID, voicemail_id: str, *, enabled: bool = True
+) -> uuid.UUID:
+    """A voicemail box (``v_voicemails``) as FusionPBX creates one for an extension."""
+    voicemail_uuid = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO v_voicemails (domain_uuid, voicemail_uuid, voicemail_id, voicemail_enabled,"
+        " insert_date) VALUES (%s, %s, %s, %s, now())",
+        (domain_uuid, voicemail_uuid, voicemail_id, _flag(enabled)),
+    )
+    return voicemail_uuid
+
+
+async def add_ring_group(
+    db: Database,
+    domain_uuid: uuid.UUID,
+    extension: str,
+    name: str,
+    *,
+    description: str | None = None,
+    enabled: bool = True,
+) -> uuid.UUID:
+    ring_group_uuid = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO v_ring_groups (domain_uuid, ring_group_uuid, ring_group_name,"
+        " ring_group_extension, ring_group_context, ring_group_enabled, ring_group_description,"
+        " insert_date)"
+        " SELECT %s, %s, %s, %s, d.domain_name, %s, %s, now()"
+        " FROM v_domains d WHERE d.domain_uuid = %s",
+        (domain_uuid, ring_group_uuid, name, extension, _flag(enabled), description, domain_uuid),
+    )
+    return ring_group_uuid
+
+
+async def add_queue(
+    db: Database,
+    domain_uuid: uuid.UUID,
+    extension: str,
+    name: str,
+    *,
+    description: str | None = None,
+) -> uuid.UUID:
+    """A call-center queue (``v_call_center_queues``; FusionPBX has no enabled flag on them)."""
+    queue_uuid = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO v_call_center_queues (call_center_queue_uuid, domain_uuid, queue_name,"
+        " queue_extension, queue_context, queue_description, insert_date)"
+        " SELECT %s, %s, %s, %s, d.domain_name, %s, now()"
+        " FROM v_domains d WHERE d.domain_uuid = %s",
+        (queue_uuid, domain_uuid, name, extension, description, domain_uuid),
+    )
+    return queue_uuid
 
 
 async def add_destination(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +21,14 @@ from callcontrol.db.migrations import (
     sql_directory,
 )
 from callcontrol.testing.database import (
-    FUSIONPBX_FIXTURE_SQL,
+    EVERY_PBX,
+    STOCK,
+    StockPBX,
     add_domain,
     add_secretary,
+    add_voice_secretary_app_row,
     isolated_database_url,
+    stock_schema_sql,
 )
 
 EXPECTED_COLUMNS = {
@@ -36,19 +41,25 @@ EXPECTED_COLUMNS = {
 
 
 ALL = [m.version for m in load_migrations()]
+RELEASE_0_1 = Path(__file__).parent.parent / "data" / "migrations-0.1"
 
 
 @pytest.fixture
 def bare_url(database_url: str) -> Iterator[str]:
     """A fresh schema with no tables at all, like a database FusionPBX never touched."""
-    with isolated_database_url(database_url, fusionpbx=False, migrated=False) as url:
+    with isolated_database_url(database_url, fusionpbx=None, migrated=False) as url:
         yield url
 
 
 @pytest.fixture
-def fusionpbx_url(database_url: str) -> Iterator[str]:
-    """A fresh schema with the FusionPBX tables but no migration applied yet."""
-    with isolated_database_url(database_url, migrated=False) as url:
+def fusionpbx_schema() -> StockPBX:
+    return STOCK
+
+
+@pytest.fixture
+def fusionpbx_url(database_url: str, fusionpbx_schema: StockPBX) -> Iterator[str]:
+    """A fresh schema with a stock FusionPBX's tables but no migration applied yet."""
+    with isolated_database_url(database_url, fusionpbx=fusionpbx_schema, migrated=False) as url:
         yield url
 
 
@@ -76,16 +87,19 @@ def test_duplicate_versions_are_refused(tmp_path: Path) -> None:
         load_migrations(tmp_path)
 
 
-async def test_first_run_creates_tables_and_second_run_applies_nothing(fusionpbx_url: str) -> None:
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
+async def test_first_run_creates_tables_and_second_run_applies_nothing(
+    fusionpbx_url: str, fusionpbx_schema: StockPBX
+) -> None:
     async with open_database(fusionpbx_url, PoolOptions(inline=True)) as db:
+        other_app = await columns(db, "v_voice_secretaries")
+        assert bool(other_app) is fusionpbx_schema.secretary_app
         assert await migrate(db) == ALL
         assert await migrate(db) == []
         assert await columns(db, "v_voice_transfer_destinations") == EXPECTED_COLUMNS
-        assert {
-            "transfer_enabled",
-            "transfer_default_timeout",
-            "transfer_announce_enabled",
-        } <= await columns(db, "v_voice_secretaries")
+        assert "company_name" in await columns(db, "callcontrol_secretaries")
+        # Another app's table is left exactly as it was (or absent, as on a stock PBX).
+        assert await columns(db, "v_voice_secretaries") == other_app
         recorded = await db.fetch_all(
             "SELECT version, name FROM callcontrol_schema_migrations WHERE version <= 2"
             " ORDER BY version"
@@ -96,55 +110,58 @@ async def test_first_run_creates_tables_and_second_run_applies_nothing(fusionpbx
         ]
 
 
-async def test_files_themselves_are_idempotent(fusionpbx_url: str) -> None:
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
+async def test_migrate_adds_no_destination_the_domain_does_not_have(fusionpbx_url: str) -> None:
     async with open_database(fusionpbx_url, PoolOptions(inline=True)) as db:
         domain = await add_domain(db)
-        await add_secretary(db, domain)
         await migrate(db)
-        # Forget the record, as if the table had been lost: every file runs again.
+        await add_secretary(db, domain)
+        # Forget the record, as if the table had been lost: every file runs again, harmlessly.
         await db.execute("DELETE FROM callcontrol_schema_migrations")
         assert await migrate(db) == ALL
-        assert await db.fetch_value("SELECT count(*) FROM v_voice_transfer_destinations") == 2
+        assert await db.fetch_value("SELECT count(*) FROM v_voice_transfer_destinations") == 0
+        assert await db.fetch_value(
+            "SELECT to_regproc('callcontrol_seed_transfer_destinations')::text"
+        ) is None
 
 
-async def test_seeds_one_default_ring_group_and_a_queue_per_secretary(fusionpbx_url: str) -> None:
+def release_0_1() -> list[Migration]:
+    return load_migrations(RELEASE_0_1)
+
+
+@pytest.mark.parametrize("fusionpbx_schema", [StockPBX("5.4.4", secretary_app=True)], ids=str)
+async def test_an_install_of_release_0_1_upgrades_without_warnings_and_keeps_its_settings(
+    fusionpbx_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with open_database(fusionpbx_url, PoolOptions(inline=True)) as db:
         domain = await add_domain(db)
-        secretary = await add_secretary(db, domain)
-        await migrate(db)
-        rows = await db.fetch_all(
-            "SELECT domain_uuid, secretary_uuid, name, destination_type, destination_number,"
-            " is_default, is_enabled FROM v_voice_transfer_destinations ORDER BY name"
+        secretary = uuid.uuid4()
+        await add_voice_secretary_app_row(db, domain, secretary, company_name="Clínica")
+        assert await migrate(db, release_0_1()) == [1, 2, 3]  # 0.1 seeded two rows, added columns
+        await db.execute("UPDATE v_voice_secretaries SET transfer_default_timeout = 45")
+        capsys.readouterr()
+        assert await migrate(db) == [v for v in ALL if v > 3]
+        assert "migration_changed_after_apply" not in capsys.readouterr().out
+        stored = await db.fetch_all("SELECT checksum FROM callcontrol_schema_migrations"
+                                    " ORDER BY version")  # fmt: skip
+        assert [row["checksum"] for row in stored] == [m.checksum for m in load_migrations()]
+        settings = await db.fetch_one(
+            "SELECT secretary_uuid, transfer_default_timeout FROM callcontrol_secretaries"
         )
-        assert rows == [
-            {
-                "domain_uuid": domain,
-                "secretary_uuid": secretary,
-                "name": "Atendimento",
-                "destination_type": "ring_group",
-                "destination_number": "9000",
-                "is_default": True,
-                "is_enabled": True,
-            },
-            {
-                "domain_uuid": domain,
-                "secretary_uuid": secretary,
-                "name": "Suporte",
-                "destination_type": "queue",
-                "destination_number": "5001",
-                "is_default": False,
-                "is_enabled": True,
-            },
-        ]
+        assert settings == {"secretary_uuid": secretary, "transfer_default_timeout": 45}
+        # What 0.1 seeded stays (the admin may use it); nothing seeds again.
+        assert await db.fetch_value("SELECT count(*) FROM v_voice_transfer_destinations") == 2
+        assert await migrate(db) == []
 
 
-async def test_a_secretary_whose_seeds_were_removed_is_not_seeded_again(db: Database) -> None:
-    domain = await add_domain(db)
-    await add_secretary(db, domain)
-    assert await db.fetch_value("SELECT callcontrol_seed_transfer_destinations()") == 2
-    await db.execute("DELETE FROM v_voice_transfer_destinations WHERE name = 'Suporte'")
-    assert await db.fetch_value("SELECT callcontrol_seed_transfer_destinations()") == 0
-    assert await db.fetch_value("SELECT count(*) FROM v_voice_transfer_destinations") == 1
+async def test_a_file_changed_after_it_was_applied_is_still_warned_about(
+    bare_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with open_database(bare_url, PoolOptions(inline=True)) as db:
+        await migrate(db, [Migration(1, "a", "SELECT 1;")])
+        capsys.readouterr()
+        assert await migrate(db, [Migration(1, "a", "SELECT 2;")]) == []
+        assert "migration_changed_after_apply" in capsys.readouterr().out
 
 
 async def test_without_fusionpbx_tables_nothing_of_fusionpbx_is_created(bare_url: str) -> None:
@@ -214,6 +231,32 @@ def test_cli_migrate_reports_an_unreachable_database(monkeypatch: pytest.MonkeyP
 
 def test_fixture_schema_is_not_part_of_the_production_migrations() -> None:
     production_sql = "\n".join(m.sql for m in load_migrations())
-    assert "CREATE TABLE IF NOT EXISTS v_domains" in FUSIONPBX_FIXTURE_SQL
+    assert "CREATE TABLE IF NOT EXISTS v_domains" in stock_schema_sql()
     assert "v_domains (" not in production_sql
     assert "CREATE TABLE IF NOT EXISTS v_voice_secretaries" not in production_sql
+
+
+@pytest.mark.parametrize(("fusionpbx_schema", "flag_type"),
+                         [(StockPBX("5.5.7"), "boolean"), (StockPBX("5.4.4"), "text")],
+                         ids=str)  # fmt: skip
+async def test_the_test_schema_is_the_stock_fusionpbx_one(db: Database, flag_type: str) -> None:
+    types = {
+        row["column_name"]: row["data_type"]
+        for row in await db.fetch_all(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'v_extensions'"
+        )
+    }
+    assert types["enabled"] == types["do_not_disturb"] == flag_type
+    assert {"forward_all_destination", "follow_me_enabled", "dial_string"} <= set(types)
+    assert await db.fetch_value("SELECT to_regclass('v_voice_secretaries')::text") is None
+
+
+async def test_every_stock_table_can_be_loaded(database_url: str) -> None:
+    with isolated_database_url(database_url, fusionpbx=StockPBX(all_tables=True)) as url:
+        async with open_database(url, PoolOptions(inline=True)) as db:
+            count = await db.fetch_value(
+                "SELECT count(*) FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_name LIKE 'v\\_%%'"
+            )
+    assert count == stock_schema_sql().count("CREATE TABLE") + 1  # + our destinations table

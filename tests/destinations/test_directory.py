@@ -21,13 +21,13 @@ from callcontrol.destinations import (
     is_do_not_disturb,
 )
 from callcontrol.testing.database import (
+    StockPBX,
     add_destination,
     add_domain,
     add_extension,
     add_secretary,
-    seed_transfer_destinations,
     set_do_not_disturb,
-    use_text_booleans,
+    set_secretary,
 )
 
 
@@ -36,23 +36,41 @@ def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
 
 
-async def test_seeded_secretary_gets_atendimento_by_default_and_suporte_by_name(
+async def test_a_call_naming_no_secretary_sees_the_domain_wide_destinations(
+    db: Database,
+) -> None:
+    domain = await add_domain(db)
+    await add_destination(db, domain, "Atendimento", "ring_group", "9000", is_default=True,
+                          aliases=["atendimento", "recepção"])  # fmt: skip
+    await add_destination(db, domain, "Suporte", "queue", "5001", aliases=["suporte técnico"])
+    directory = Directory(db)
+
+    for secretary in (None, uuid.uuid4()):  # no secretary line, or one nobody configured
+        anyone = await directory.find(domain, secretary, "qualquer atendente")
+        assert isinstance(anyone, Matched) and anyone.kind is MatchKind.ANYONE
+        assert anyone.destination.name == "Atendimento"
+        assert anyone.destination.destination_type is DestinationType.RING_GROUP
+        support = await directory.find(domain, secretary, "SUPORTE TECNICO")
+        assert isinstance(support, Matched) and support.destination.number == "5001"
+        assert support.destination.destination_type is DestinationType.QUEUE
+
+
+async def test_the_default_named_in_the_secretary_settings_wins_over_is_default(
     db: Database,
 ) -> None:
     domain = await add_domain(db)
     secretary = await add_secretary(db, domain)
-    await seed_transfer_destinations(db)
-    directory = Directory(db)
+    await add_destination(db, domain, "Atendimento", "ring_group", "9000", is_default=True)
+    recepcao = await add_destination(db, domain, "Recepção", "extension", "1000")
+    financeiro = await add_destination(db, domain, "Financeiro", "extension", "1010")
+    await set_secretary(db, domain, default_destination_uuid=recepcao)
+    await db.execute("UPDATE callcontrol_secretaries SET default_destination_uuid = %s"
+                     " WHERE secretary_uuid = %s", (financeiro, secretary))  # fmt: skip
 
-    anyone = await directory.find(domain, secretary, "qualquer atendente")
-    assert isinstance(anyone, Matched) and anyone.kind is MatchKind.ANYONE
-    assert anyone.destination.name == "Atendimento"
-    assert anyone.destination.destination_type is DestinationType.RING_GROUP
-    assert anyone.destination.number == "9000"
-
-    support = await directory.find(domain, secretary, "SUPORTE TECNICO")
-    assert isinstance(support, Matched) and support.destination.number == "5001"
-    assert support.destination.destination_type is DestinationType.QUEUE
+    domain_default = await Directory(db).default(domain)
+    assert domain_default is not None and domain_default.name == "Recepção"
+    mine = await Directory(db).default(domain, secretary)
+    assert mine is not None and mine.name == "Financeiro"
 
 
 async def test_rows_are_read_with_all_their_settings(db: Database) -> None:
@@ -177,10 +195,8 @@ async def test_stale_entry_is_served_while_the_database_is_down(
     assert [d.name for d in await directory.destinations(domain)] == ["Suporte"]
 
 
-@pytest.mark.parametrize("text_booleans", [False, True], ids=["fusionpbx-5.5", "fusionpbx-5.4"])
-async def test_do_not_disturb_is_read_from_v_extensions(db: Database, text_booleans: bool) -> None:
-    if text_booleans:
-        await use_text_booleans(db)
+@pytest.mark.parametrize("fusionpbx_schema", [StockPBX("5.5.7"), StockPBX("5.4.4")], ids=str)
+async def test_do_not_disturb_is_read_from_v_extensions(db: Database) -> None:
     domain = await add_domain(db)
     other = await add_domain(db, "outra.com.br")
     await add_extension(db, domain, "1001", do_not_disturb=True)

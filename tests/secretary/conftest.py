@@ -22,7 +22,15 @@ from callcontrol.metrics import Metrics
 from callcontrol.secretary import secretary_flow
 from callcontrol.server import App, handle_call
 from callcontrol.services import Services
-from callcontrol.testing.database import add_destination, add_domain, add_extension, add_secretary
+from callcontrol.testing.database import (
+    NIL_SECRETARY,
+    StockPBX,
+    add_destination,
+    add_domain,
+    add_extension,
+    add_secretary,
+    set_secretary,
+)
 from callcontrol.testing.freeswitch import FreeSwitchSim, SimCall, open_freeswitch_sim
 from callcontrol.testing.realtime import ScriptedRealtime
 
@@ -68,7 +76,7 @@ class Office:
         variables = {
             "domain_uuid": str(self.domain_uuid),
             "domain_name": DOMAIN,
-            "voice_secretary_uuid": str(self.secretary_uuid),
+            "voice_secretary_uuid": str(self.secretary_uuid or NIL_SECRETARY),
         }
         return self.sim.attach_outbound(
             theirs,
@@ -88,10 +96,16 @@ class Office:
 
 
 @pytest.fixture
-async def office(db, nursery):
+async def office(db, nursery, fusionpbx_schema: StockPBX):
+    """A clinic's domain. On a stock FusionPBX: the domain's secretary (callcontrol's own row)
+    and the shipped dialplan's nil ``voice_secretary_uuid``; where the other voice-secretary app
+    is installed, one of its secretaries, named by the call. Destinations serve the domain."""
     domain_uuid = await add_domain(db, DOMAIN)
-    secretary_uuid = await add_secretary(db, domain_uuid)
-    await db.execute("UPDATE v_voice_secretaries SET company_name = 'Clínica Exemplo'")
+    secretary_uuid = None
+    if fusionpbx_schema.secretary_app:
+        secretary_uuid = await add_secretary(db, domain_uuid, company_name="Clínica Exemplo")
+    else:
+        await set_secretary(db, domain_uuid, company_name="Clínica Exemplo")
     await add_extension(db, domain_uuid, "1001")
     await add_destination(
         db,
@@ -99,7 +113,6 @@ async def office(db, nursery):
         "Suporte",
         "extension",
         "1001",
-        secretary_uuid=secretary_uuid,
         department="Suporte técnico",
         ring_timeout_seconds=3,
     )
@@ -109,7 +122,6 @@ async def office(db, nursery):
         "Atendimento",
         "ring_group",
         "9000",
-        secretary_uuid=secretary_uuid,
         is_default=True,
         ring_timeout_seconds=3,
     )

@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from callcontrol.media.audio_stream import AudioStreamRegistry, serve_audio_stream
+from callcontrol.testing.database import StockPBX
 from callcontrol.testing.freeswitch import Answer, BusyAfterRinging, open_freeswitch_sim
 from callcontrol.testing.realtime import AwaitToolOutput, CallTool, GoSilent, Hear, Say
 from tests.secretary.conftest import ATENDIMENTO, DOMAIN, SUPORTE, Office, wait_for_command
@@ -41,6 +42,27 @@ async def test_caller_audio_reaches_the_model_and_its_voice_reaches_the_caller(m
         assert _energy(server.last.caller_audio) > 1000  # the caller's tone, not silence
         assert _energy(call.media.heard_pcm()) > 1000  # the model's speech, heard
         await call.hangup()
+
+
+@pytest.mark.parametrize("fusionpbx_schema", [StockPBX(all_tables=True)], ids=["stock-5.5.7"])
+async def test_on_a_stock_fusionpbx_with_nothing_configured_the_caller_hears_the_ai(
+    media_office,
+):
+    # The first real install: every stock table, the shipped dialplan's nil secretary UUID, no
+    # v_voice_secretaries and no callcontrol settings row. The AI must answer and be heard.
+    office: Office = media_office
+    await office.db.execute("DELETE FROM callcontrol_secretaries")
+    async with office.model([*GREETING, GoSilent()], strict=False) as (server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(10):
+            await call.media.wait_for(lambda: len(call.media.heard_pcm()) >= 8000 * 2 * 0.1)
+        assert _energy(call.media.heard_pcm()) > 1000  # the model's greeting, heard
+        assert "Suporte" in server.last.instructions and call.alive
+        await call.hangup()
+        with trio.fail_after(10):
+            await call.wait_closed()
+    rows = await office.db.fetch_all("SELECT outcome, secretary_uuid FROM callcontrol_calls")
+    assert rows == [{"outcome": "caller_hangup", "secretary_uuid": None}]
 
 
 async def test_on_hold_the_model_hears_nothing_of_the_caller(media_office):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 
+from callcontrol.testing.database import EVERY_PBX
 from callcontrol.testing.freeswitch import Answer, Busy
 from callcontrol.testing.realtime import (
     AwaitClient,
@@ -29,6 +31,7 @@ def lines(call):
     return [c.line for c in call.commands]
 
 
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
 async def test_the_model_is_told_who_calls_and_where_it_can_transfer(office):
     async with office.model([*GREETING, GoSilent()], strict=False) as (server, url):
         call = office.call(office.services(url))
@@ -92,6 +95,7 @@ async def test_busy_transfer_comes_back_to_the_model_with_what_to_say(office):
         await call.hangup()
 
 
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
 async def test_answered_transfer_bridges_and_the_model_leaves(office):
     office.sim.endpoints[SUPORTE] = Answer(after=0.5)
     async with office.model(
@@ -184,6 +188,7 @@ async def test_a_nonsense_phone_number_is_asked_again_not_saved(office):
         await call.hangup()
 
 
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
 async def test_model_unreachable_falls_back_to_the_default_destination(office):
     office.sim.endpoints[ATENDIMENTO] = Answer(after=0.2)
     async with office.model([], reject_status=403) as (_server, url):
@@ -305,6 +310,7 @@ async def _set_fallback(office, action):
     )
 
 
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
 async def test_voicemail_fallback_sends_the_caller_to_the_extensions_mailbox(office):
     await _set_fallback(office, "voicemail")
     office.sim.endpoints[SUPORTE] = Busy()
