@@ -21,8 +21,13 @@ import attrs
 from callcontrol.config import Settings
 from callcontrol.db.database import Database, DatabaseUnavailable
 from callcontrol.destinations.directory import Directory, availability
-from callcontrol.destinations.dnd import is_do_not_disturb
-from callcontrol.destinations.matching import Ambiguous, Matched, NoMatch
+from callcontrol.destinations.fusionpbx import (
+    ExtensionState,
+    domain_fallback,
+    extension_state,
+    mailbox_enabled,
+)
+from callcontrol.destinations.matching import Ambiguous, Matched, MatchKind, NoMatch
 from callcontrol.destinations.model import Destination, DestinationType, FallbackAction
 from callcontrol.handoff import machine as m
 from callcontrol.handoff.dialstring import (
@@ -33,6 +38,7 @@ from callcontrol.handoff.dialstring import (
 from callcontrol.handoff.hold import HoldMusic
 from callcontrol.handoff.outcomes import Outcome, caller_message
 from callcontrol.handoff.runner import HandoffResult, HandoffRunner
+from callcontrol.logs import get_logger
 from callcontrol.metrics import Metrics
 from callcontrol.secretary_settings import secretary_uuid_of
 
@@ -105,6 +111,7 @@ def _uuid_or_none(text: str | None) -> UUID | None:
 
 
 Whisper = Callable[[str], Awaitable[None]]
+_log = get_logger("callcontrol.handoff")
 
 
 @attrs.define(eq=False)
@@ -140,9 +147,12 @@ class HandoffService:
             return HandoffReply("ambiguous", found.question(self.settings.language),
                                 candidates=names)  # fmt: skip
         if isinstance(found, NoMatch):
-            log.info("handoff.no_destination", reason="no match and no default destination")
-            return HandoffReply("no_destination", self._text_no_destination(),
-                                can_offer_callback=True)  # fmt: skip
+            fallback = await self._domain_fallback(who.domain_uuid, who.secretary_uuid, log)
+            if fallback is None:
+                log.info("handoff.no_destination", reason="no match and no default destination")
+                return HandoffReply("no_destination", self._text_no_destination(),
+                                    can_offer_callback=True)  # fmt: skip
+            found = Matched(fallback, MatchKind.DEFAULT, said)
         assert isinstance(found, Matched)
         destination = found.destination
         log = log.bind(destination=destination.name, match=found.kind.value)
@@ -169,13 +179,23 @@ class HandoffService:
                 next_opening=opened.next_opening.isoformat() if opened.next_opening else None,
                 destination_uuid=str(destination.uuid),
             )  # fmt: skip
+        target = destination
         if destination.destination_type is DestinationType.EXTENSION and who.domain_uuid:
-            dnd = await self._dnd(who.domain_uuid, destination.number, log)
-            if dnd:
+            state = await self._extension(who.domain_uuid, destination.number, log)
+            if not state.enabled:
+                log.info("handoff.result", status="unavailable",
+                         reason="v_extensions.enabled is false")  # fmt: skip
+                return self._reply(destination, Outcome.UNAVAILABLE, "EXTENSION_DISABLED", 0, 0.0)
+            if state.dnd:
                 log.info("handoff.result", status="dnd", reason="v_extensions.do_not_disturb")
                 return self._reply(destination, Outcome.DND, "DO_NOT_DISTURB", 0, 0.0)
+            if state.forward_all is not None:
+                target = await self._forwarded(who.domain_uuid, destination, state.forward_all)
+                log.info("handoff.forward_all", to=state.forward_all,
+                         via=target.destination_type.value,
+                         reason="v_extensions.forward_all_enabled")  # fmt: skip
         try:
-            dial = self._dial_function(who, destination)
+            dial = self._dial_function(who, target)
             dial(str(uuid_module.uuid4()), 1)  # refuse a hostile row before ringing anything
         except UnsafeDialStringValue as exc:
             log.error("handoff.unsafe_destination", error=str(exc))
@@ -198,7 +218,8 @@ class HandoffService:
 
     async def mailbox_of(self, who: CallIdentity, reply: HandoffReply) -> str | None:
         """The voicemail box of the destination ``reply`` is about: its number, for an
-        extension (ring groups and queues have none)."""
+        extension whose box exists and is enabled in ``v_voicemails`` (ring groups and queues
+        have none; ``*99`` to a missing box would only play an error)."""
         if who.domain_uuid is None or reply.destination_uuid is None:
             return None
         for destination in await self.directory.destinations(who.domain_uuid, who.secretary_uuid):
@@ -206,7 +227,11 @@ class HandoffService:
                 str(destination.uuid) == reply.destination_uuid
                 and destination.destination_type is DestinationType.EXTENSION
             ):
-                return destination.number
+                if await mailbox_enabled(self.db, who.domain_uuid, destination.number):
+                    return destination.number
+                _log.info("handoff.no_mailbox", extension=destination.number,
+                          reason="no enabled v_voicemails box")  # fmt: skip
+                return None
         return None
 
     async def default_besides(self, who: CallIdentity, failed: HandoffReply) -> Destination | None:
@@ -218,13 +243,39 @@ class HandoffService:
             return None
         return default
 
-    async def _dnd(self, domain_uuid: UUID, number: str, log: Any) -> bool:
+    async def _extension(self, domain_uuid: UUID, number: str, log: Any) -> ExtensionState:
         try:
-            return await is_do_not_disturb(self.db, domain_uuid, number)
+            return await extension_state(self.db, domain_uuid, number)
         except DatabaseUnavailable as exc:
             # Ring anyway: a busy phone is reported as busy, and nobody is lost to a DB blip.
-            log.warning("handoff.dnd_unknown", error=str(exc))
-            return False
+            log.warning("handoff.extension_state_unknown", error=str(exc))
+            return ExtensionState(exists=False)
+
+    async def _forwarded(self, domain_uuid: UUID, destination: Destination, to: str
+                         ) -> Destination:  # fmt: skip
+        """Where FusionPBX's forward-all would send the call: one of the domain's extensions is
+        rung directly (one hop, so our own fallback still follows); anything else (a ring
+        group, an outside number) through the domain's dialplan, as FusionPBX's transfer."""
+        forwarded = await extension_state(self.db, domain_uuid, to)
+        if forwarded.exists and forwarded.enabled and not forwarded.dnd:
+            return attrs.evolve(destination, number=to)
+        return attrs.evolve(destination, destination_type=DestinationType.RING_GROUP,
+                            number=to, context=None, gateway=None)  # fmt: skip
+
+    async def _domain_fallback(
+        self, domain_uuid: UUID, secretary_uuid: UUID | None, log: Any
+    ) -> Destination | None:
+        """With no destination configured at all (a fresh install), someone of the domain
+        rather than nobody: its first ring group, else its first extension."""
+        if await self.directory.destinations(domain_uuid, secretary_uuid):
+            return None
+        fallback = await domain_fallback(self.db, domain_uuid)
+        if fallback is not None:
+            log.warning("handoff.domain_fallback", destination=fallback.name,
+                        number=fallback.number, type=fallback.destination_type.value,
+                        reason="no destination configured for this domain: run "
+                               "`callcontrol destinations import`")  # fmt: skip
+        return fallback
 
     def _dial_function(
         self, who: CallIdentity, destination: Destination

@@ -254,15 +254,20 @@ async def add_extension(
     enabled: bool = True,
     name: str | None = None,
     dial_string: str | None = None,
+    description: str | None = None,
+    forward_all: str | None = None,
+    follow_me: bool = False,
 ) -> uuid.UUID:
     """Insert an extension; flags are written as text literals so the same call works whether
-    the columns are boolean (5.5) or text (5.4)."""
+    the columns are boolean (5.5) or text (5.4). ``forward_all`` turns FusionPBX's forward-all
+    on to that destination."""
     extension_uuid = uuid.uuid4()
     await db.execute(
         "INSERT INTO v_extensions (extension_uuid, domain_uuid, extension,"
         " effective_caller_id_name, user_context, dial_string, do_not_disturb, enabled,"
+        " description, forward_all_enabled, forward_all_destination, follow_me_enabled,"
         " insert_date)"
-        " SELECT %s, %s, %s, %s, d.domain_name, %s, %s, %s, now()"
+        " SELECT %s, %s, %s, %s, d.domain_name, %s, %s, %s, %s, %s, %s, %s, now()"
         " FROM v_domains d WHERE d.domain_uuid = %s",
         (
             extension_uuid,
@@ -272,6 +277,10 @@ async def add_extension(
             dial_string,
             _flag(do_not_disturb),
             _flag(enabled),
+            description,
+            _flag(forward_all is not None),
+            forward_all,
+            _flag(follow_me),
             domain_uuid,
         ),
     )

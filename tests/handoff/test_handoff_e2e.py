@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from callcontrol.testing.database import add_destination
+from callcontrol.testing.database import add_destination, add_voicemail
 from callcontrol.testing.freeswitch import (
     Answer,
     Busy,
@@ -36,6 +36,7 @@ def originates(call):
 
 async def add_suporte(pbx, **columns):
     await pbx.extension("1001")
+    await add_voicemail(pbx.db, pbx.domain_uuid, "1001")
     return await add_destination(
         pbx.db, pbx.domain_uuid, "Suporte", "extension", "1001",
         secretary_uuid=pbx.secretary_uuid, aliases=["suporte técnico"], department="TI",

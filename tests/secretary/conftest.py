@@ -29,6 +29,7 @@ from callcontrol.testing.database import (
     add_domain,
     add_extension,
     add_secretary,
+    add_voicemail,
     set_secretary,
 )
 from callcontrol.testing.freeswitch import FreeSwitchSim, SimCall, open_freeswitch_sim
@@ -107,6 +108,7 @@ async def office(db, nursery, fusionpbx_schema: StockPBX):
     else:
         await set_secretary(db, domain_uuid, company_name="Clínica Exemplo")
     await add_extension(db, domain_uuid, "1001")
+    await add_voicemail(db, domain_uuid, "1001")
     await add_destination(
         db,
         domain_uuid,
