@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -25,8 +26,18 @@ _COMMANDS = {
 }
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("callcontrol")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree, not installed
+        from callcontrol import __version__  # noqa: PLC0415
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callcontrol", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"callcontrol {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the call-control server")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import runpy
 import signal
+import subprocess
 import sys
 
 import psycopg
@@ -23,6 +25,15 @@ def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
         runpy.run_module("callcontrol", run_name="__main__")
     assert exited.value.code == 0
     assert "serve" in capsys.readouterr().out
+
+
+def test_version_prints_the_installed_version():
+    done = subprocess.run(
+        [sys.executable, "-m", "callcontrol", "--version"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout == f"callcontrol {importlib.metadata.version('callcontrol')}\n"
 
 
 async def test_sigterm_starts_the_drain(nursery):
