@@ -27,6 +27,8 @@ from callcontrol.logs import configure_logging, get_logger
 
 HANDSHAKE_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 30.0
+# /readyz: the database must answer ``SELECT 1`` within this long.
+READY_DATABASE_SECONDS = 2.0
 
 StreamWrapper = Callable[[trio.abc.Stream], trio.abc.Stream]
 
@@ -50,6 +52,9 @@ class App:
     shutting_down: trio.Event = attrs.field(factory=trio.Event)
     shutdown_grace: float = SHUTDOWN_GRACE_SECONDS
     calls_handled: int = 0
+    # the addresses serve() accepts calls on; empty before it listens and once it drains
+    listening: list[str] = attrs.field(factory=list)
+    ready_database_seconds: float = READY_DATABASE_SECONDS
 
     @classmethod
     def for_replay(cls, flow: CallFlow = answer_and_wait) -> App:
@@ -130,8 +135,10 @@ async def serve(
         async with trio.open_nursery() as acceptors:
             for listener in listeners:
                 acceptors.start_soon(accept, listener)
+            app.listening = [_address(listener) for listener in listeners]
             task_status.started(listeners)
             await app.shutting_down.wait()
+            app.listening = []
             acceptors.cancel_scope.cancel()
         log.info("server.draining", active=len(app.active))
         with trio.move_on_after(app.shutdown_grace):
@@ -141,6 +148,52 @@ async def serve(
             log.info("server.hand_back", call_uuid=session.call.uuid)
             await _hand_back_to_dialplan(session)
     log.info("server.stopped")
+
+
+def _address(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def not_ready(app: App) -> dict[str, str]:
+    """What keeps ``app`` from serving calls well, by name (``/readyz``); empty when ready.
+
+    ``esl_listener``: FreeSWITCH's ``socket`` application can reach us (listening, not
+    draining). ``database``: the pool answers ``SELECT 1`` in time. ``provider_key``: the AI has
+    a key; without one every call takes the no-AI fallback path.
+    """
+    problems: dict[str, str] = {}
+    if app.shutting_down.is_set():
+        problems["esl_listener"] = "shutting down: not taking new calls"
+    elif not app.listening:
+        problems["esl_listener"] = "not listening for FreeSWITCH's socket connections yet"
+    db = getattr(app.services, "db", None)
+    if db is None:
+        problems["database"] = "not open yet"
+    else:
+        problem = await _database_problem(db, app.ready_database_seconds)
+        if problem:
+            problems["database"] = problem
+    settings = app.settings
+    if not settings.openai_api_key:
+        problems["provider_key"] = (
+            f"OPENAI_API_KEY is not set (REALTIME_PROVIDER={settings.realtime_provider}): "
+            "every call takes the no-AI fallback path"
+        )
+    return problems
+
+
+async def _database_problem(db: Any, seconds: float) -> str | None:
+    from callcontrol.db.database import DatabaseUnavailable  # noqa: PLC0415
+
+    try:
+        with trio.fail_after(seconds):
+            await db.fetch_value("SELECT 1")
+    except trio.TooSlowError:
+        return f"no answer to SELECT 1 within {seconds:g} s"
+    except DatabaseUnavailable as exc:
+        return f"not answering: {exc}"
+    return None
 
 
 async def _watch_signals(app: App) -> None:
@@ -198,7 +251,10 @@ async def _serve_api(
     def health() -> dict[str, Any]:
         return {"active_calls": len(app.active), "shutting_down": app.shutting_down.is_set()}
 
-    http = build_http_app(services.metrics, app.settings.service_token, health)
+    async def ready() -> dict[str, str]:
+        return await not_ready(app)
+
+    http = build_http_app(services.metrics, app.settings.service_token, health, ready)
     await serve_http(http, app.settings.http_listen, task_status=task_status)
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import socket
 
 import httpx
+import psycopg
 import trio
 
-from callcontrol.api.http import build_app, token_ok
+from callcontrol.api.http import build_app, serve_http, token_ok
 from callcontrol.config import HostPort, load_settings
 from callcontrol.metrics import Metrics
 from callcontrol.server import App, run_secretary_server
@@ -26,29 +27,46 @@ def test_token_comparison():
     assert not token_ok("s3cret", None)
 
 
-async def test_every_endpoint_needs_the_service_token():
+async def test_only_the_probes_answer_without_the_service_token(nursery):
     metrics = Metrics()
     metrics.transfers.labels(status="busy", destination_type="extension").inc()
-    app = build_app(metrics, "s3cret", lambda: {"active_calls": 0})
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cc") as client:
-        assert (await client.get("/metrics")).status_code == 401
+    not_ready: dict[str, str] = {}
+
+    async def ready() -> dict[str, str]:
+        return not_ready
+
+    port = _free_port()
+    app = build_app(metrics, "s3cret", lambda: {"active_calls": 0}, ready)
+    await nursery.start(serve_http, app, HostPort("127.0.0.1", port))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok", "active_calls": 0}
+        assert (await client.get("/readyz")).json() == {"status": "ready"}
+        not_ready["database"] = "not answering: connection refused"
+        refused = await client.get("/readyz")
+        assert refused.status_code == 503
+        assert refused.json() == {
+            "status": "not ready",
+            "not_ready": {"database": "not answering: connection refused"},
+        }
+        for path in ("/metrics", "/nothing-here", "/healthz/"):
+            assert (await client.get(path)).status_code == 401, path
         bad = {"Authorization": "Bearer nope"}
-        assert (await client.get("/healthz", headers=bad)).status_code == 401
+        assert (await client.get("/metrics", headers=bad)).status_code == 401
         good = {"Authorization": "Bearer s3cret"}
         body = (await client.get("/metrics", headers=good)).text
         assert 'voice_transfers_total{destination_type="extension",status="busy"} 1.0' in body
-        assert (await client.get("/healthz", headers=good)).json() == {
-            "status": "ok",
-            "active_calls": 0,
-        }
-    closed = build_app(metrics, None)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=closed), base_url="http://cc"
-    ) as client:
-        assert (
-            await client.get("/healthz", headers={"Authorization": "Bearer "})
-        ).status_code == 401
+        # a bad token on a probe changes nothing: probes do not look at it
+        assert (await client.get("/healthz", headers=bad)).status_code == 200
+
+
+async def test_with_no_token_configured_only_the_probes_answer(nursery):
+    port = _free_port()
+    await nursery.start(serve_http, build_app(Metrics(), None), HostPort("127.0.0.1", port))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        guess = {"Authorization": "Bearer anything"}
+        assert (await client.get("/metrics", headers=guess)).status_code == 401
 
 
 def _free_port() -> int:
@@ -94,11 +112,82 @@ async def test_serve_runs_the_secretary_with_database_media_and_http(db, db_url,
         with trio.fail_after(10):
             await call.wait_for(lambda: call.answer_state == "answered")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
-            health = await client.get("/healthz", headers={"Authorization": "Bearer s3cret"})
-        assert health.json() == {"status": "ok", "active_calls": 1, "shutting_down": False}
+            health = await client.get("/healthz")
+            assert health.json() == {"status": "ok", "active_calls": 1, "shutting_down": False}
+            assert (await client.get("/readyz")).json() == {"status": "ready"}
+            app.shutting_down.set()  # SIGTERM: drains, the call in progress goes on
+            draining = await client.get("/readyz")
+            assert draining.status_code == 503
+            assert draining.json()["not_ready"] == {
+                "esl_listener": "shutting down: not taking new calls"
+            }
+            assert (await client.get("/healthz")).json()["shutting_down"] is True
         await call.hangup()
         with trio.fail_after(10):
             await call.wait_closed()
-        app.shutting_down.set()
     rows = await db.fetch_all("SELECT outcome FROM callcontrol_calls")
     assert rows == [{"outcome": "caller_hangup"}]
+
+
+class _TcpProxy:
+    """Forwards connections to the test PostgreSQL until ``cut()``: then the open connections
+    are closed and new ones refused, as when the database server goes away."""
+
+    def __init__(self, target: HostPort) -> None:
+        self.target = target
+        self.cancel = trio.CancelScope()
+        self.port = 0
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with self.cancel:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            self.port = listeners[0].socket.getsockname()[1]
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                await trio.serve_listeners(self._pipe, listeners, handler_nursery=nursery)
+
+    async def _pipe(self, client: trio.SocketStream) -> None:
+        server = await trio.open_tcp_stream(self.target.host, self.target.port)
+
+        async def copy(a: trio.SocketStream, b: trio.SocketStream) -> None:
+            while data := await a.receive_some(65536):
+                await b.send_all(data)
+            nursery.cancel_scope.cancel()
+
+        async with client, server, trio.open_nursery() as nursery:
+            nursery.start_soon(copy, client, server)
+            nursery.start_soon(copy, server, client)
+
+    def cut(self) -> None:
+        self.cancel.cancel()
+
+
+async def test_readyz_names_a_missing_key_and_a_database_that_stops_answering(db_url, nursery):
+    parts = psycopg.conninfo.conninfo_to_dict(db_url)
+    target = HostPort(str(parts.get("host") or "127.0.0.1"), int(parts.get("port") or 5432))
+    proxy = _TcpProxy(target)
+    await nursery.start(proxy.run)
+    proxied = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
+    http_port = _free_port()
+    settings = load_settings(
+        {
+            "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47100-47199",
+        },
+        database_url=proxied,  # a key=value DSN: the variable only takes URLs
+    )
+    app = App(settings=settings, ready_database_seconds=1.0)
+    await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+        first = await client.get("/readyz")
+        assert first.status_code == 503
+        assert first.json()["not_ready"] == {
+            "provider_key": "OPENAI_API_KEY is not set (REALTIME_PROVIDER=openai-realtime): "
+            "every call takes the no-AI fallback path"
+        }
+        proxy.cut()
+        second = (await client.get("/readyz")).json()["not_ready"]
+        assert set(second) == {"provider_key", "database"}
+        assert second["database"].startswith(("not answering", "no answer to SELECT 1"))
+        assert (await client.get("/healthz")).status_code == 200
+    app.shutting_down.set()

@@ -1,14 +1,17 @@
 """HTTP endpoints (Starlette under hypercorn's trio worker).
 
-Every endpoint needs the service token (``VOICE_AI_SERVICE_TOKEN``), sent as
-``Authorization: Bearer <token>``, compared in constant time. With no token configured the API
-refuses every request: an open endpoint is never the default.
+The two probes answer anyone, so a load balancer, systemd or a monitoring check can use them
+without a secret: ``/healthz`` (liveness: the process is up) and ``/readyz`` (readiness: 200 when
+calls can be served, else 503 with a JSON body naming what is not ready). They say nothing
+beyond that. Every other path needs the service token (``VOICE_AI_SERVICE_TOKEN``), sent as
+``Authorization: Bearer <token>``, compared in constant time. With no token configured those
+paths refuse every request: an open endpoint is never the default.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -33,22 +36,43 @@ def token_ok(expected: str | None, header: str | None) -> bool:
     return hmac.compare_digest(header[len("Bearer ") :].encode(), expected.encode())
 
 
+# Paths that answer without the token: the probes.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+# What is not ready -> why (empty: ready); e.g. {"database": "not answering: ..."}
+Readiness = Callable[[], Awaitable[dict[str, str]]]
+
+
 def build_app(
-    metrics: Metrics, token: str | None, health: Callable[[], dict[str, Any]] | None = None
+    metrics: Metrics,
+    token: str | None,
+    health: Callable[[], dict[str, Any]] | None = None,
+    ready: Readiness | None = None,
 ) -> Starlette:
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
 
+    async def readyz(_request: Request) -> Response:
+        not_ready = await ready() if ready else {}
+        if not_ready:
+            return JSONResponse({"status": "not ready", "not_ready": not_ready}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     async def metrics_endpoint(_request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    app = Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_endpoint)])
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
+    app = Starlette(routes=routes)
     app.add_middleware(RequireToken, token=token)
     return app
 
 
 class RequireToken:
-    """ASGI middleware: 401 unless the request carries the service token."""
+    """ASGI middleware: 401 unless the request carries the service token or is a probe."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -59,6 +83,9 @@ class RequireToken:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        if request.url.path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
         if not token_ok(self.token, request.headers.get("authorization")):
             _log.warning("api.refused", path=request.url.path,
                          client=request.client.host if request.client else None)  # fmt: skip
