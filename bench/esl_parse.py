@@ -16,7 +16,7 @@ connection through its own real read path:
   ('rb')`` returns — holding the connection's bytes.
 
 genesis and greenswitch decode every header to route anything, so each has one figure, set
-against both of ours. Run: ``python bench/esl_parse.py [--mb 4] [--repeat 5]``.
+against both of ours. Run: ``python bench/esl_parse.py [--mb 4] [--repeat 5] [--quick]``.
 """
 
 from __future__ import annotations
@@ -159,7 +159,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=4.0, help="corpus size (default 4 MB)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per parser; best is kept")
+    parser.add_argument("--quick", action="store_true", help="0.5 MB, one run: check it works")
     args = parser.parse_args()
+    if args.quick:
+        args.mb, args.repeat = 0.5, 1
     logging.disable(logging.CRITICAL)  # greenswitch/genesis log at debug/trace per frame
 
     corpus = load_corpus(args.mb)

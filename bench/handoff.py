@@ -5,10 +5,10 @@ Two figures per call, measured inside the server process with ``time.perf_counte
 * **tool → originate** (t1 − t0): t0 when the flow calls ``HandoffService.transfer()`` (what
   the AI's ``request_handoff`` tool does), t1 when the ``bgapi originate`` bytes are handed to
   the socket. In between: the directory match (destinations cached; the cache is warmed before
-  the run, so loading them is not measured), the DND lookup (one PostgreSQL query per call for
-  an extension — that one *is* measured, and reported on its own), the hold music
-  (``sendmsg execute playback``, waits for its reply) and ``filter Unique-ID <b>`` (waits for
-  its reply).
+  the run, so loading them is not measured), the extension's state lookup (exists, enabled,
+  DND, forward-all: one PostgreSQL query per call for an extension — that one *is* measured,
+  and reported on its own), the hold music (``sendmsg execute playback``, waits for its reply)
+  and ``filter Unique-ID <b>`` (waits for its reply).
 * **answer → bridge** (t3 − t2): t2 when the bytes holding the B-leg's CHANNEL_ANSWER come
   out of the socket, t3 when ``api uuid_bridge`` is handed to the socket. In between, as
   ``handoff/runner.py`` and ``hold.py`` do it: ``api uuid_break <a> all`` (waits for its
@@ -16,11 +16,11 @@ Two figures per call, measured inside the server process with ``time.perf_counte
   park_after_bridge true`` (waits for its reply).
 
 Each figure is split into where the time goes: **ours** (the server holds the ball: routing a
-frame, the runner, the machine, logging, building the next command, waiting for our own
-event loop), **db** (the DND query, worker thread + PostgreSQL), **switch** (from the moment
-the simulated switch parsed a command to the moment it wrote the reply; for the hold music,
-from writing the uuid_break reply to writing the EXECUTE_COMPLETE), and **flight** (the rest
-of every wait: loopback TCP plus the time bytes sit in a socket buffer while either event
+frame, the runner, the machine, logging, building the next command, waiting for our own event
+loop), **db** (the extension-state query, worker thread + PostgreSQL), **switch** (from the
+moment the simulated switch parsed a command to the moment it wrote the reply; for the hold
+music, from writing the uuid_break reply to writing the EXECUTE_COMPLETE), and **flight** (the
+rest of every wait: loopback TCP plus the time bytes sit in a socket buffer while either event
 loop is busy with other calls). The switch stamps its side on the same monotonic clock
 (``bench/_handoff_switch.py``). Components are summed per call; their percentiles are taken
 separately, so they do not add up to the total's percentiles.
@@ -43,7 +43,9 @@ many got how far. The server's own sockets make this worse: ``OutboundCall.hands
 subscribes (``event plain …``) before it sets the ``Unique-ID`` filters, so for that window a
 new socket receives every channel's events ("received from the switch" per call grows with N).
 
-Run: ``python bench/handoff.py [--calls 500 100] [--latency 0.02 0] [--ramp 1.5]``.
+Run: ``python bench/handoff.py [--calls 500 100] [--latency 0.02 0] [--ramp 1.5]``;
+``--quick`` (what ``./dev bench --quick`` passes) is one small load, 20 calls at 20 ms, to
+check the benchmark runs.
 Prints figures; asserts nothing.
 """
 
@@ -189,8 +191,8 @@ class TimedStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
-def timed_dnd(original: Callable[..., Any]) -> Callable[..., Any]:
-    async def dnd(*args: Any, **kwargs: Any) -> Any:
+def timed_query(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def query(*args: Any, **kwargs: Any) -> Any:
         started = now_ns()
         try:
             return await original(*args, **kwargs)
@@ -199,7 +201,7 @@ def timed_dnd(original: Callable[..., Any]) -> Callable[..., Any]:
             if times is not None:
                 times.db = (started, now_ns())
 
-    return dnd
+    return query
 
 
 def transfer_flow(service: HandoffService) -> Callable[[Any], Any]:
@@ -421,14 +423,19 @@ def cli() -> None:
         help="the simulator's app latency in seconds (default: 0.02 and 0)",
     )
     parser.add_argument("--ramp", type=float, default=1.5)
+    parser.add_argument(
+        "--quick", action="store_true", help="one small run (20 calls, 20 ms) to check it works"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.calls, args.latency = [20], [0.02]
     available = sorted(os.sched_getaffinity(0))
     cores = (available[0], available[1] if len(available) > 1 else available[0])
     os.sched_setaffinity(0, {cores[0]})
     configure_logging("json")
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
-    service_module.is_do_not_disturb = timed_dnd(service_module.is_do_not_disturb)
+    service_module.extension_state = timed_query(service_module.extension_state)
     print(machine())
     print(
         f"server pinned to CPU {cores[0]}, simulated FreeSWITCH to CPU {cores[1]}"
@@ -436,7 +443,7 @@ def cli() -> None:
     )
     print(
         "destinations cached by the directory (warmed before each run): loading them is not"
-        " measured; the per-call DND query is, as 'db'"
+        " measured; the per-call extension-state query (DND) is, as 'db'"
     )
     trio.run(main, args, cores)
 

@@ -12,7 +12,7 @@ Added relay latency, per frame:
 * out: the frame's 20 ms pacing slot → the moment it is handed to the kernel (loop lag).
 A load passes when both p99s are ≤ 5 ms and ≥ 99 % of the caller's frames arrived.
 
-Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5]
+Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--quick]
 """
 
 from __future__ import annotations
@@ -274,7 +274,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--codec", choices=("L16", "PCMU"), default="L16",
                         help="line codec: L16 8 kHz (resampled to 24 kHz) or PCMU (pass-through)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one small load (20 calls, 1 s) to check it works")
     args = parser.parse_args()
+    if args.quick:
+        args.calls, args.seconds = "20", 1.0
     configure_logging("json", level=40)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
