@@ -249,12 +249,12 @@ async def measure(n: int, seconds: float, base: int, codec: str) -> dict[str, An
     }
 
 
-async def main_async(counts: list[int], seconds: float, codec: str) -> None:
+async def main_async(counts: list[int], seconds: float, codec: str, first_port: int) -> None:
     print(f"{'calls':>6} {'in p50':>7} {'in p99':>7} {'out p50':>8} {'out p99':>8} "
           f"{'frames':>7} {'cpu':>6} {'cpu/call':>9} {'RSS/call':>9} {'gc max':>8}  ok")
     best = 0
     for i, n in enumerate(counts):
-        r = await measure(n, seconds, 20000 + (i % 4) * 5000, codec)
+        r = await measure(n, seconds, first_port + (i % 4) * 5000, codec)
         ok = r["in_p99"] <= 5 and r["out_p99"] <= 5 and r["delivered"] >= 0.99
         best = n if ok else best
         print(f"{n:>6} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms {r['out_p50']:>7.2f}ms "
@@ -274,6 +274,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--codec", choices=("L16", "PCMU"), default="L16",
                         help="line codec: L16 8 kHz (resampled to 24 kHz) or PCMU (pass-through)")
+    parser.add_argument("--first-port", type=int, default=20000,
+                        help="UDP ports used: from this one to 20000 above it (default 20000)")
     parser.add_argument("--quick", action="store_true",
                         help="one small load (20 calls, 1 s) to check it works")
     args = parser.parse_args()
@@ -283,7 +285,8 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} codec={args.codec}")
-    trio.run(main_async, [int(x) for x in args.calls.split(",")], args.seconds, args.codec)
+    trio.run(main_async, [int(x) for x in args.calls.split(",")], args.seconds, args.codec,
+             args.first_port)
 
 
 if __name__ == "__main__":
