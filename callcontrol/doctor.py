@@ -339,8 +339,10 @@ def check_realtime_key(settings: Settings) -> Check:
     if not settings.openai_api_key:
         return _fail(
             name,
-            f"{what}: OPENAI_API_KEY is not set, the AI cannot answer calls",
-            "put OPENAI_API_KEY in the environment file (never in the dialplan)",
+            f"{what}: OPENAI_API_KEY is not set, the AI cannot answer calls "
+            "(every call takes the no-AI fallback path)",
+            "put OPENAI_API_KEY in the environment file (never in the dialplan), then "
+            "restart callcontrol",
         )
     return _ok(name, f"{what}: OPENAI_API_KEY is set")
 

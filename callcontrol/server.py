@@ -224,6 +224,7 @@ async def run_secretary_server(
     from callcontrol.services import open_services  # noqa: PLC0415
 
     log = get_logger("callcontrol.server")
+    warn_about_settings(app.settings, log)
     async with open_database(app.settings.database_url) as db, trio.open_nursery() as nursery:
         pending = await _pending_migrations(db)
         if pending:
@@ -240,6 +241,18 @@ async def run_secretary_server(
                 task_status.started(listeners)
             # serve() returns once shutting_down is set and the calls are drained
         nursery.cancel_scope.cancel()
+
+
+def warn_about_settings(settings: Settings, log: Any) -> None:
+    """One warning line per setting that lets ``serve`` start but makes calls worse."""
+    if not settings.openai_api_key:
+        log.warning(
+            "server.provider_key_missing",
+            problem=f"OPENAI_API_KEY is not set (REALTIME_PROVIDER={settings.realtime_provider})",
+            effect="every call takes the no-AI fallback path: the fallback prompt, then the "
+            "default destination",
+            fix="set OPENAI_API_KEY in the environment file and restart",
+        )
 
 
 async def _serve_api(

@@ -251,7 +251,12 @@ def test_unicast_ports_unused_with_audio_stream() -> None:
 
 
 def test_realtime_key() -> None:
-    assert check_realtime_key(_settings()).failed
+    missing = check_realtime_key(_settings())
+    assert missing.render() == (
+        "FAIL  realtime provider: openai-realtime model gpt-realtime: OPENAI_API_KEY is not set, "
+        "the AI cannot answer calls (every call takes the no-AI fallback path) -- fix: put "
+        "OPENAI_API_KEY in the environment file (never in the dialplan), then restart callcontrol"
+    )
     check = check_realtime_key(_settings(OPENAI_API_KEY="sk-very-secret"))
     assert check.status == "OK" and "sk-very-secret" not in check.render()
 
