@@ -2,12 +2,16 @@
 
 Every setting comes from an environment variable (the names in DESIGN.md and the README) or,
 when ``CALLCONTROL_CONFIG`` names a TOML file, from that file's key of the same name in lower
-case; the environment wins over the file. ``load_settings`` checks everything at once and raises
-``ConfigError`` listing one clear message per mistake, so an admin fixes them in one go.
+case (``[esl] port`` / ``esl.port`` is ``esl_port``; a leading ``callcontrol_`` may be left out);
+the environment wins over the file. ``load_settings`` checks everything at once and raises
+``ConfigError`` listing one clear message per mistake, each under the name the admin wrote (the
+variable or the TOML key), so an admin fixes them in one go. ``unknown_variables`` finds the
+misspelt variables, which would otherwise be silently ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -248,7 +252,74 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
 ENVIRONMENT_VARIABLES = tuple(_FIELDS)
 
 
-def _read_toml(path: Path, problems: list[str]) -> dict[str, str]:
+# Variables that look like ours (these prefixes) but are not a setting are warned about.
+_PREFIXES = (
+    "CALLCONTROL_", "ESL_", "TRANSFER_", "CALLBACK_", "REALTIME_", "WHATSAPP_", "OMNIPLAY_",
+    "VOICE_AI_",
+)  # fmt: skip
+# Read outside load_settings: the file's name, and the test suite's server.
+_OTHER_VARIABLES = frozenset({"CALLCONTROL_CONFIG", "CALLCONTROL_TEST_DATABASE_URL"})
+# Without our prefix (DATABASE_URL, OPENAI_API_KEY): only a near-exact spelling is suspicious,
+# other programs' OPENAI_* and DATABASE_* variables are none of our business.
+_NEAR_MISS = 0.9
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Environment variables that look like a misspelt setting (they are ignored), each with
+    the setting it probably meant (``difflib``), if any."""
+    known = [*_FIELDS, *_OTHER_VARIABLES]
+    found: list[tuple[str, str | None]] = []
+    for name in sorted(env):
+        if name in _FIELDS or name in _OTHER_VARIABLES:
+            continue
+        upper = name.upper()
+        ours = upper.startswith(_PREFIXES)
+        cutoff = 0.6 if ours else _NEAR_MISS
+        # The shared prefix makes any two of our names look alike (CALLCONTROL_COLOUR and
+        # CALLCONTROL_CONFIG): what follows it must be alike too.
+        rest = _without_prefix(upper)
+        match = [
+            candidate
+            for candidate in difflib.get_close_matches(upper, known, n=5, cutoff=cutoff)
+            if difflib.SequenceMatcher(None, rest, _without_prefix(candidate)).ratio() >= cutoff
+        ]
+        if ours or match:
+            found.append((name, match[0] if match else None))
+    return found
+
+
+def _without_prefix(name: str) -> str:
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def describe_unknown(name: str, meant: str | None) -> str:
+    text = f"{name} is not a callcontrol setting and is ignored"
+    return text + (f"; did you mean {meant}?" if meant else "")
+
+
+# TOML key as written -> variable: the lower-case name, or that name without "callcontrol_"
+_TOML_KEYS = {
+    **{name.lower().removeprefix("callcontrol_"): name for name in _FIELDS},
+    **{name.lower(): name for name in _FIELDS},
+}
+
+
+def _toml_items(table: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """``[esl] port = 8021`` and ``esl.port = 8021`` are ``esl_port``: (dotted key, value)."""
+    items: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            items += _toml_items(value, (*path, key))
+        else:
+            items.append((".".join((*path, key)), value))
+    return items
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, tuple[str, str]]:
+    """variable -> (text, the key's name in the file, for messages)."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -257,33 +328,48 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, str]:
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"CALLCONTROL_CONFIG: {path} is not valid TOML: {exc}")
         return {}
-    known = {name.lower(): name for name in _FIELDS}
-    values: dict[str, str] = {}
-    for key, value in raw.items():
-        if key not in known:
-            problems.append(f"{path}: unknown key {key!r}")
+    values: dict[str, tuple[str, str]] = {}
+    for dotted, value in _toml_items(raw):
+        flat = dotted.replace(".", "_")
+        name = _TOML_KEYS.get(flat)
+        if name is None:
+            problems.append(f"{path}: unknown key {dotted!r}{_toml_suggestion(dotted)}")
             continue
-        values[known[key]] = str(value).lower() if isinstance(value, bool) else str(value)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        values[name] = (text, f"{path}: {dotted}")
     return values
 
 
+def _toml_suggestion(dotted: str) -> str:
+    match = difflib.get_close_matches(dotted.replace(".", "_").lower(), _TOML_KEYS, n=1)
+    if not match:
+        return ""
+    table, dot, _ = dotted.partition(".")
+    suggestion = match[0]
+    if dot and suggestion.startswith(table.lower() + "_"):  # keep the table the file used
+        suggestion = f"{table}.{suggestion[len(table) + 1 :]}"
+    return f" (did you mean {suggestion!r}?)"
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read and validate the configuration; ``overrides`` (field names) win over everything."""
+    """Read and validate the configuration; ``overrides`` (field names) win over everything.
+
+    A mistake is reported under the name the admin wrote: the variable, or the TOML key."""
     env = os.environ if env is None else env
     problems: list[str] = []
-    values: dict[str, str] = {}
+    values: dict[str, tuple[str, str]] = {}
     config_file = env.get("CALLCONTROL_CONFIG")
     if config_file:
         values.update(_read_toml(Path(config_file), problems))
-    values.update({k: v for k, v in env.items() if k in _FIELDS and v != ""})
+    values.update({k: (v, k) for k, v in env.items() if k in _FIELDS and v != ""})
     kwargs: dict[str, Any] = {}
-    for name, text in values.items():
+    for name, (text, label) in values.items():
         field, parse = _FIELDS[name]
         try:
             kwargs[field] = parse(text.strip())
         except ValueError as exc:
             shown = "<hidden>" if _is_secret(field) else repr(text)
-            problems.append(f"{name}={shown}: {exc}")
+            problems.append(f"{label}={shown}: {exc}")
     if problems:
         raise ConfigError(problems)
     kwargs.update(overrides)

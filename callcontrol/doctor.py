@@ -25,7 +25,14 @@ import attrs
 import psycopg
 import trio
 
-from callcontrol.config import ConfigError, HostPort, Settings, load_settings
+from callcontrol.config import (
+    ConfigError,
+    HostPort,
+    Settings,
+    describe_unknown,
+    load_settings,
+    unknown_variables,
+)
 from callcontrol.db.database import redact_url
 from callcontrol.esl import ConnectionClosed, ProtocolError, commands
 from callcontrol.esl.connection import EslConnection
@@ -81,7 +88,11 @@ def check_configuration(env: Mapping[str, str]) -> tuple[Check, Settings | None]
         return check, None
     source = env.get("CALLCONTROL_CONFIG")
     where = f"environment and {source}" if source else "environment"
-    return _ok("configuration", f"valid (from the {where})"), settings
+    unknown = tuple(describe_unknown(name, meant) for name, meant in unknown_variables(env))
+    detail = f"valid (from the {where})"
+    if unknown:
+        detail += f"; {len(unknown)} variable(s) ignored, check their spelling"
+    return Check("configuration", "OK", detail, extra=unknown), settings
 
 
 # -- database -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ continue with the actions after ``socket`` (our dialplan puts the fallback there
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import attrs
 import trio
 
 from callcontrol.call import CallFlow, CallSession
-from callcontrol.config import HostPort, Settings, load_settings
+from callcontrol.config import HostPort, Settings, load_settings, unknown_variables
 from callcontrol.esl import ConnectionClosed, ProtocolError, commands
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
@@ -299,6 +300,10 @@ async def _pending_migrations(db: Any) -> list[int]:
 def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_format)
+    log = get_logger("callcontrol.server")
+    for name, meant in unknown_variables(os.environ):
+        hint = f"did you mean {meant}?" if meant else "not a setting (docs/configuration.md)"
+        log.warning("config.unknown_variable", variable=name, ignored=True, hint=hint)
     listen = settings.esl_listen
     if getattr(args, "listen", None):
         host, _, port = args.listen.rpartition(":")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from callcontrol.cli import main
-from callcontrol.config import ENVIRONMENT_VARIABLES, ConfigError, HostPort, load_settings
+from callcontrol.config import (
+    ENVIRONMENT_VARIABLES,
+    ConfigError,
+    HostPort,
+    describe_unknown,
+    load_settings,
+    unknown_variables,
+)
 
 
 def test_defaults_are_the_documented_ones():
@@ -145,3 +152,70 @@ def test_cli_reports_configuration_mistakes_with_exit_2(monkeypatch, capsys):
     monkeypatch.setenv("ESL_PORT", "eighty")
     assert main(["serve"]) == 2
     assert "ESL_PORT='eighty'" in capsys.readouterr().err
+
+
+def test_misspelt_variables_are_found_with_what_they_probably_meant():
+    env = {
+        "CALLCONTROL_HTTP_LISTN": "127.0.0.1:9000",
+        "ESL_PASWORD": "secret",
+        "CALLCONTROL_COLOUR": "blue",
+        "esl_port": "8021",
+        "DATABSE_URL": "postgresql://db/x",
+        # ours, or other programs' variables without our prefixes: not reported
+        "CALLCONTROL_CONFIG": "/etc/callcontrol/callcontrol.toml",
+        "CALLCONTROL_HTTP_LISTEN": "127.0.0.1:8086",
+        "OPENAI_BASE_URL": "https://example.com",
+        "DATABASE_NAME": "x",
+        "PATH": "/usr/bin",
+    }
+    assert unknown_variables(env) == [
+        ("CALLCONTROL_COLOUR", None),
+        ("CALLCONTROL_HTTP_LISTN", "CALLCONTROL_HTTP_LISTEN"),
+        ("DATABSE_URL", "DATABASE_URL"),
+        ("ESL_PASWORD", "ESL_PASSWORD"),
+        ("esl_port", "ESL_PORT"),
+    ]
+    assert describe_unknown("CALLCONTROL_HTTP_LISTN", "CALLCONTROL_HTTP_LISTEN") == (
+        "CALLCONTROL_HTTP_LISTN is not a callcontrol setting and is ignored; "
+        "did you mean CALLCONTROL_HTTP_LISTEN?"
+    )
+
+
+def test_toml_tables_and_dotted_keys_name_the_same_settings(tmp_path):
+    path = tmp_path / "callcontrol.toml"
+    path.write_text(
+        'language = "en"\n'
+        "[http]\nlisten = \"127.0.0.1:9999\"\n"
+        "[esl]\nport = 8123\nlisten = \"0.0.0.0:8022\"\n"
+        "[transfer]\nannounce_enabled = false\n"
+    )
+    s = load_settings({"CALLCONTROL_CONFIG": str(path)})
+    assert s.http_listen == HostPort("127.0.0.1", 9999)
+    assert s.esl_port == 8123
+    assert s.esl_listen == HostPort("0.0.0.0", 8022)
+    assert s.transfer_announce_enabled is False
+    assert s.language == "en"
+
+
+def test_toml_mistakes_are_reported_under_the_key_written_in_the_file(tmp_path):
+    path = tmp_path / "callcontrol.toml"
+    path.write_text(
+        'esl_port = "abc"\n'
+        'esl_password = ""\n'
+        "[http]\nlisten = \"nohostport\"\n"
+        "[esl]\npasword = \"x\"\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CALLCONTROL_CONFIG": str(path)})
+    assert sorted(raised.value.problems) == sorted(
+        [
+            f"{path}: esl_port='abc': port must be a whole number, got 'abc'",
+            f"{path}: esl_password=<hidden>: must not be empty",
+            f"{path}: http.listen='nohostport': expected HOST:PORT",
+            f"{path}: unknown key 'esl.pasword' (did you mean 'esl.password'?)",
+        ]
+    )
+    # the environment wins, and its mistakes carry the variable's name
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CALLCONTROL_CONFIG": str(path), "ESL_PORT": "eighty"})
+    assert "ESL_PORT='eighty': port must be a whole number, got 'eighty'" in raised.value.problems

@@ -250,6 +250,18 @@ def test_unicast_ports_unused_with_audio_stream() -> None:
     assert check.status == "SKIP"
 
 
+def test_configuration_lists_misspelt_variables() -> None:
+    check, settings = check_configuration({"ESL_PASWORD": "x", "CALLCONTROL_FOO": "1"})
+    assert settings is not None
+    assert check.render() == (
+        "OK    configuration: valid (from the environment); 2 variable(s) ignored, check their "
+        "spelling\n"
+        "        - CALLCONTROL_FOO is not a callcontrol setting and is ignored\n"
+        "        - ESL_PASWORD is not a callcontrol setting and is ignored; "
+        "did you mean ESL_PASSWORD?"
+    )
+
+
 def test_realtime_key() -> None:
     missing = check_realtime_key(_settings())
     assert missing.render() == (

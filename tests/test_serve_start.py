@@ -89,8 +89,16 @@ async def test_serve_without_a_provider_key_warns_once_and_still_serves(db_url):
     assert [e["event"] for e in events][-1] == "server.stopped"
 
 
-async def test_serve_with_a_provider_key_warns_about_nothing(db_url):
-    stderr, code = await _serve_until_listening(_env(DATABASE_URL=db_url, OPENAI_API_KEY="sk-x"))
+async def test_serve_warns_about_a_misspelt_variable_and_what_it_probably_meant(db_url):
+    env = _env(DATABASE_URL=db_url, OPENAI_API_KEY="sk-x", CALLCONTROL_HTTP_LISTN="0.0.0.0:80")
+    stderr, code = await _serve_until_listening(env)
     assert code == 0, stderr
-    assert [e for e in _events(stderr) if e["level"] != "info"] == []
+    warnings = [e for e in _events(stderr) if e["level"] != "info"]
+    assert [(e["event"], e["variable"], e["hint"]) for e in warnings] == [
+        (
+            "config.unknown_variable",
+            "CALLCONTROL_HTTP_LISTN",
+            "did you mean CALLCONTROL_HTTP_LISTEN?",
+        )
+    ]
     assert "sk-x" not in stderr
