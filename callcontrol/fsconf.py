@@ -1,11 +1,11 @@
 """``callcontrol fs-conf [--out DIR]``: the FreeSWITCH files an admin installs, ready to use.
 
-The files live in the checkout's ``dialplan/`` and ``fs-conf/`` directories, laid out like
-FreeSWITCH's own configuration tree (``dialplan/default/*.xml``,
-``fs-conf/autoload_configs/*.conf.xml``) plus the systemd unit. They are read from an installed
-``callcontrol/fs_files/`` package directory when one exists, else from the checkout this module
-sits in (``setup.cfg`` does not ship them as package data yet, so a non-editable install has no
-copy: :class:`FsConfError` says so).
+The files live in the repository's top-level ``dialplan/`` and ``fs-conf/`` directories, laid
+out like FreeSWITCH's own configuration tree (``dialplan/default/*.xml``,
+``fs-conf/autoload_configs/*.conf.xml``) plus the systemd unit. ``callcontrol/dialplan`` and
+``callcontrol/fs-conf`` are links to them, so the wheel carries them as package data and this
+module reads them through :mod:`importlib.resources` the same way from a wheel, a source
+checkout or an editable install.
 
 What changes on the way out is only what the configuration decides: the address of the
 ``socket`` application (``CALLCONTROL_ESL_LISTEN``) and the inbound Event Socket's listen
@@ -27,8 +27,6 @@ import attrs
 from callcontrol.config import Settings, load_settings
 
 TOP_DIRS = ("dialplan", "fs-conf")
-PACKAGE_DIR = "fs_files"
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The values written in the shipped files, replaced by the configured ones.
 DEFAULT_SOCKET_ADDRESS = "127.0.0.1:8022"
@@ -48,16 +46,16 @@ class ConfFile:
 
 
 def source_root() -> Traversable:
-    """Where ``dialplan/`` and ``fs-conf/`` are: the installed package data, else the checkout."""
-    candidates: list[Traversable] = [resources.files("callcontrol") / PACKAGE_DIR, _REPO_ROOT]
-    for root in candidates:
-        if all((root / name).is_dir() for name in TOP_DIRS):
-            return root
-    raise FsConfError(
-        "the dialplan/ and fs-conf/ files are not installed with this copy of callcontrol; "
-        "run `callcontrol fs-conf` from a source checkout (pip install -e .), "
-        f"or take them from the repository (looked in {_REPO_ROOT})"
-    )
+    """The installed package, which holds ``dialplan/`` and ``fs-conf/`` as package data."""
+    root = resources.files("callcontrol")
+    missing = [name for name in TOP_DIRS if not (root / name).is_dir()]
+    if missing:
+        raise FsConfError(
+            f"this copy of callcontrol ({root}) was installed without its "
+            + " and ".join(f"{name}/" for name in missing)
+            + " files; reinstall it from the wheel or the repository (pip install callcontrol)"
+        )
+    return root
 
 
 def shipped_files(root: Traversable | None = None) -> list[ConfFile]:
