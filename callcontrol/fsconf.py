@@ -7,31 +7,36 @@ out like FreeSWITCH's own configuration tree (``dialplan/default/*.xml``,
 module reads them through :mod:`importlib.resources` the same way from a wheel, a source
 checkout or an editable install.
 
-What changes on the way out is only what the configuration decides: the address of the
-``socket`` application (``CALLCONTROL_ESL_LISTEN``) and the inbound Event Socket's listen
-address (``ESL_HOST``/``ESL_PORT``). Secrets are never written: the Event Socket password stays
-the placeholder, with its comment telling the admin to change it.
+The files are templates: where a value depends on the configuration, they name the setting in
+double braces (``{{CALLCONTROL_ESL_LISTEN}}``, ``{{ESL_HOST}}``, ``{{ESL_PORT}}``,
+``{{ESL_PASSWORD}}``) and :func:`render` writes in the value of the validated settings (escaped
+for XML in ``.xml`` files); a name it does not know is an error, never left in a file.
+``--out DIR`` writes the Event Socket password into ``event_socket.conf.xml``; printing to the
+terminal shows ``********`` in its place, so it never lands in a scrollback or a log.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
 import sys
+from collections.abc import Mapping
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import attrs
 
 from callcontrol.config import Settings, load_settings
 
+_DEFAULT_PASSWORD = Settings().esl_password  # FreeSWITCH's own, well known
+
 TOP_DIRS = ("dialplan", "fs-conf")
 
-# The values written in the shipped files, replaced by the configured ones.
-DEFAULT_SOCKET_ADDRESS = "127.0.0.1:8022"
-_LISTEN_IP = '<param name="listen-ip" value="127.0.0.1"/>'
-_LISTEN_PORT = '<param name="listen-port" value="8021"/>'
+PLACEHOLDER = re.compile(r"\{\{([A-Za-z0-9_]+)\}\}")
+HIDDEN = "********"  # the password, when the files are printed
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
@@ -89,31 +94,62 @@ def socket_address(settings: Settings) -> tuple[str, list[str]]:
     return f"{listen.host}:{listen.port}", []
 
 
-def render(
-    settings: Settings, files: list[ConfFile] | None = None
-) -> tuple[list[ConfFile], list[str]]:
-    """The files with the configured addresses written in, and notes for the admin."""
-    files = shipped_files() if files is None else files
+def values(settings: Settings, *, hide_secrets: bool = False) -> tuple[dict[str, str], list[str]]:
+    """What each placeholder stands for, from ``settings``, and notes for the admin."""
     address, notes = socket_address(settings)
     esl_ip = settings.esl_host
     try:
-        ipaddress.ip_address(esl_ip)
+        loopback = ipaddress.ip_address(esl_ip).is_loopback
     except ValueError:
         notes.append(
-            f"ESL_HOST={esl_ip} is a name, not an address: event_socket.conf.xml keeps "
+            f"ESL_HOST={esl_ip} is a name, not an address: event_socket.conf.xml gets "
             "listen-ip 127.0.0.1; set it to the address that name resolves to"
         )
-        esl_ip = "127.0.0.1"
-    out: list[ConfFile] = []
-    for f in files:
-        text = f.text.replace(DEFAULT_SOCKET_ADDRESS, address)
-        if f.path.endswith("event_socket.conf.xml"):
-            text = text.replace(_LISTEN_IP, f'<param name="listen-ip" value="{esl_ip}"/>')
-            text = text.replace(
-                _LISTEN_PORT, f'<param name="listen-port" value="{settings.esl_port}"/>'
+        esl_ip, loopback = "127.0.0.1", True
+    if not loopback:
+        notes.append(
+            f"event_socket.conf.xml listens on {esl_ip} but admits this machine only "
+            "(apply-inbound-acl loopback.auto): add callcontrol's address to an ACL in "
+            "acl.conf.xml and name that ACL there"
+        )
+    if settings.esl_password == _DEFAULT_PASSWORD:
+        notes.append(
+            f"ESL_PASSWORD is FreeSWITCH's well-known default ({_DEFAULT_PASSWORD}), and so is "
+            "the password in event_socket.conf.xml: set ESL_PASSWORD to one of your own and "
+            "run fs-conf again"
+        )
+    return {
+        "CALLCONTROL_ESL_LISTEN": address,
+        "ESL_HOST": esl_ip,
+        "ESL_PORT": str(settings.esl_port),
+        "ESL_PASSWORD": HIDDEN if hide_secrets else settings.esl_password,
+    }, notes
+
+
+def fill(template: ConfFile, known: Mapping[str, str]) -> ConfFile:
+    """``template`` with each ``{{NAME}}`` replaced by ``known[NAME]`` (XML-escaped in .xml)."""
+    is_xml = template.path.endswith(".xml")
+
+    def one(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in known:
+            raise FsConfError(
+                f"{template.path}: unknown placeholder {match[0]} "
+                f"(known: {', '.join(sorted(known))})"
             )
-        out.append(ConfFile(f.path, text))
-    return out, notes
+        value = known[name]
+        return escape(value, {'"': "&quot;"}) if is_xml else value
+
+    return ConfFile(template.path, PLACEHOLDER.sub(one, template.text))
+
+
+def render(
+    settings: Settings, files: list[ConfFile] | None = None, *, hide_secrets: bool = False
+) -> tuple[list[ConfFile], list[str]]:
+    """The files with the configured values written in, and notes for the admin."""
+    files = shipped_files() if files is None else files
+    known, notes = values(settings, hide_secrets=hide_secrets)
+    return [fill(f, known) for f in files], notes
 
 
 def write_files(files: list[ConfFile], out_dir: Path, *, force: bool = False) -> list[Path]:
@@ -136,9 +172,9 @@ def write_files(files: list[ConfFile], out_dir: Path, *, force: bool = False) ->
 def run_fs_conf(args: argparse.Namespace) -> int:
     """Print the files (``==> path <==`` before each), or write them with ``--out DIR``."""
     settings = load_settings()
+    out = getattr(args, "out", None)
     try:
-        files, notes = render(settings)
-        out = getattr(args, "out", None)
+        files, notes = render(settings, hide_secrets=not out)
         if out:
             for path in write_files(files, Path(out), force=bool(getattr(args, "force", False))):
                 print(f"wrote {path}")
@@ -154,6 +190,11 @@ def run_fs_conf(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"callcontrol fs-conf: cannot write: {exc}", file=sys.stderr)
         return 1
+    if not out:
+        notes.append(
+            f"the Event Socket password is printed as {HIDDEN}; "
+            "`callcontrol fs-conf --out DIR` writes ESL_PASSWORD into event_socket.conf.xml"
+        )
     for note in notes:
         print(f"callcontrol fs-conf: note: {note}", file=sys.stderr)
     return 0

@@ -1,9 +1,11 @@
 """``callcontrol fs-conf``: the shipped FreeSWITCH files parse, say what the docs promise, and
-are printed or written with the configured addresses (never a secret)."""
+are printed or written with the configured addresses, ports and Event Socket password (the
+password only into files, never on the terminal)."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,10 @@ import pytest
 
 from callcontrol.config import ENVIRONMENT_VARIABLES, load_settings
 from callcontrol.fsconf import (
+    HIDDEN,
+    ConfFile,
     FsConfError,
+    fill,
     render,
     run_fs_conf,
     shipped_files,
@@ -20,6 +25,7 @@ from callcontrol.fsconf import (
     write_files,
 )
 
+EVENT_SOCKET = "fs-conf/autoload_configs/event_socket.conf.xml"
 DIALPLANS = (
     "dialplan/default/90_callcontrol_ai_secretary.xml",
     "dialplan/fusionpbx/ai_secretary.dialplan-manager.xml",
@@ -34,6 +40,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _by_path(files: Any) -> dict[str, str]:
     return {f.path: f.text for f in files}
+
+
+def _params(text: str) -> dict[str | None, str | None]:
+    return {p.get("name"): p.get("value") for p in ET.fromstring(text).iter("param")}
+
+
+def _defaults() -> dict[str, str]:
+    return _by_path(render(load_settings({}))[0])
 
 
 def _actions(text: str) -> list[tuple[str, str]]:
@@ -62,9 +76,35 @@ def test_every_xml_file_is_well_formed_before_and_after_rendering() -> None:
         ET.fromstring(f.text)  # raises on a malformed file
 
 
+def test_the_templates_name_settings_and_rendering_leaves_no_placeholder() -> None:
+    templates = "".join(f.text for f in shipped_files())
+    assert set(re.findall(r"\{\{(\w+)\}\}", templates)) == {
+        "CALLCONTROL_ESL_LISTEN", "ESL_HOST", "ESL_PORT", "ESL_PASSWORD",
+    }  # fmt: skip
+    assert set(re.findall(r"\{\{(\w+)\}\}", templates)) <= set(ENVIRONMENT_VARIABLES)
+    for text in _defaults().values():
+        assert "{{" not in text and "}}" not in text
+
+
+def test_an_unknown_placeholder_is_an_error_not_a_file() -> None:
+    with pytest.raises(FsConfError, match=r"x.xml: unknown placeholder \{\{ESL_PORTT\}\}"):
+        fill(ConfFile("x.xml", '<p value="{{ESL_PORTT}}"/>'), {"ESL_PORT": "8021"})
+
+
+def test_defaults_are_freeswitchs_and_the_default_password_gets_a_warning() -> None:
+    files, notes = render(load_settings({}))
+    texts = _by_path(files)
+    for path in DIALPLANS:
+        assert ("socket", "127.0.0.1:8022 async full") in _actions(texts[path])
+    params = _params(texts[EVENT_SOCKET])
+    assert (params["listen-ip"], params["listen-port"]) == ("127.0.0.1", "8021")
+    assert params["password"] == "ClueCon"
+    assert len(notes) == 1 and "well-known default (ClueCon)" in notes[0]
+
+
 @pytest.mark.parametrize("path", DIALPLANS)
 def test_dialplan_entry(path: str) -> None:
-    actions = _actions(_by_path(shipped_files())[path])
+    actions = _actions(_defaults()[path])
     apps = [app for app, _ in actions]
     assert "answer" not in apps  # callcontrol answers
     assert ("socket", "127.0.0.1:8022 async full") in actions
@@ -81,50 +121,92 @@ def test_fusionpbx_variant_is_an_extension_and_keeps_fusionpbx_domain_variables(
     assert ("transfer", "9000 XML ${domain_name}") in actions
 
 
-def test_configured_addresses_are_written_in() -> None:
-    settings = load_settings(
-        {"CALLCONTROL_ESL_LISTEN": "10.0.0.5:9022", "ESL_HOST": "10.0.0.7", "ESL_PORT": "8031"}
-    )
+def test_configured_values_are_written_in() -> None:
+    settings = load_settings({
+        "CALLCONTROL_ESL_LISTEN": "127.0.0.1:9022", "ESL_PORT": "8031", "ESL_PASSWORD": "pw-1",
+    })  # fmt: skip
     files, notes = render(settings)
     texts = _by_path(files)
     for path in DIALPLANS:
-        assert ("socket", "10.0.0.5:9022 async full") in _actions(texts[path])
-    params = {
-        p.get("name"): p.get("value")
-        for p in ET.fromstring(texts["fs-conf/autoload_configs/event_socket.conf.xml"]).iter(
-            "param"
-        )
-    }
-    assert params["listen-ip"] == "10.0.0.7"
+        assert ("socket", "127.0.0.1:9022 async full") in _actions(texts[path])
+    params = _params(texts[EVENT_SOCKET])
+    assert params["listen-ip"] == "127.0.0.1"
     assert params["listen-port"] == "8031"
-    assert params["password"] == "ClueCon"  # a placeholder, never the configured secret
+    assert params["password"] == "pw-1"
+    assert "dials callcontrol from the dialplan\n  (127.0.0.1:9022)" in texts[EVENT_SOCKET]
     assert notes == []
+
+
+def test_the_password_is_escaped_for_xml() -> None:
+    password = 'a"b<c>&d\'e'
+    files, _ = render(load_settings({"ESL_PASSWORD": password}))
+    assert _params(_by_path(files)[EVENT_SOCKET])["password"] == password
+
+
+def test_written_files_carry_the_configured_values_and_none_of_the_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    """What an admin gets from `callcontrol fs-conf --out DIR` with their settings: their
+    listen address, Event Socket address, port and password, and no trace of the defaults."""
+    env = {
+        "CALLCONTROL_ESL_LISTEN": "192.0.2.20:9099",  # TEST-NET-1: only written, never dialled
+        "ESL_HOST": "192.0.2.10",
+        "ESL_PORT": "9021",
+        "ESL_PASSWORD": "Xy7-not-the-default",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "conf"
+    assert run_fs_conf(argparse.Namespace(out=str(out))) == 0
+    written = {
+        p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*") if p.is_file()
+    }
+    assert set(written) == set(_by_path(shipped_files()))
+    for path in DIALPLANS:
+        assert ("socket", "192.0.2.20:9099 async full") in _actions(written[path])
+    assert _params(written[EVENT_SOCKET]) | {"nat-map": None, "apply-inbound-acl": None} == {
+        "listen-ip": "192.0.2.10", "listen-port": "9021", "password": "Xy7-not-the-default",
+        "nat-map": None, "apply-inbound-acl": None,
+    }  # fmt: skip
+    for path, text in written.items():
+        for default in ("8022", "8021", "ClueCon", "{{"):
+            assert default not in text, (path, default)
+    for path in DIALPLANS:
+        assert "127.0.0.1" not in written[path]
+    err = capsys.readouterr().err
+    assert "admits this machine only" in err  # listen-ip is not loopback: the ACL says so
+    assert "well-known default" not in err
 
 
 def test_wildcard_listen_and_host_names_give_notes() -> None:
     settings = load_settings({"CALLCONTROL_ESL_LISTEN": "0.0.0.0:8022", "ESL_HOST": "pbx.local"})
     files, notes = render(settings)
-    assert ("socket", "127.0.0.1:8022 async full") in _actions(_by_path(files)[DIALPLANS[0]])
-    assert len(notes) == 2
+    texts = _by_path(files)
+    assert ("socket", "127.0.0.1:8022 async full") in _actions(texts[DIALPLANS[0]])
+    assert _params(texts[EVENT_SOCKET])["listen-ip"] == "127.0.0.1"
+    assert len(notes) == 3
     assert "every address" in notes[0] and "pbx.local" in notes[1]
+    assert "well-known default" in notes[2]
 
 
 def test_print(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.setenv("CALLCONTROL_ESL_LISTEN", "127.0.0.1:9123")
     monkeypatch.setenv("ESL_PASSWORD", "not-to-be-printed")
     assert run_fs_conf(argparse.Namespace(out=None)) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "==> dialplan/default/90_callcontrol_ai_secretary.xml <==" in out
     assert "==> fs-conf/systemd/callcontrol.service <==" in out
     assert 'data="127.0.0.1:9123 async full"' in out
+    assert f'<param name="password" value="{HIDDEN}"/>' in out
     assert "not-to-be-printed" not in out
+    assert "--out DIR` writes ESL_PASSWORD" in err
 
 
 def test_out_writes_then_refuses_then_force(tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "conf"
     assert run_fs_conf(argparse.Namespace(out=str(out))) == 0
     target = out / DIALPLANS[0]
-    assert target.read_text() == _by_path(shipped_files())[DIALPLANS[0]]
+    assert target.read_text() == _defaults()[DIALPLANS[0]]
     assert (out / "fs-conf/autoload_configs/event_socket.conf.xml").is_file()
 
     target.write_text("edited by the admin")
@@ -133,7 +215,7 @@ def test_out_writes_then_refuses_then_force(tmp_path: Path, capsys: Any) -> None
     assert target.read_text() == "edited by the admin"
 
     assert run_fs_conf(argparse.Namespace(out=str(out), force=True)) == 0
-    assert target.read_text() == _by_path(shipped_files())[DIALPLANS[0]]
+    assert target.read_text() == _defaults()[DIALPLANS[0]]
 
 
 def test_refusal_writes_nothing(tmp_path: Path) -> None:
