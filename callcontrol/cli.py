@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the call-control server")
     serve.add_argument("--record", metavar="DIR", help="write one ESL trace per call into DIR")
     serve.add_argument("--listen", metavar="HOST:PORT", help="override CALLCONTROL_ESL_LISTEN")
+    serve.add_argument("--debug", action="store_true",
+                       help="when the start fails, show the Python traceback too")
 
     demo = sub.add_parser("demo", help="a whole call against the simulated FreeSWITCH")
     demo.add_argument("--scenario", default="all",
@@ -75,7 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except ConfigError as exc:
-        print(f"callcontrol: {exc}", file=sys.stderr)
+        print(_configuration_message(f"callcontrol {args.command}", exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _configuration_message(prog: str, exc: ConfigError) -> str:
+    if len(exc.problems) == 1:
+        lines = [f"{prog}: invalid configuration: {exc.problems[0]}"]
+    else:
+        lines = [f"{prog}: invalid configuration:", *(f"  - {p}" for p in exc.problems)]
+    them = "it" if len(exc.problems) == 1 else "them"
+    lines.append(
+        f"  fix: correct {them} in the environment (the service's environment file) or the "
+        "CALLCONTROL_CONFIG file; docs/configuration.md lists every setting"
+    )
+    return "\n".join(lines)

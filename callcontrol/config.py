@@ -111,6 +111,11 @@ def _host_port(text: str) -> HostPort:
     return HostPort(host.strip("[]"), _port(port))
 
 
+def parse_host_port(text: str) -> HostPort:
+    """``HOST:PORT`` as the variables take it (for command-line options); ``ValueError``."""
+    return _host_port(text)
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)

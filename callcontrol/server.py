@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,19 @@ import attrs
 import trio
 
 from callcontrol.call import CallFlow, CallSession
-from callcontrol.config import HostPort, Settings, load_settings, unknown_variables
+from callcontrol.config import (
+    ConfigError,
+    HostPort,
+    Settings,
+    load_settings,
+    parse_host_port,
+    unknown_variables,
+)
 from callcontrol.esl import ConnectionClosed, ProtocolError, commands
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import configure_logging, get_logger
+from callcontrol.startup import StartupError, database_failed, find, listen_failed
 
 HANDSHAKE_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -56,6 +66,8 @@ class App:
     # the addresses serve() accepts calls on; empty before it listens and once it drains
     listening: list[str] = attrs.field(factory=list)
     ready_database_seconds: float = READY_DATABASE_SECONDS
+    # what set the ESL listen address, for messages: the variable or ``--listen``
+    listen_source: str = "CALLCONTROL_ESL_LISTEN"
 
     @classmethod
     def for_replay(cls, flow: CallFlow = answer_and_wait) -> App:
@@ -124,7 +136,13 @@ async def serve(
     """Accept calls until ``app.shutting_down`` is set, then drain and hand back."""
     log = get_logger("callcontrol.server")
     async with trio.open_nursery() as calls:
-        listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
+        try:
+            listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
+        except OSError as exc:
+            raise listen_failed(
+                exc, listen, app.listen_source, "for FreeSWITCH's socket connections",
+                " (and the dialplan's socket application to the same address)",
+            ) from exc  # fmt: skip
         log.info("server.listening", address=str(listen))
 
         async def accept(listener: trio.SocketListener) -> None:
@@ -220,13 +238,24 @@ async def run_secretary_server(
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Open the database and services, then serve calls with the AI secretary flow."""
-    from callcontrol.db import open_database  # noqa: PLC0415
+    from callcontrol.db import (  # noqa: PLC0415
+        DatabaseUnavailable,
+        open_database,
+        redact_url,
+        resolve_database_url,
+    )
     from callcontrol.secretary import secretary_flow  # noqa: PLC0415
     from callcontrol.services import open_services  # noqa: PLC0415
 
     log = get_logger("callcontrol.server")
     warn_about_settings(app.settings, log)
-    async with open_database(app.settings.database_url) as db, trio.open_nursery() as nursery:
+    async with AsyncExitStack() as stack:
+        url = await resolve_database_url(app.settings.database_url)
+        try:
+            db = await stack.enter_async_context(open_database(url))
+        except DatabaseUnavailable as exc:
+            raise database_failed(exc, redact_url(url)) from exc
+        nursery = await stack.enter_async_context(trio.open_nursery())
         pending = await _pending_migrations(db)
         if pending:
             log.warning("server.migrations_pending", versions=pending,
@@ -306,10 +335,14 @@ def run_serve(args: argparse.Namespace) -> int:
         log.warning("config.unknown_variable", variable=name, ignored=True, hint=hint)
     listen = settings.esl_listen
     if getattr(args, "listen", None):
-        host, _, port = args.listen.rpartition(":")
-        listen = HostPort(host, int(port))
+        try:
+            listen = parse_host_port(args.listen)
+        except ValueError as exc:
+            raise ConfigError([f"--listen {args.listen!r}: {exc}"]) from None
     record = Path(args.record) if getattr(args, "record", None) else None
     app = build_app(settings, record_dir=record)
+    if getattr(args, "listen", None):
+        app.listen_source = "--listen"
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -317,5 +350,28 @@ def run_serve(args: argparse.Namespace) -> int:
             await run_secretary_server(app, listen)
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(_explain(exc), file=sys.stderr)
+        return 1
     return 0
+
+
+def _explain(exc: BaseException) -> str:
+    """Two lines for stderr: what stopped ``serve`` and what to do (no traceback)."""
+    startup = find(exc, StartupError)
+    if startup is not None:
+        return startup.render()
+    inner = exc
+    while isinstance(inner, BaseExceptionGroup) and inner.exceptions:
+        inner = inner.exceptions[0]
+    text = str(inner).strip().splitlines()
+    detail = f"{type(inner).__name__}: {text[0]}" if text else type(inner).__name__
+    return (
+        f"callcontrol serve: stopped by an unexpected error: {detail}\n"
+        "  fix: `callcontrol doctor` checks the setup; `callcontrol serve --debug` shows the "
+        "traceback (include it in a bug report)"
+    )

@@ -18,6 +18,7 @@ from callcontrol.handoff.service import HandoffService
 from callcontrol.media.audio_stream import AudioStreamRegistry, serve_audio_stream
 from callcontrol.media.unicast import UnicastPorts
 from callcontrol.metrics import Metrics
+from callcontrol.startup import find, listen_failed
 
 ProviderFactory = Callable[..., AbstractAsyncContextManager[RealtimeProvider]]
 
@@ -69,6 +70,14 @@ async def open_services(
     else:
         listen = settings.media_listen
         registry = AudioStreamRegistry(f"ws://{listen.host}:{listen.port}")
-        await nursery.start(serve_audio_stream, registry, listen.host, listen.port)
+        try:
+            await nursery.start(serve_audio_stream, registry, listen.host, listen.port)
+        except Exception as exc:  # before it listens: binding the port is all it did
+            bind = find(exc, OSError)
+            if bind is None:
+                raise
+            raise listen_failed(
+                bind, listen, "CALLCONTROL_MEDIA_LISTEN", "for mod_audio_stream's websockets"
+            ) from exc
         services.audio_streams = registry
     yield services

@@ -4,6 +4,7 @@ listens on. The tests read what the process prints and its exit status."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,6 +14,10 @@ import sys
 from typing import Any
 
 import trio
+
+from callcontrol.config import HostPort
+from callcontrol.server import _explain
+from callcontrol.startup import listen_failed
 
 # Only what a process needs to run; none of callcontrol's variables leak in from the test run.
 _KEEP = ("PATH", "HOME", "PYTHONPATH", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR")
@@ -102,3 +107,163 @@ async def test_serve_warns_about_a_misspelt_variable_and_what_it_probably_meant(
         )
     ]
     assert "sk-x" not in stderr
+
+
+def _serve(env: dict[str, str], *args: str) -> tuple[list[str], int]:
+    """Run ``callcontrol serve`` to its end (a failed start); the lines it printed that are not
+    log lines (JSON), and the exit status."""
+    done = subprocess.run(
+        [sys.executable, "-m", "callcontrol", "serve", *args],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    printed = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    return printed, done.returncode
+
+
+def _unused_port() -> int:
+    """A port nothing listens on (bound once and released, so nobody took it since)."""
+    return _free_port()
+
+
+def test_a_database_that_does_not_answer_is_two_lines_and_exit_1():
+    port = _unused_port()
+    url = f"postgresql://callcontrol@127.0.0.1:{port}/fusionpbx"
+    printed, code = _serve(_env(DATABASE_URL=url, OPENAI_API_KEY="k"))
+    assert code == 1
+    assert printed == [
+        "callcontrol serve: cannot connect to the database: Connection refused (DATABASE_URL: "
+        f"user=callcontrol dbname=fusionpbx host=127.0.0.1 port={port})",
+        "  fix: start PostgreSQL there, or correct DATABASE_URL (host, port, user, password, "
+        "database; pg_hba.conf must let this host in); `callcontrol doctor` tests the connection",
+    ]
+
+
+def test_debug_shows_the_traceback():
+    url = f"postgresql://callcontrol@127.0.0.1:{_unused_port()}/fusionpbx"
+    printed, code = _serve(_env(DATABASE_URL=url, OPENAI_API_KEY="k"), "--debug")
+    assert code == 1
+    assert any("Traceback (most recent call last):" in line for line in printed)
+    assert any("StartupError: cannot connect to the database" in line for line in printed)
+
+
+def _taken_port() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock, int(sock.getsockname()[1])
+
+
+def test_the_esl_port_in_use_is_named(db_url):
+    sock, port = _taken_port()
+    with sock:
+        env = _env(
+            DATABASE_URL=db_url, OPENAI_API_KEY="k", CALLCONTROL_ESL_LISTEN=f"127.0.0.1:{port}"
+        )
+        printed, code = _serve(env)
+    assert code == 1
+    assert printed == [
+        "callcontrol serve: cannot listen for FreeSWITCH's socket connections on "
+        f"127.0.0.1:{port} (CALLCONTROL_ESL_LISTEN): port {port} is already in use by another "
+        "program",
+        f"  fix: stop that program (`ss -ltnp 'sport = :{port}'` shows it; another callcontrol "
+        "serve?) or set CALLCONTROL_ESL_LISTEN to a free port (and the dialplan's socket "
+        "application to the same address)",
+    ]
+
+
+def test_listen_option_in_use_is_named_as_the_option(db_url):
+    sock, port = _taken_port()
+    with sock:
+        printed, code = _serve(
+            _env(DATABASE_URL=db_url, OPENAI_API_KEY="k"), "--listen", f"127.0.0.1:{port}"
+        )
+    assert code == 1
+    assert printed[0].startswith(
+        f"callcontrol serve: cannot listen for FreeSWITCH's socket connections on 127.0.0.1:{port}"
+        f" (--listen): port {port} is already in use"
+    )
+    assert len(printed) == 2
+
+
+def test_the_http_port_in_use_is_named(db_url):
+    sock, port = _taken_port()
+    with sock:
+        env = _env(
+            DATABASE_URL=db_url, OPENAI_API_KEY="k", CALLCONTROL_HTTP_LISTEN=f"127.0.0.1:{port}"
+        )
+        printed, code = _serve(env)
+    assert code == 1
+    assert printed == [
+        "callcontrol serve: cannot listen for the HTTP API (/healthz, /readyz, /metrics) on "
+        f"127.0.0.1:{port} (CALLCONTROL_HTTP_LISTEN): port {port} is already in use by another "
+        "program",
+        f"  fix: stop that program (`ss -ltnp 'sport = :{port}'` shows it; another callcontrol "
+        "serve?) or set CALLCONTROL_HTTP_LISTEN to a free port",
+    ]
+
+
+def test_the_audio_stream_port_in_use_is_named(db_url):
+    sock, port = _taken_port()
+    with sock:
+        env = _env(
+            DATABASE_URL=db_url,
+            OPENAI_API_KEY="k",
+            CALLCONTROL_MEDIA_TRANSPORT="audio_stream",
+            CALLCONTROL_MEDIA_LISTEN=f"127.0.0.1:{port}",
+        )
+        printed, code = _serve(env)
+    assert code == 1
+    assert printed[0] == (
+        "callcontrol serve: cannot listen for mod_audio_stream's websockets on "
+        f"127.0.0.1:{port} (CALLCONTROL_MEDIA_LISTEN): port {port} is already in use by another "
+        "program"
+    )
+    assert len(printed) == 2
+
+
+def test_an_address_of_another_machine_is_named(db_url):
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of this machine
+    env = _env(DATABASE_URL=db_url, OPENAI_API_KEY="k", CALLCONTROL_ESL_LISTEN="192.0.2.7:8022")
+    printed, code = _serve(env)
+    assert code == 1
+    assert printed == [
+        "callcontrol serve: cannot listen for FreeSWITCH's socket connections on 192.0.2.7:8022 "
+        "(CALLCONTROL_ESL_LISTEN): 192.0.2.7 is not an address of this machine",
+        "  fix: set CALLCONTROL_ESL_LISTEN to 127.0.0.1:8022 or an address this machine has "
+        "(`ip -brief address`) (and the dialplan's socket application to the same address)",
+    ]
+
+
+def test_bad_configuration_is_one_line_per_mistake_and_the_fix_exit_2():
+    printed, code = _serve(_env(ESL_PORT="eighty"))
+    assert code == 2
+    assert printed == [
+        "callcontrol serve: invalid configuration: ESL_PORT='eighty': port must be a whole "
+        "number, got 'eighty'",
+        "  fix: correct it in the environment (the service's environment file) or the "
+        "CALLCONTROL_CONFIG file; docs/configuration.md lists every setting",
+    ]
+    printed, code = _serve(_env(), "--listen", "8022")
+    assert code == 2
+    assert printed[0] == (
+        "callcontrol serve: invalid configuration: --listen '8022': expected HOST:PORT"
+    )
+
+
+def test_other_listen_failures_and_unexpected_errors_are_explained_too():
+    listen = HostPort("127.0.0.1", 80)
+    denied = listen_failed(OSError(errno.EACCES, "Permission denied"), listen, "X_LISTEN", "for x")
+    assert denied.render() == (
+        "callcontrol serve: cannot listen for x on 127.0.0.1:80 (X_LISTEN): permission denied "
+        "(ports below 1024 need root)\n  fix: set X_LISTEN to a port above 1024"
+    )
+    other = listen_failed(OSError(errno.EINVAL, "Invalid argument"), listen, "X_LISTEN", "for x")
+    assert other.problem.endswith("(X_LISTEN): Invalid argument")
+    group = ExceptionGroup("nursery", [RuntimeError("the pool broke\nmore detail")])
+    assert _explain(group) == (
+        "callcontrol serve: stopped by an unexpected error: RuntimeError: the pool broke\n"
+        "  fix: `callcontrol doctor` checks the setup; `callcontrol serve --debug` shows the "
+        "traceback (include it in a bug report)"
+    )
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [ValueError(), denied])])
+    assert _explain(nested) == denied.render()

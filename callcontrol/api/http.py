@@ -11,6 +11,7 @@ paths refuse every request: an open endpoint is never the default.
 from __future__ import annotations
 
 import hmac
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from callcontrol.config import HostPort
 from callcontrol.logs import get_logger
 from callcontrol.metrics import Metrics
+from callcontrol.startup import listen_failed
 
 _log = get_logger("callcontrol.api")
 
@@ -95,14 +97,36 @@ class RequireToken:
         await self.app(scope, receive, send)
 
 
+def _bind(listen: HostPort) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            listen.host, listen.port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise listen_failed(
+            exc, listen, "CALLCONTROL_HTTP_LISTEN", "for the HTTP API (/healthz, /readyz, /metrics)"
+        ) from exc
+    return sock
+
+
 async def serve_http(
     app: Starlette,
     listen: HostPort,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    sock = _bind(listen)
     config = Config()
-    config.bind = [f"{listen.host}:{listen.port}"]
+    # hypercorn takes over the socket we bound: a taken port fails here, with a clear message
+    config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
     config.errorlog = None
     _log.info("api.listening", address=str(listen))
