@@ -8,15 +8,25 @@ Everything here works offline: the build runs without isolation (``--no-build-is
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from callcontrol.db.migrations import load_migrations
+from callcontrol.testing.database import STOCK, isolated_database_url
+from tests.test_doctor import PASSWORD, _EslHandler, _free_port, _ThreadedEsl
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIRS = ("sql", "dialplan", "fs-conf")
@@ -96,3 +106,133 @@ def test_the_sdist_carries_them_too(built: tuple[Path, Path]) -> None:
         names = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
     for name in DATA_DIRS:
         assert set(_top_level_files(name)) <= names
+
+
+# -- the wheel installed in a fresh virtualenv, run as an admin runs it ---------------------
+
+
+@pytest.fixture(scope="module")
+def venv(built: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv holding the wheel, installed by pip with ``--no-index --no-deps``.
+    callcontrol's dependencies are the test virtualenv's (a .pth line to its site-packages,
+    added after the install so pip never sees the test run's own editable callcontrol)."""
+    _, wheel = built
+    root = tmp_path_factory.mktemp("venv") / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", root)
+    python = root / "bin" / "python"
+    _run(
+        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
+        "--no-cache-dir", "-q", wheel,
+    )  # fmt: skip
+    site = _run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip()
+    (Path(site) / "callcontrol_test_dependencies.pth").write_text(
+        sysconfig.get_path("purelib") + "\n"
+    )
+    return root
+
+
+def _admin_env(**settings: str) -> dict[str, str]:
+    """The environment of an admin's shell: PATH and HOME, the settings, nothing of the test
+    run (no PYTHONPATH pointing at the checkout, no coverage hooks)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "CALLCONTROL_LOG_FORMAT": "json",
+        **settings,
+    }
+
+
+def _callcontrol(
+    venv: Path, *args: str, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv / "bin" / "callcontrol"), *args],
+        capture_output=True, text=True, timeout=60, env=env, cwd=cwd, check=False,
+    )  # fmt: skip
+
+
+def _applied(done: subprocess.CompletedProcess[str]) -> list[list[int]]:
+    """The versions each ``db.migrate_done`` log line of ``callcontrol migrate`` reports."""
+    found = []
+    for line in (done.stdout + done.stderr).splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if event.get("event") == "db.migrate_done":
+                found.append(event["applied"])
+    return found
+
+
+@pytest.fixture
+def esl_port() -> Iterator[int]:
+    """A FreeSWITCH inbound Event Socket (test_doctor's: greeting, auth, api status)."""
+    server = _ThreadedEsl(("127.0.0.1", 0), _EslHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_installed_wheel_writes_the_fs_files_migrates_and_passes_doctor(
+    venv: Path, database_url: str, esl_port: int, tmp_path: Path
+) -> None:
+    # The installed copy runs, not this checkout.
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import callcontrol; print(callcontrol.__file__)"],
+        capture_output=True, text=True, env=_admin_env(), cwd=tmp_path, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert Path(where).is_relative_to(venv) and "site-packages" in where
+
+    with isolated_database_url(database_url, fusionpbx=STOCK, migrated=False) as url:
+        listen = f"127.0.0.1:{_free_port()}"
+        env = _admin_env(
+            DATABASE_URL=url,
+            CALLCONTROL_ESL_LISTEN=listen,
+            ESL_PORT=str(esl_port),
+            ESL_PASSWORD=PASSWORD,
+            # above the kernel's ephemeral range: a free port found now stays free
+            CALLCONTROL_UNICAST_PORTS="127.0.0.1:61000-61999",
+            OPENAI_API_KEY="sk-not-used",
+        )
+
+        # callcontrol fs-conf --out DIR: every file, the settings written in.
+        out = tmp_path / "fs"
+        done = _callcontrol(venv, "fs-conf", "--out", str(out), env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        templates = {
+            f"{name}/{p.relative_to(ROOT / name).as_posix()}"
+            for name in ("dialplan", "fs-conf")
+            for p in (ROOT / name).rglob("*")
+            if p.is_file()
+        }
+        assert done.stdout.splitlines() == [f"wrote {out / path}" for path in sorted(templates)]
+        dialplan = (out / "dialplan/default/90_callcontrol_ai_secretary.xml").read_text()
+        assert f'<action application="socket" data="{listen} async full"/>' in dialplan
+        event_socket = (out / "fs-conf/autoload_configs/event_socket.conf.xml").read_text()
+        assert f'<param name="listen-port" value="{esl_port}"/>' in event_socket
+        assert f'<param name="password" value="{PASSWORD}"/>' in event_socket
+        assert not any("{{" in (out / path).read_text() for path in templates)
+
+        # callcontrol migrate: the packaged sql/ applied to the fresh schema, then nothing.
+        done = _callcontrol(venv, "migrate", env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        versions = [m.version for m in load_migrations()]
+        assert _applied(done) == [versions]
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT version FROM callcontrol_schema_migrations ORDER BY 1")
+            assert [v for (v,) in rows] == versions
+        done = _callcontrol(venv, "migrate", env=env, cwd=tmp_path)
+        assert done.returncode == 0
+        assert _applied(done) == [[]]
+
+        # callcontrol doctor: every check passes against this database and Event Socket.
+        done = _callcontrol(venv, "doctor", env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[-1] == "all checks passed"
+        assert f"OK    migrations: all {len(versions)} applied" in lines
+        assert any(line.startswith("OK    freeswitch event socket:") for line in lines)
+        assert PASSWORD not in done.stdout
