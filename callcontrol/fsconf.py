@@ -41,7 +41,8 @@ _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
 class FsConfError(Exception):
-    """The shipped files cannot be found, or writing them would overwrite files."""
+    """The shipped files cannot be found, a template names a setting it should not, or
+    writing them would overwrite files."""
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from callcontrol import fsconf
 from callcontrol.config import ENVIRONMENT_VARIABLES, load_settings
 from callcontrol.fsconf import (
     HIDDEN,
@@ -216,6 +217,17 @@ def test_out_writes_then_refuses_then_force(tmp_path: Path, capsys: Any) -> None
 
     assert run_fs_conf(argparse.Namespace(out=str(out), force=True)) == 0
     assert target.read_text() == _defaults()[DIALPLANS[0]]
+
+
+def test_an_install_without_the_files_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    (tmp_path / "dialplan").mkdir()  # fs-conf/ is missing from this "installed package"
+    monkeypatch.setattr(fsconf.resources, "files", lambda package: tmp_path)
+    assert run_fs_conf(argparse.Namespace(out=str(tmp_path / "out"))) == 1
+    err = capsys.readouterr().err
+    assert f"this copy of callcontrol ({tmp_path}) was installed without its fs-conf/ files" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_refusal_writes_nothing(tmp_path: Path) -> None:
