@@ -6,10 +6,12 @@ Theory of operation
 cancel scope, and a watcher on the caller's leg. The caller is gone when the first of these
 arrives: the A-leg's CHANNEL_HANGUP, or the end of the socket (disconnect notice, EOF). Then
 the flow is cancelled — whatever it was doing, ringing an agent included — and the cleanups it
-registered run under a shielded, time-boxed scope: kill a ringing agent leg, stop hold music,
-close the AI websocket, write the outcome. Cleanups run newest first and one failing does not
-stop the others. The flow may also finish on its own (bridged to an agent, or hung up by us);
-cleanups run then too.
+registered run shielded, each in its own time box: kill a ringing agent leg, stop hold music,
+close the AI websocket. Cleanups run newest first; one failing or running out of time does
+not stop the others. The ones registered ``last`` (the call's record, its metrics) run after
+all the others, with their own budget, so what happened is written down even when a reply
+from FreeSWITCH never comes. The flow may also finish on its own (bridged to an agent, or
+hung up by us); cleanups run then too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import trio
 from callcontrol.esl import ConnectionClosed, Event
 from callcontrol.esl.outbound import OutboundCall
 
-CLEANUP_SECONDS = 5.0
+CLEANUP_SECONDS = 5.0  # each cleanup's own budget
 
 Cleanup = Callable[[], Awaitable[None]]
 
@@ -43,7 +45,10 @@ class CallContext:
     # bridge is never missed by a flow that starts waiting a little later.
     reparks_after_bridge: int = 0
     _a_changed: trio.Event = attrs.field(factory=trio.Event)
-    _cleanups: list[tuple[str, Cleanup]] = attrs.field(factory=list)
+    # A handoff that was still running when the caller left, as the handoff service settled
+    # it during the teardown (status ``cancelled``): the call's record stores it.
+    interrupted_handoff: Any = None
+    _cleanups: list[_Cleanup] = attrs.field(factory=list)
 
     def _note_a_event(self, name: str, state: dict[str, bool]) -> None:
         if name == "CHANNEL_UNBRIDGE":
@@ -59,9 +64,13 @@ class CallContext:
         while self.reparks_after_bridge <= since:
             await self._a_changed.wait()
 
-    def on_cleanup(self, name: str, func: Cleanup) -> Callable[[], None]:
-        """Register a cleanup; returns a function that unregisters it (the job got done)."""
-        entry = (name, func)
+    def on_cleanup(
+        self, name: str, func: Cleanup, *, seconds: float = CLEANUP_SECONDS, last: bool = False
+    ) -> Callable[[], None]:
+        """Register a cleanup; returns a function that unregisters it (the job got done).
+
+        ``last``: run after every other cleanup (the record of what happened)."""
+        entry = _Cleanup(name, func, seconds, last)
         self._cleanups.append(entry)
 
         def cancel() -> None:
@@ -71,14 +80,29 @@ class CallContext:
         return cancel
 
     async def run_cleanups(self) -> None:
+        """Every registered cleanup, newest first, the ``last`` ones at the end."""
         while self._cleanups:
-            name, func = self._cleanups.pop()
+            ordinary = [c for c in self._cleanups if not c.last]
+            entry = (ordinary or self._cleanups)[-1]
+            self._cleanups.remove(entry)
+            await self._run_one(entry)
+
+    async def _run_one(self, entry: _Cleanup) -> None:
+        with trio.move_on_after(entry.seconds) as scope:
             try:
-                await func()
-            except (Exception, trio.Cancelled) as exc:
-                self.log.error("call.cleanup_failed", cleanup=name, error=repr(exc))
-                if isinstance(exc, trio.Cancelled):
-                    raise
+                await entry.func()
+            except Exception as exc:
+                self.log.error("call.cleanup_failed", cleanup=entry.name, error=repr(exc))
+        if scope.cancelled_caught:
+            self.log.error("call.cleanup_timeout", cleanup=entry.name, seconds=entry.seconds)
+
+
+@attrs.frozen(eq=False)
+class _Cleanup:
+    name: str
+    func: Cleanup
+    seconds: float
+    last: bool
 
 
 CallFlow = Callable[[CallContext], Awaitable[None]]
@@ -110,11 +134,8 @@ class CallSession:
                 self.log.exception("call.flow_failed")
                 raise
             finally:
-                with trio.move_on_after(CLEANUP_SECONDS) as scope:
-                    scope.shield = True
-                    await ctx.run_cleanups()
-                if scope.cancelled_caught:
-                    self.log.error("call.cleanup_timeout", seconds=CLEANUP_SECONDS)
+                with trio.CancelScope(shield=True):
+                    await ctx.run_cleanups()  # each one time-boxed
                 nursery.cancel_scope.cancel()
                 self.finished.set()
                 self.log.info("call.ended", hangup_cause=ctx.hangup_cause)

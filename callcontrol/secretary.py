@@ -135,11 +135,13 @@ async def secretary_flow(ctx: CallContext) -> None:
 
     async def save_record() -> None:
         record.hangup_cause = ctx.hangup_cause or record.hangup_cause
+        if ctx.interrupted_handoff is not None:
+            record.handoff = ctx.interrupted_handoff
         await record.save(services.db, ctx.log)
 
-    ctx.on_cleanup("call.record", save_record)
+    ctx.on_cleanup("call.record", save_record, last=True)
     services.metrics.calls_active.inc()
-    ctx.on_cleanup("call.metrics", _count_end(services, record))
+    ctx.on_cleanup("call.metrics", _count_end(services, record), last=True)
     await ctx.call.answer()
     note: str | None = None
     while True:

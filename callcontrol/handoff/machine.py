@@ -38,7 +38,7 @@ progress event, a duplicate answer); it is ignored and reported as such, never a
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -229,6 +229,9 @@ class HandoffMachine:
     outcome: Finish | None = None
     hold_on: bool = False
     caller_gone: bool = False
+    # Legs already asked to die: FreeSWITCH is asked once per leg, however many inputs
+    # (A's CHANNEL_HANGUP and HANGUP_COMPLETE, our own wind-down) say the caller left.
+    killed: set[str] = attrs.field(factory=set)
     ignored: list[tuple[State, Input]] = attrs.field(factory=list)
 
     def start(self) -> list[Action]:
@@ -278,6 +281,11 @@ class HandoffMachine:
             return [StartRetryTimer(self.plan.retry_delay)]
         return self._finish(outcome, cause)
 
+    def _kill(self, legs: Iterable[str], cause: str) -> list[Action]:
+        fresh = sorted(set(legs) - self.killed)
+        self.killed.update(fresh)
+        return [KillLeg(leg, cause) for leg in fresh]
+
     def _leg_gone(self, leg: str) -> None:
         self.live_legs.discard(leg)
 
@@ -293,7 +301,7 @@ class HandoffMachine:
             if isinstance(event, JobResult) and not event.ok:
                 self._leg_gone(event.leg)
                 return []
-            return [KillLeg(event.leg, "ORIGINATOR_CANCEL")]
+            return self._kill([event.leg], "ORIGINATOR_CANCEL")
         if isinstance(event, LegHungUp):
             self._leg_gone(event.leg)
             if event.leg == self.bridged_leg:
@@ -361,7 +369,7 @@ def ringing_guard(m: HandoffMachine, event: Input) -> list[Action]:
     if not _current(m, event.leg):
         return []
     m.current_leg = None
-    return [KillLeg(event.leg, "ORIGINATOR_CANCEL"), *m._attempt_failed(event.leg, "NO_ANSWER")]
+    return [*m._kill([event.leg], "ORIGINATOR_CANCEL"), *m._attempt_failed(event.leg, "NO_ANSWER")]
 
 
 def ringing_voicemail(m: HandoffMachine, event: Input) -> list[Action]:
@@ -369,7 +377,7 @@ def ringing_voicemail(m: HandoffMachine, event: Input) -> list[Action]:
     if not _current(m, event.leg):
         return m._outside_table(event)
     m.current_leg = None
-    return [KillLeg(event.leg, "NORMAL_CLEARING"), *m._attempt_failed(event.leg, "NO_ANSWER")]
+    return [*m._kill([event.leg], "NORMAL_CLEARING"), *m._attempt_failed(event.leg, "NO_ANSWER")]
 
 
 def whisper_done(m: HandoffMachine, event: Input) -> list[Action]:
@@ -382,7 +390,7 @@ def whisper_done(m: HandoffMachine, event: Input) -> list[Action]:
 def bridge_refused(m: HandoffMachine, event: Input) -> list[Action]:
     assert isinstance(event, BridgeRefused)
     m.current_leg = None
-    kill: list[Action] = [KillLeg(event.leg, "NORMAL_TEMPORARY_FAILURE")]
+    kill = m._kill([event.leg], "NORMAL_TEMPORARY_FAILURE")
     return kill + m._finish(Outcome.FAILED, "BRIDGE_FAILED")
 
 
@@ -401,7 +409,7 @@ def bridged(m: HandoffMachine, event: Input) -> list[Action]:
 def caller_hungup(m: HandoffMachine, event: Input) -> list[Action]:
     assert isinstance(event, CallerHungUp)
     m.caller_gone = True
-    kills: list[Action] = [KillLeg(leg, "ORIGINATOR_CANCEL") for leg in sorted(m.live_legs)]
+    kills = m._kill(m.live_legs, "ORIGINATOR_CANCEL")
     m.hold_on = False
     m.state = State.DONE
     m.current_leg = None
@@ -412,7 +420,7 @@ def caller_hungup(m: HandoffMachine, event: Input) -> list[Action]:
 def caller_hungup_after(m: HandoffMachine, event: Input) -> list[Action]:
     assert isinstance(event, CallerHungUp)
     m.caller_gone = True
-    return [KillLeg(leg, "ORIGINATOR_CANCEL") for leg in sorted(m.live_legs)]
+    return m._kill(m.live_legs, "ORIGINATOR_CANCEL")
 
 
 def retry_due(m: HandoffMachine, event: Input) -> list[Action]:

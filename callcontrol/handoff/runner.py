@@ -31,6 +31,9 @@ from callcontrol.handoff.outcomes import Outcome
 
 WHISPER_MAX_SECONDS = 15.0
 WIND_DOWN_SECONDS = 8.0
+# A kill's reply is only a courtesy (the leg's own CHANNEL_HANGUP is the proof): one that
+# never comes must not hold up the rest of the call's cleanup.
+KILL_REPLY_SECONDS = 2.0
 
 # (leg uuid, attempt number) -> the originate argument: "{vars}endpoint &park()"
 DialFunction = Callable[[str, int], str]
@@ -102,13 +105,21 @@ class HandoffRunner:
         try:
             if self.machine.state is not m.State.DONE:
                 await self._feed(m.CallerHungUp("ORIGINATOR_CANCEL"))
+            elif self.result is None and self.machine.outcome is not None:
+                # Decided while the flow was being cancelled: report it now.
+                await self._do(self.machine.outcome)
             with trio.move_on_after(WIND_DOWN_SECONDS) as scope:
                 while not self.machine.finished and self._events is not None:
                     await self._step()
             if scope.cancelled_caught:
                 for leg in sorted(self.machine.live_legs):
-                    self.log.error("handoff.leg_unconfirmed", leg=leg)
-                    await self._kill(leg, "ORIGINATOR_CANCEL")
+                    # Killed already: its originate_timeout still ends it; asking again
+                    # would only be a second kill for the same leg.
+                    killed = leg in self.machine.killed
+                    self.log.error("handoff.leg_unconfirmed", leg=leg, killed=killed)
+                    if not killed:
+                        self.machine.killed.add(leg)
+                        await self._kill(leg, "ORIGINATOR_CANCEL")
         except ConnectionClosed:
             self.log.warning(
                 "handoff.socket_gone_during_wind_down", live_legs=sorted(self.machine.live_legs)
@@ -268,6 +279,12 @@ class HandoffRunner:
             await self._feed(m.BridgeRefused(leg, reply.strip()))
 
     async def _kill(self, leg: str, cause: str) -> None:
-        reply = await self.call.api("uuid_kill", leg, cause)
+        # Shielded: the machine counts a leg as killed once it asks, so the kill must go out
+        # even when the flow is being cancelled because the caller left.
+        with trio.CancelScope(shield=True), trio.move_on_after(KILL_REPLY_SECONDS) as scope:
+            reply = await self.call.api("uuid_kill", leg, cause)
+        if scope.cancelled_caught:
+            self.log.warning("handoff.kill_unanswered", leg=leg, seconds=KILL_REPLY_SECONDS)
+            return
         if not reply.startswith("+OK"):
             self.log.debug("handoff.kill_reply", leg=leg, reply=reply.strip())

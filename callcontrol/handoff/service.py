@@ -37,7 +37,12 @@ from callcontrol.handoff.dialstring import (
 )
 from callcontrol.handoff.hold import HoldMusic
 from callcontrol.handoff.outcomes import Outcome, caller_message
-from callcontrol.handoff.runner import HandoffResult, HandoffRunner
+from callcontrol.handoff.runner import (
+    KILL_REPLY_SECONDS,
+    WIND_DOWN_SECONDS,
+    HandoffResult,
+    HandoffRunner,
+)
 from callcontrol.logs import get_logger
 from callcontrol.metrics import Metrics
 from callcontrol.secretary_settings import secretary_uuid_of
@@ -47,6 +52,10 @@ CALLBACK_OUTCOMES = frozenset(
     {Outcome.BUSY, Outcome.NO_ANSWER, Outcome.DND, Outcome.OFFLINE, Outcome.REJECTED,
      Outcome.UNAVAILABLE, Outcome.FAILED}
 )  # fmt: skip
+
+
+# finish_legs waits for the legs' own hangups, then may still send one kill.
+WIND_DOWN_BUDGET = WIND_DOWN_SECONDS + KILL_REPLY_SECONDS + 1.0
 
 
 @attrs.frozen
@@ -209,12 +218,27 @@ class HandoffService:
             whisper=whisper is not None,
         )  # fmt: skip
         runner = HandoffRunner(ctx.call, plan, dial, hold, log, whisper=whisper)
-        ctx.on_cleanup("handoff.finish_legs", runner.finish_legs)
+        decided = False
+
+        async def wind_down() -> None:
+            await runner.finish_legs()
+            result = runner.result
+            if not decided and result is not None:
+                # The caller left while it rang: settled by finish_legs as ``cancelled``.
+                ctx.interrupted_handoff = self._reply(
+                    destination, result.outcome, result.cause, result.attempts, result.seconds,
+                    result)  # fmt: skip
+
+        ctx.on_cleanup("handoff.finish_legs", wind_down, seconds=WIND_DOWN_BUDGET)
         result = await runner.run()
+        decided = True
+        reply = self._reply(destination, result.outcome, result.cause, result.attempts,
+                            result.seconds, result)  # fmt: skip
+        if result.outcome is Outcome.CANCELLED:
+            ctx.interrupted_handoff = reply  # the caller left; the flow is being cancelled
         if result.outcome is not Outcome.SUCCESS:
             await runner.finish_legs()
-        return self._reply(destination, result.outcome, result.cause, result.attempts,
-                           result.seconds, result)  # fmt: skip
+        return reply
 
     async def mailbox_of(self, who: CallIdentity, reply: HandoffReply) -> str | None:
         """The voicemail box of the destination ``reply`` is about: its number, for an

@@ -163,6 +163,12 @@ class HandoffInterleavings(RuleBasedStateMachine):
         self.caller_gone_at = len(self.actions)
         self.feed(m.CallerHungUp())
 
+    @precondition(lambda self: self.caller_gone_at is not None)
+    @rule()
+    def caller_hangup_reported_again(self):
+        # CHANNEL_HANGUP then CHANNEL_HANGUP_COMPLETE, or our own wind-down after the event
+        self.feed(m.CallerHungUp())
+
     @rule()
     def nothing_happens_for_a_while(self):
         pass
@@ -172,6 +178,11 @@ class HandoffInterleavings(RuleBasedStateMachine):
     @invariant()
     def one_outcome_at_most(self):
         assert sum(isinstance(a, m.Finish) for a in self.actions) <= 1
+
+    @invariant()
+    def one_kill_per_leg(self):
+        kills = [a.leg for a in self.actions if isinstance(a, m.KillLeg)]
+        assert len(kills) == len(set(kills)), "FreeSWITCH asked twice to kill one leg"
 
     @invariant()
     def one_bridge_at_most(self):

@@ -68,6 +68,9 @@ class FreeSwitchSim:
     _changed: trio.Event = attrs.field(factory=trio.Event)
     _own_tmpdir: bool = attrs.field(default=False, init=False)
     closing: bool = attrs.field(default=False, init=False)  # the block is being left
+    # Fault injection: ``api`` commands (by name) whose reply never comes once the call's
+    # linger notice was sent (the real switch, caller hangup while ringing, issue 12).
+    unanswered_api: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         self._t0 = trio.current_time()
