@@ -18,6 +18,7 @@ from callcontrol.testing.freeswitch import (
     NoAnswer,
     Reject,
     SimCall,
+    SimLeg,
     Unicast,
     Unregistered,
     open_freeswitch_sim,
@@ -384,11 +385,92 @@ async def test_commands_are_recorded_and_awaitable(autojump_clock: object) -> No
         assert call.frames()[0].event.name == "CHANNEL_DATA"
 
 
-async def test_exit_and_socket_close_end_the_call(autojump_clock: object) -> None:
+async def test_after_exit_the_dialplan_goes_on_even_without_resume(autojump_clock: object
+                                                                   ) -> None:
+    # The real switch, 0.05 s after the answer (issue 12): the socket app's park ends with the
+    # socket, and the extension's next action runs.
     async with open_freeswitch_sim() as sim:
         call, client = await dial(sim, linger=False)
         assert (await client.command(commands.exit_())).reply_text == "+OK bye"
         assert [f.content_type for f in await client.until_closed()] == [
             "text/disconnect-notice"]
+        await call.wait_for(lambda: call.reached is not None)
+        assert call.reached == "9000 XML default" and call.alive
+        assert call.dialplan_after_socket == ["transfer 9000 XML default"]
+
+
+async def test_with_nothing_after_socket_the_call_ends(autojump_clock: object) -> None:
+    async with open_freeswitch_sim() as sim:
+        call, client = await dial(sim, linger=False, after_socket=())
+        await client.command(commands.exit_())
         await call.wait_gone()
         assert call.hangup_cause == "NORMAL_CLEARING"
+
+
+async def test_an_endless_playback_blocks_the_dialplan_after_the_socket(autojump_clock: object
+                                                                        ) -> None:
+    async with open_freeswitch_sim() as sim:
+        call, client = await dial(sim, linger=False)
+        await client.command(commands.execute("playback", "local_stream://moh"))
+        await next_event(client, "CHANNEL_EXECUTE")
+        await client.command(commands.resume())
+        await client.command(commands.exit_())
+        await trio.sleep(600)
+        assert call.playing == "local_stream://moh" and call.reached is None
+        # ...until something stops it: then the fallback runs
+        await sim.api(f"uuid_break {call.uuid} all")
+        await call.wait_for(lambda: call.reached is not None)
+        assert call.reached == "9000 XML default"
+
+
+async def test_a_bridge_survives_the_socket_without_resume(autojump_clock: object) -> None:
+    async with open_freeswitch_sim() as sim:
+        sim.endpoints["user/1001@pbx.example.com"] = Answer()
+        call, client = await dial(sim)
+        agent = await _bridged_agent(sim, client, call)
+        await client.command(commands.exit_())
+        await trio.sleep(60)
+        assert call.bridged_to == agent.uuid and agent.alive and call.reached is None
+        # the agent hangs up: hangup_after_bridge ends the caller's leg too
+        await sim.api(f"uuid_setvar {call.uuid} park_after_bridge false")
+        await sim.api(f"uuid_setvar {call.uuid} hangup_after_bridge true")
+        await agent.hangup()
+        await call.wait_gone()
+        assert call.reached is None
+
+
+async def test_resume_takes_a_bridged_call_out_of_its_bridge(autojump_clock: object) -> None:
+    # The real switch: a live agent conversation was unbridged by `resume` + `exit` and the
+    # caller sent through the fallback transfer (issue 12 item 4).
+    async with open_freeswitch_sim() as sim:
+        sim.endpoints["user/1001@pbx.example.com"] = Answer()
+        call, client = await dial(sim)
+        agent = await _bridged_agent(sim, client, call)
+        await client.command(commands.resume())
+        await client.command(commands.exit_())
+        await agent.wait_gone()
+        await call.wait_for(lambda: call.reached is not None)
+        assert call.reached == "9000 XML default" and call.bridged_to is None
+
+
+async def test_after_a_reparking_transfer_the_fallback_is_gone(autojump_clock: object) -> None:
+    async with open_freeswitch_sim() as sim:
+        call, client = await dial(sim)
+        await client.command(commands.api("uuid_transfer", call.uuid, "park", "inline"))
+        await next_event(client, "CHANNEL_PARK")
+        await client.command(commands.resume())
+        await client.command(commands.exit_())
+        await call.wait_gone()
+        assert call.reached is None and call.dialplan_after_socket == []
+
+
+async def _bridged_agent(sim: FreeSwitchSim, client: Client, call: SimCall) -> SimLeg:
+    await client.command(commands.filter_add("Unique-ID", "bbbb"))
+    await client.command(commands.api("originate",
+                                      "{origination_uuid=bbbb}user/1001@pbx.example.com",
+                                      "&park()"))
+    await next_event(client, "CHANNEL_PARK", "bbbb")
+    await client.command(commands.api("uuid_setvar", call.uuid, "park_after_bridge", "true"))
+    await client.command(commands.api("uuid_bridge", call.uuid, "bbbb"))
+    await next_event(client, "CHANNEL_BRIDGE")
+    return sim.leg("bbbb")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from callcontrol.testing.freeswitch._channel import Q850, Channel, RunningApp, Unicast
+from callcontrol.testing.freeswitch._dialplan import after_bridge
 
 if TYPE_CHECKING:
     from callcontrol.testing.freeswitch._sim import FreeSwitchSim
@@ -196,6 +197,10 @@ class CallFlow:
             self.set_state(partner, "CS_PARK")
             self.park(partner)
             return None
+        if partner.originator and not partner.controlled:
+            # uuid_bridge's originator goes back to its extension (CS_EXECUTE)
+            self.sim.nursery.start_soon(after_bridge, self.sim, partner)
+            return None
         return partner
 
     def _after_partner_hangup(self, partner: Channel) -> None:
@@ -247,6 +252,7 @@ class CallFlow:
             return
         partner = self._unbridge_on_hangup(ch) if ch.bridged_to else None
         ch.transfer_at = self.sim.now()
+        ch.extra["transferred"] = True  # the extension after `socket` is gone
         ch.new_profile(f"{int(ch.transfer_at)}:{self.sim.new_uuid()}:bl_xfer:park/"
                        f"{ch.context}/inline", ch.transfer_at)
         ch.rdnis, ch.destination_number = ch.destination_number, "park"

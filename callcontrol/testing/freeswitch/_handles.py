@@ -75,6 +75,17 @@ class SimLeg:
         return self.channel.media
 
     @property
+    def reached(self) -> str | None:
+        """Where a dialplan ``transfer`` sent this channel (``"9000 XML default"``), if any."""
+        value = self.channel.extra.get("reached")
+        return value if isinstance(value, str) else None
+
+    @property
+    def dialplan_after_socket(self) -> list[str]:
+        """The actions after ``socket`` that ran once our socket was gone, in order."""
+        return list(self.channel.extra.get("dialplan_after_socket", []))
+
+    @property
     def ringing(self) -> bool:
         return "ringing" in self.channel.extra
 

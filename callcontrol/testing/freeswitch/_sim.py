@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid as uuid_mod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -18,6 +18,7 @@ from callcontrol.testing.freeswitch._api import run_api
 from callcontrol.testing.freeswitch._apps import Media, run_queue, unicast
 from callcontrol.testing.freeswitch._callflow import CallFlow
 from callcontrol.testing.freeswitch._channel import Channel, Message
+from callcontrol.testing.freeswitch._dialplan import SHIPPED_FALLBACK, socket_gone
 from callcontrol.testing.freeswitch._endpoints import Endpoints
 from callcontrol.testing.freeswitch._events import EventFactory, SimEvent
 from callcontrol.testing.freeswitch._handles import SimCall, SimLeg
@@ -276,13 +277,10 @@ class FreeSwitchSim:
         if ch is None or not ch.alive or listener.outbound is False:
             return
         ch.extra.pop("listener", None)
-        if ch.variables.get("socket_resume") == "true":
-            # The dialplan goes on after `socket`; the simulator has no dialplan to run.
+        resumed = ch.variables.get("socket_resume") == "true"
+        if resumed:
             ch.extra["resumed"] = True
-            self.flow.leave_park(ch)
-            return
-        # No more dialplan after the socket app: the call ends.
-        self.flow.hangup(ch, "NORMAL_CLEARING")
+        socket_gone(self, ch, resumed=resumed)
 
     def attach_outbound(
         self,
@@ -299,6 +297,7 @@ class FreeSwitchSim:
         uuid: str | None = None,
         profile: dict[str, str] | None = None,
         caller_audio: CallerAudioLike = None,
+        after_socket: Sequence[str] = SHIPPED_FALLBACK,
     ) -> SimCall:
         """Dial a call over ``stream`` (any trio Stream: TCP, or a memory stream pair).
 
@@ -306,6 +305,8 @@ class FreeSwitchSim:
         "loopback/9000-b", "source": "mod_loopback"}`` to look like the lab's recordings.
         ``caller_audio`` (a ``CallerAudio``, a tone's Hz, PCM16 8 kHz bytes or a WAV path) is
         what the caller says; it gives this call a unicast peer even without ``media_peers``.
+        ``after_socket``: the dialplan actions after ``socket`` ("app arg"), run once the
+        socket is gone (``_dialplan``); the shipped entry's fallback by default.
         """
         ch = caller_channel(self, caller_number, caller_name, destination_number,
                             variables or {}, codec=codec, rate=rate, uuid=uuid)
@@ -319,6 +320,7 @@ class FreeSwitchSim:
             setattr(ch, field, value)
         if profile and "name" in profile:
             ch.variables["channel_name"] = profile["name"]
+        ch.extra["after_socket"] = list(after_socket)
         run_socket_app(self, ch, socket_address, full=full)
         listener = Listener(self, stream, outbound=True, channel=ch, full=full)
         ch.extra["listener"] = listener
