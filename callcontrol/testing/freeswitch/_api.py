@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from callcontrol.testing.freeswitch._channel import Channel, Message
+from callcontrol.testing.freeswitch._dialplan import reach
 from callcontrol.testing.freeswitch._originate import originate
 
 if TYPE_CHECKING:
@@ -88,10 +89,24 @@ async def _uuid_transfer(sim: FreeSwitchSim, args: str) -> str:
         return NO_CHANNEL
     dest = [w for w in words[1:] if not w.startswith("-")]
     if dest[:2] != ["park", "inline"]:
-        return f"-ERR simulated FreeSWITCH only transfers to 'park inline', not {dest}\n"
+        # CF_TRANSFER is set now: a socket ending meanwhile does not stop the transfer
+        ch.extra["transferring"] = " ".join(dest)
+        sim.nursery.start_soon(_transfer_away, sim, ch, " ".join(dest))
+        return "+OK\n"
     ch.in_transit = True
     sim.nursery.start_soon(sim.flow.transfer_park_inline, ch)
     return "+OK\n"
+
+
+async def _transfer_away(sim: FreeSwitchSim, ch: Channel, target: str) -> None:
+    """A transfer into the dialplan (``*991001 XML pbx``, a ring group): the channel leaves
+    the socket app and our world, alive (``SimLeg.reached``)."""
+    await trio.sleep(sim.latency)
+    if not ch.alive:
+        return
+    ch.extra["transferred"] = True
+    sim.flow.leave_park(ch)
+    reach(sim, ch, target)
 
 
 async def _uuid_park(sim: FreeSwitchSim, args: str) -> str:

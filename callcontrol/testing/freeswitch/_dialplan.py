@@ -41,6 +41,8 @@ SHIPPED_FALLBACK = ("transfer 9000 XML default", "hangup NORMAL_TEMPORARY_FAILUR
 def socket_gone(sim: FreeSwitchSim, ch: Channel, *, resumed: bool) -> None:
     """The outbound listener of ``ch`` ended (``exit``, EOF, a killed server)."""
     ch.controlled = False
+    if ch.extra.get("reached") is not None or ch.extra.get("transferring"):
+        return  # transferred into the dialplan (voicemail, a ring group): not ours any more
     if ch.bridged_to is not None:
         if resumed:
             sim.nursery.start_soon(_reset_out_of_bridge, sim, ch)
