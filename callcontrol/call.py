@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import trio
 
-from callcontrol.esl import ConnectionClosed, Event
+from callcontrol.esl import CommandError, ConnectionClosed, Event, commands
 from callcontrol.esl.outbound import OutboundCall
 
 CLEANUP_SECONDS = 5.0  # each cleanup's own budget
@@ -48,6 +48,13 @@ class CallContext:
     # A handoff that was still running when the caller left, as the handoff service settled
     # it during the teardown (status ``cancelled``): the call's record stores it.
     interrupted_handoff: Any = None
+    # Set when ``serve`` is stopping (SIGTERM): flows that no longer need us (a caller talking
+    # to an agent) let go at once; the others are handed back after the drain.
+    shutting_down: trio.Event = attrs.field(factory=trio.Event)
+    handing_back: bool = False
+    # Where a handed-back call goes when its dialplan fallback is gone (we transferred it):
+    # "<number> XML <context>", asked of the flow (the domain's default destination).
+    hand_back_target: Callable[[], Awaitable[str | None]] | None = None
     _cleanups: list[_Cleanup] = attrs.field(factory=list)
 
     def _note_a_event(self, name: str, state: dict[str, bool]) -> None:
@@ -111,19 +118,37 @@ CallFlow = Callable[[CallContext], Awaitable[None]]
 class CallSession:
     """Runs one call's flow until it ends or the caller hangs up."""
 
-    def __init__(self, call: OutboundCall, flow: CallFlow, log: Any, services: Any = None) -> None:
+    def __init__(
+        self,
+        call: OutboundCall,
+        flow: CallFlow,
+        log: Any,
+        services: Any = None,
+        shutting_down: trio.Event | None = None,
+    ) -> None:
         self.call = call
         self.flow = flow
         self.log = log
         self.services = services
+        self.shutting_down = shutting_down if shutting_down is not None else trio.Event()
         self.context: CallContext | None = None
         self.finished = trio.Event()
+        self._flow_scope = trio.CancelScope()
+
+    def hand_back(self) -> None:
+        """End our part in the call while the caller is still there (``serve`` stopping):
+        the flow is cancelled, its cleanups run (ringing legs killed), everything we play
+        is stopped and the dialplan takes the call on (``return_to_dialplan``)."""
+        if self.context is not None:
+            self.context.handing_back = True
+        self._flow_scope.cancel()
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            ctx = CallContext(self.call, self.log, self.services, nursery)
+            ctx = CallContext(self.call, self.log, self.services, nursery,
+                              shutting_down=self.shutting_down)  # fmt: skip
             self.context = ctx
-            flow_scope = trio.CancelScope()
+            flow_scope = self._flow_scope
             nursery.start_soon(self._watch_caller, ctx, flow_scope)
             try:
                 with flow_scope:
@@ -136,6 +161,8 @@ class CallSession:
             finally:
                 with trio.CancelScope(shield=True):
                     await ctx.run_cleanups()  # each one time-boxed
+                    if ctx.handing_back and not ctx.caller_gone.is_set():
+                        await return_to_dialplan(ctx)
                 nursery.cancel_scope.cancel()
                 self.finished.set()
                 self.log.info("call.ended", hangup_cause=ctx.hangup_cause)
@@ -162,6 +189,37 @@ class CallSession:
         ctx.caller_gone.set()
         flow_scope.cancel()
         done.cancel()
+
+
+HAND_BACK_SECONDS = 3.0
+
+
+async def return_to_dialplan(ctx: CallContext) -> None:
+    """Give the caller back to FreeSWITCH, hearing nothing of ours.
+
+    ``uuid_break all`` first: an endless hold-music playback we started would otherwise keep
+    the socket app's park, and the dialplan's fallback, from ever running. Then ``resume``
+    (the extension goes on after ``socket``), or — when we transferred the call and that
+    extension is gone — a transfer to the domain's default destination."""
+    call = ctx.call
+    target: str | None = None
+    with trio.move_on_after(HAND_BACK_SECONDS):
+        try:
+            if call.transferred and ctx.hand_back_target is not None:
+                target = await ctx.hand_back_target()
+            await call.api("uuid_break", call.uuid, "all")
+            if target is not None:
+                number, _, rest = target.partition(" ")
+                dialplan, _, context = rest.partition(" ")
+                reply = await call.api("uuid_transfer", call.uuid, number, dialplan, context)
+                ctx.log.info("call.handed_back", via="transfer", to=target, reply=reply.strip(),
+                             reason="our transfer replaced the extension")  # fmt: skip
+                return
+            await call.conn.send(commands.resume())
+            ctx.log.info("call.handed_back", via="resume",
+                         reason="the dialplan goes on after socket (its fallback)")  # fmt: skip
+        except (ConnectionClosed, CommandError) as exc:
+            ctx.log.warning("call.hand_back_failed", error=repr(exc))
 
 
 def _is_caller_hangup(event: Event, a_uuid: str) -> bool:

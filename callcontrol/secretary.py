@@ -137,7 +137,14 @@ async def secretary_flow(ctx: CallContext) -> None:
         record.hangup_cause = ctx.hangup_cause or record.hangup_cause
         if ctx.interrupted_handoff is not None:
             record.handoff = ctx.interrupted_handoff
+        if ctx.handing_back and record.outcome in ("caller_hangup", "ai_failed"):
+            record.outcome = "handed_back"  # serve stopped; the dialplan took the call on
         await record.save(services.db, ctx.log)
+
+    async def hand_back_target() -> str | None:
+        return await services.handoff.hand_back_target(who)
+
+    ctx.hand_back_target = hand_back_target
 
     ctx.on_cleanup("call.record", save_record, last=True)
     services.metrics.calls_active.inc()
@@ -149,8 +156,10 @@ async def secretary_flow(ctx: CallContext) -> None:
         ctx.log.info("call.conversation_end", kind=end.kind, reason=end.reason)
         if end.kind == "bridged":
             record.outcome = "bridged"
-            await wait_while_bridged(ctx, (end.reply.destination or "") if end.reply else "",
-                                     end.reparks_before)  # fmt: skip
+            if not await wait_while_bridged(
+                ctx, (end.reply.destination or "") if end.reply else "", end.reparks_before
+            ):
+                return  # serve is stopping: the conversation goes on without us
             if services.settings.after_agent_hangup == "ai":
                 note = _AGENT_LEFT[_language(services)]
                 continue

@@ -13,7 +13,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from callcontrol.config import (
     parse_host_port,
     unknown_variables,
 )
-from callcontrol.esl import ConnectionClosed, ProtocolError, commands
+from callcontrol.esl import ConnectionClosed, ProtocolError
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import configure_logging, get_logger
@@ -61,6 +61,8 @@ class App:
     wrap_stream: StreamWrapper | None = None
     active: dict[int, CallSession] = attrs.field(factory=dict)
     shutting_down: trio.Event = attrs.field(factory=trio.Event)
+    # A second SIGTERM/SIGINT: no more drain, every call is handed back now.
+    stop_now: trio.Event = attrs.field(factory=trio.Event)
     shutdown_grace: float = SHUTDOWN_GRACE_SECONDS
     calls_handled: int = 0
     # the addresses serve() accepts calls on; empty before it listens and once it drains
@@ -95,7 +97,7 @@ async def handle_call(stream: trio.abc.Stream, app: App) -> None:
                 return
             log = log.bind(**call.describe())
             conn.log = log
-            session = CallSession(call, app.flow, log, app.services)
+            session = CallSession(call, app.flow, log, app.services, app.shutting_down)
             app.active[key] = session
             try:
                 await session.run()
@@ -113,18 +115,6 @@ async def handle_call(stream: trio.abc.Stream, app: App) -> None:
             if metrics is not None:
                 metrics.protocol_errors.inc()
         await trio.aclose_forcefully(stream)
-
-
-async def _hand_back_to_dialplan(session: CallSession) -> None:
-    """Let FreeSWITCH run the dialplan's fallback after ``socket``, then leave."""
-    conn = session.call.conn
-    with trio.move_on_after(2):
-        try:
-            await conn.send(commands.resume())
-            await conn.send(commands.exit_())
-        except ConnectionClosed:
-            pass
-    await conn.aclose()
 
 
 async def serve(
@@ -159,14 +149,33 @@ async def serve(
             await app.shutting_down.wait()
             app.listening = []
             acceptors.cancel_scope.cancel()
-        log.info("server.draining", active=len(app.active))
-        with trio.move_on_after(app.shutdown_grace):
-            while app.active:
-                await next(iter(app.active.values())).finished.wait()
+        log.info("server.draining", active=len(app.active), grace_seconds=app.shutdown_grace)
+        await _drain(app)
         for session in list(app.active.values()):
-            log.info("server.hand_back", call_uuid=session.call.uuid)
-            await _hand_back_to_dialplan(session)
+            log.info("server.hand_back", call_uuid=session.call.uuid,
+                     reason="second signal" if app.stop_now.is_set() else "drain over")  # fmt: skip
+            session.hand_back()
+        # each handed-back call cleans up (kills its ringing legs) before its socket closes
     log.info("server.stopped")
+
+
+async def _drain(app: App) -> None:
+    """Let calls finish for ``shutdown_grace`` (a second signal cuts it short). Calls bridged
+    to an agent let go by themselves at once (``secretary.let_go_of_bridge``)."""
+
+    async def all_finished() -> None:
+        while app.active:
+            await next(iter(app.active.values())).finished.wait()
+
+    with trio.move_on_after(app.shutdown_grace):
+        async with trio.open_nursery() as race:
+
+            async def first(wait: Callable[[], Awaitable[None]]) -> None:
+                await wait()
+                race.cancel_scope.cancel()
+
+            race.start_soon(first, all_finished)
+            race.start_soon(first, app.stop_now.wait)
 
 
 def _address(listener: trio.SocketListener) -> str:
@@ -216,9 +225,18 @@ async def _database_problem(db: Any, seconds: float) -> str | None:
 
 
 async def _watch_signals(app: App) -> None:
+    """First SIGTERM/SIGINT: drain; a second one: hand every call back now."""
+    log = get_logger("callcontrol.server")
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            app.shutting_down.set()
+        async for signum in signals:
+            if not app.shutting_down.is_set():
+                log.info("server.shutdown_requested", signal=signal.Signals(signum).name,
+                         active=len(app.active), grace_seconds=app.shutdown_grace)  # fmt: skip
+                app.shutting_down.set()
+                continue
+            log.info("server.stop_now", signal=signal.Signals(signum).name,
+                     active=len(app.active))  # fmt: skip
+            app.stop_now.set()
             return
 
 

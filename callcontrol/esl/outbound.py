@@ -56,6 +56,9 @@ class OutboundCall:
     def __init__(self, conn: EslConnection, channel: Event) -> None:
         self.conn = conn
         self.channel = channel
+        # We sent a dialplan transfer (``uuid_transfer``): the extension that ran ``socket``,
+        # and the fallback after it, are gone; a hand-back must name where to go.
+        self.transferred = False
         uid = channel.unique_id
         if not uid:
             raise ProtocolError("connect reply carries no Unique-ID")
@@ -123,6 +126,8 @@ class OutboundCall:
         await self.conn.send(commands.hangup(cause))
 
     async def api(self, command: str, *args: str) -> str:
+        if command == "uuid_transfer":
+            self.transferred = True
         return await self.conn.api(command, *args)
 
     async def exit(self) -> None:

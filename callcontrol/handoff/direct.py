@@ -22,7 +22,7 @@ from callcontrol.handoff.service import CallIdentity, HandoffReply, HandoffServi
 @attrs.frozen
 class DirectResult:
     replies: tuple[HandoffReply, ...]
-    final: str  # voicemail | goodbye | agent_left | callback_requested
+    final: str  # voicemail | goodbye | agent_left | callback_requested | left_bridged
 
 
 async def direct_handoff(
@@ -52,7 +52,8 @@ async def direct_handoff(
             reply = replies[-1]
             on_reply(reply)
     if reply.success:
-        await wait_while_bridged(ctx, reply.destination or "", reparks)
+        if not await wait_while_bridged(ctx, reply.destination or "", reparks):
+            return DirectResult(tuple(replies), "left_bridged")
         await goodbye_and_hang_up(ctx, goodbye_prompt)
         return DirectResult(tuple(replies), "agent_left")
     if reply.fallback == FallbackAction.VOICEMAIL.value:

@@ -35,6 +35,7 @@ from callcontrol.handoff.dialstring import (
     dial_string_for,
     originate_argument,
 )
+from callcontrol.handoff.fallback import is_dialable_number, is_domain_name
 from callcontrol.handoff.hold import HoldMusic
 from callcontrol.handoff.outcomes import Outcome, caller_message
 from callcontrol.handoff.runner import (
@@ -257,6 +258,25 @@ class HandoffService:
                           reason="no enabled v_voicemails box")  # fmt: skip
                 return None
         return None
+
+    async def hand_back_target(self, who: CallIdentity) -> str | None:
+        """Where a call handed back on shutdown goes when its own dialplan fallback is gone
+        (we transferred it): the domain's default destination, dialled in its context, as
+        "<number> XML <domain>"; None when there is none or the row is not dialable."""
+        if who.domain_uuid is None or not who.domain_name:
+            return None
+        try:
+            default = await self.directory.default(who.domain_uuid, who.secretary_uuid)
+            if default is None:
+                default = await domain_fallback(self.db, who.domain_uuid)
+        except DatabaseUnavailable as exc:
+            _log.warning("handoff.hand_back_target_unknown", error=str(exc))
+            return None
+        if default is None or not is_dialable_number(default.number):
+            return None
+        if not is_domain_name(who.domain_name):
+            return None
+        return f"{default.number} XML {who.domain_name}"
 
     async def default_besides(self, who: CallIdentity, failed: HandoffReply) -> Destination | None:
         """The default destination, unless it is the one that just failed."""
