@@ -86,10 +86,13 @@ class CallContext:
 
         return cancel
 
-    async def run_cleanups(self) -> None:
-        """Every registered cleanup, newest first, the ``last`` ones at the end."""
+    async def run_cleanups(self, *, include_last: bool = True) -> None:
+        """Every registered cleanup, newest first, the ``last`` ones at the end (or left
+        registered: ``include_last=False``, when the call goes on after an error)."""
         while self._cleanups:
             ordinary = [c for c in self._cleanups if not c.last]
+            if not ordinary and not include_last:
+                return
             entry = (ordinary or self._cleanups)[-1]
             self._cleanups.remove(entry)
             await self._run_one(entry)
@@ -156,8 +159,9 @@ class CallSession:
             except ConnectionClosed as exc:
                 self.log.info("call.socket_closed", reason=str(exc))
             except Exception:
-                self.log.exception("call.flow_failed")
-                raise
+                # Even the flow's own error path failed: never let go of a caller in silence.
+                self.log.exception("call.flow_failed", next="hand back to the dialplan")
+                ctx.handing_back = True
             finally:
                 with trio.CancelScope(shield=True):
                     await ctx.run_cleanups()  # each one time-boxed

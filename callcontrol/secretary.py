@@ -137,8 +137,9 @@ async def secretary_flow(ctx: CallContext) -> None:
         record.hangup_cause = ctx.hangup_cause or record.hangup_cause
         if ctx.interrupted_handoff is not None:
             record.handoff = ctx.interrupted_handoff
-        if ctx.handing_back and record.outcome in ("caller_hangup", "ai_failed"):
-            record.outcome = "handed_back"  # serve stopped; the dialplan took the call on
+        if ctx.handing_back and record.outcome in ("caller_hangup", "ai_failed", "error"):
+            # serve stopped, or even the no-AI path failed: the dialplan took the call on
+            record.outcome = "handed_back"
         await record.save(services.db, ctx.log)
 
     async def hand_back_target() -> str | None:
@@ -150,6 +151,34 @@ async def secretary_flow(ctx: CallContext) -> None:
     services.metrics.calls_active.inc()
     ctx.on_cleanup("call.metrics", _count_end(services, record), last=True)
     await ctx.call.answer()
+    try:
+        await _conversations(ctx, services, record)
+    except Exception as exc:
+        if ctx.caller_gone.is_set() or _is_socket_end(exc):
+            raise
+        # A bug, a query that failed, anything unforeseen: the caller is still here and must
+        # hear something and reach someone. If even this fails, the session hands the call
+        # back to the dialplan (``CallContext.handing_back``).
+        ctx.log.exception("call.error", reason="unexpected error; taking the no-AI path")
+        services.metrics.ai_failures.labels(kind="error").inc()
+        record.outcome = "error"
+        await ctx.run_cleanups(include_last=False)  # a ringing leg, our media: gone first
+        if ctx.interrupted_handoff is not None:
+            record.handoff, ctx.interrupted_handoff = ctx.interrupted_handoff, None
+        await ctx.call.api("uuid_break", ctx.call.uuid, "all")  # hold music, a prompt
+        await no_ai_fallback(ctx, services, record)
+
+
+def _is_socket_end(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionClosed):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_socket_end(inner) for inner in exc.exceptions)
+    return False
+
+
+async def _conversations(ctx: CallContext, services: Services, record: CallRecord) -> None:
+    """The AI conversation(s) of the call, and what follows each."""
     note: str | None = None
     while True:
         end = await converse(ctx, services, record, note)
@@ -189,6 +218,12 @@ async def ai_failure_fallback(
     """Never dead air: a prompt at once, then the default destination on hold music."""
     services.metrics.ai_failures.labels(kind=end.reason.split(":")[0] or end.kind).inc()
     ctx.log.error("call.ai_failed", kind=end.kind, reason=end.reason)
+    await no_ai_fallback(ctx, services, record)
+
+
+async def no_ai_fallback(ctx: CallContext, services: Services, record: CallRecord) -> None:
+    """With nobody to talk to the caller: the fallback prompt, the default destination on
+    hold music, then its fallback (voicemail, a DTMF callback offer, goodbye)."""
     try:
         prompt = await ctx.call.conn.execute("playback", services.settings.fallback_prompt)
         with trio.move_on_after(5):
