@@ -1,4 +1,5 @@
-"""The ``callcontrol`` command: serve | demo | migrate | replay | trace stats | doctor | fs-conf.
+"""The ``callcontrol`` command: serve | demo | migrate | destinations | replay | trace stats |
+doctor | fs-conf.
 
 Each subcommand lives in the module that owns the concept; this file only parses arguments
 and imports that module when the subcommand runs, so ``callcontrol --help`` stays fast.
@@ -11,6 +12,7 @@ import importlib
 import importlib.metadata
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from callcontrol.config import ConfigError
 
@@ -19,6 +21,7 @@ _COMMANDS = {
     "serve": "callcontrol.server:run_serve",
     "demo": "callcontrol.demo:run_demo",
     "migrate": "callcontrol.db.migrations:run_migrate",
+    "destinations": "callcontrol.destinations.admin:run_destinations",
     "replay": "callcontrol.trace.replay:run_replay",
     "trace-stats": "callcontrol.trace.stats:run_stats",
     "doctor": "callcontrol.doctor:run_doctor",
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true", help="also print the server's logs")
 
     sub.add_parser("migrate", help="apply the SQL migrations in sql/ (idempotent)")
+    _destination_arguments(sub)
 
     replay = sub.add_parser("replay", help="play a recorded trace's FreeSWITCH side against us")
     replay.add_argument("trace", help="a .jsonl trace written by serve --record")
@@ -67,6 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
     fs_conf.add_argument("--out", metavar="DIR", help="write the files into DIR instead")
     fs_conf.add_argument("--force", action="store_true", help="overwrite files in --out DIR")
     return parser
+
+
+def _destination_arguments(sub: Any) -> None:
+    """``destinations list | add | import`` (callcontrol/destinations/admin.py runs them)."""
+    dest = sub.add_parser("destinations", help="list, add or import the transfer destinations")
+    dest_sub = dest.add_subparsers(dest="destinations_command", required=True)
+
+    listing = dest_sub.add_parser("list", help="the domain's destinations, one per line")
+    listing.add_argument("--domain", required=True, help="the FusionPBX domain name")
+
+    add = dest_sub.add_parser("add", help="add one extension, ring group or queue of the domain")
+    add.add_argument("--domain", required=True, help="the FusionPBX domain name")
+    add.add_argument("--name", required=True, help='what callers ask for: "Suporte", "João"')
+    add.add_argument("--type", required=True, choices=["extension", "ring_group", "queue"])
+    add.add_argument("--number", required=True,
+                     help="the extension, ring-group or queue number in FusionPBX")  # fmt: skip
+    add.add_argument("--default", action="store_true",
+                     help="make it the domain's default (where 'anyone' goes)")  # fmt: skip
+    add.add_argument("--department", help='matched like the name ("financeiro")')
+    add.add_argument("--alias", action="append", default=[], metavar="WORD",
+                     help="another word callers use for it (repeat for several)")  # fmt: skip
+    add.add_argument("--description", help="free text for the admin and the AI's prompt")
+    add.add_argument("--ring-timeout", type=int, default=30, metavar="SECONDS",
+                     help="how long to ring, 1-600 (default 30)")  # fmt: skip
+    add.add_argument("--fallback", default="offer_callback",
+                     choices=["offer_callback", "voicemail", "transfer_default", "hangup"],
+                     help="what happens when nobody answers (default offer_callback)")  # fmt: skip
+
+    imp = dest_sub.add_parser("import", help="propose the domain's ring groups, queues and "
+                              "extensions as destinations; write them with --yes")  # fmt: skip
+    imp.add_argument("--domain", required=True, help="the FusionPBX domain name")
+    imp.add_argument("--yes", action="store_true", help="write them without asking")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

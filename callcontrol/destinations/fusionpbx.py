@@ -20,6 +20,7 @@ show it.
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import UUID
 
 import attrs
@@ -61,6 +62,23 @@ _EXISTS = {
     DestinationType.QUEUE: """
         SELECT 1 FROM v_call_center_queues WHERE domain_uuid = %(domain)s
           AND queue_extension = %(number)s""",
+}
+
+# Whether the domain has the number at all, and whether FusionPBX has it enabled (queues have
+# no enabled flag). One row, or none when the domain has no such number.
+_STATE = {
+    DestinationType.EXTENSION: """
+        SELECT enabled::text IS DISTINCT FROM 'false' AS enabled FROM v_extensions
+        WHERE domain_uuid = %(domain)s AND (extension = %(number)s OR number_alias = %(number)s)
+        ORDER BY (extension = %(number)s) DESC, (enabled::text IS DISTINCT FROM 'false') DESC
+        LIMIT 1""",
+    DestinationType.RING_GROUP: """
+        SELECT ring_group_enabled::text IS DISTINCT FROM 'false' AS enabled FROM v_ring_groups
+        WHERE domain_uuid = %(domain)s AND ring_group_extension = %(number)s
+        ORDER BY 1 DESC LIMIT 1""",
+    DestinationType.QUEUE: """
+        SELECT true AS enabled FROM v_call_center_queues
+        WHERE domain_uuid = %(domain)s AND queue_extension = %(number)s LIMIT 1""",
 }
 
 # What `destinations import` proposes: the domain's enabled ring groups, queues and
@@ -135,6 +153,20 @@ async def number_exists(
     if query is None:
         return True
     return await db.fetch_one(query, {"domain": domain_uuid, "number": number}) is not None
+
+
+async def number_state(
+    db: Database, domain_uuid: UUID, destination_type: DestinationType, number: str
+) -> Literal["missing", "disabled", "enabled"]:
+    """What FusionPBX says about the domain's extension, ring group or queue ``number``: it
+    has none, has it disabled, or has it enabled. External numbers are always "enabled"."""
+    query = _STATE.get(destination_type)
+    if query is None:
+        return "enabled"
+    row = await db.fetch_one(query, {"domain": domain_uuid, "number": number})
+    if row is None:
+        return "missing"
+    return "enabled" if row["enabled"] else "disabled"
 
 
 async def proposals(db: Database, domain_uuid: UUID) -> list[Proposal]:
