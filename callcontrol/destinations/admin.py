@@ -85,7 +85,8 @@ def run_destinations(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except DatabaseUnavailable as exc:
-        print(f"{prog}: {exc} -- fix: check DATABASE_URL (callcontrol doctor)", file=sys.stderr)
+        reason = str(exc).strip().splitlines()[0]
+        print(f"{prog}: {reason} -- fix: check DATABASE_URL (callcontrol doctor)", file=sys.stderr)
         return 1
 
 
@@ -207,7 +208,7 @@ async def add_destination(db: Database, domain: Domain, args: argparse.Namespace
     if not name:
         raise AdminError("--name is empty")
     if not _SAFE_NUMBER.match(number):
-        raise AdminError(f"--number {args.number!r}: only digits, letters and * # + _ . - ")
+        raise AdminError(f"--number {args.number!r}: only digits, letters and * # + _ . -")
     if not 1 <= args.ring_timeout <= 600:
         raise AdminError(f"--ring-timeout {args.ring_timeout}: must be 1 to 600 seconds")
     await _check_number(db, domain, kind, number)
