@@ -65,10 +65,14 @@ async def run_queue(sim: FreeSwitchSim, ch: Channel) -> None:
             ch.wakeup = trio.Event()
             await ch.wakeup.wait()
             continue
-        message = ch.queue.popleft()
+        # The park loop picks a queued execute up on its next pass (~20 ms): until then it
+        # is still a private event, which `uuid_break <a> all` flushes unplayed.
         await trio.sleep(sim.latency)
         if not ch.alive:
             return
+        if not ch.queue or not ch.parked or ch.in_transit:
+            continue
+        message = ch.queue.popleft()
         runs = 0
         while message.loops < 0 or runs < message.loops:
             runs += 1
