@@ -158,6 +158,7 @@ class EslConnection:
         self._replies: deque[_Slot] = deque()
         self._jobs: dict[str, _Slot] = {}
         self._executes: dict[str, _Slot] = {}
+        self._execute_started: dict[str, trio.Event] = {}
         self._by_uuid: dict[str, list[Subscription]] = {}
         self._catch_all: list[Subscription] = []
         self._subscriber_buffer = subscriber_buffer
@@ -222,9 +223,15 @@ class EslConnection:
             job = event.job_uuid
             if job is not None and (slot := self._jobs.pop(job, None)) is not None:
                 slot.set(event)
+        elif name == "CHANNEL_EXECUTE":
+            app_uuid = event.application_uuid
+            began = self._execute_started.pop(app_uuid, None) if app_uuid else None
+            if began is not None:
+                began.set()
         elif name == "CHANNEL_EXECUTE_COMPLETE":
             app_uuid = event.application_uuid
             if app_uuid is not None and (slot := self._executes.pop(app_uuid, None)) is not None:
+                self._execute_started.pop(app_uuid, trio.Event()).set()
                 slot.set(event)
         uid = event.unique_id
         if uid is not None:
@@ -245,6 +252,9 @@ class EslConnection:
         self._replies.clear()
         self._jobs.clear()
         self._executes.clear()
+        for began in self._execute_started.values():
+            began.set()  # nobody waits for a start that can no longer be reported
+        self._execute_started.clear()
         for subs in [*self._by_uuid.values(), self._catch_all]:
             for sub in subs:
                 sub._close()
@@ -337,7 +347,9 @@ class EslConnection:
         """``sendmsg execute``; the returned handle completes on CHANNEL_EXECUTE_COMPLETE."""
         app_uuid = str(uuid_module.uuid4())
         slot = _Slot()
+        started = trio.Event()
         self._executes[app_uuid] = slot
+        self._execute_started[app_uuid] = started
         try:
             await self.send_ok(
                 commands.execute(
@@ -346,8 +358,9 @@ class EslConnection:
             )
         except BaseException:
             self._executes.pop(app_uuid, None)
+            self._execute_started.pop(app_uuid, None)
             raise
-        return Execution(app, app_uuid, slot)
+        return Execution(app, app_uuid, slot, started)
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -384,10 +397,23 @@ def raise_on_err(sent: Sequence[bytes], replies: Sequence[Frame]) -> None:
 class Execution:
     """A ``sendmsg execute`` in flight: ``await completed()`` gives EXECUTE_COMPLETE."""
 
-    def __init__(self, app: str, app_uuid: str, slot: _Slot) -> None:
+    def __init__(self, app: str, app_uuid: str, slot: _Slot, started: trio.Event) -> None:
         self.app = app
         self.app_uuid = app_uuid
         self._slot = slot
+        self._started = started
+
+    @property
+    def started(self) -> bool:
+        """Its CHANNEL_EXECUTE arrived: it left the channel's queue and runs (or ran)."""
+        return self._started.is_set() or self._slot.done
+
+    async def wait_started(self, timeout: float = math.inf) -> bool:
+        """Until it runs (True), or ``timeout`` passed (False). A queued execute can still be
+        flushed by ``uuid_break <a> all``: it then never runs nor completes."""
+        with trio.move_on_after(timeout):
+            await self._started.wait()
+        return self.started
 
     @property
     def done(self) -> bool:

@@ -25,6 +25,10 @@ from callcontrol.esl.connection import Execution
 from callcontrol.esl.outbound import OutboundCall
 
 STOP_SECONDS = 3.0
+# The park loop starts a queued execute within ~20 ms; a break sent before that flushes the
+# queued music unplayed, and its end is then never reported (mod_audio_stream, real switch:
+# 3.0 s of silence after an instant busy). So the break waits for the music to be playing.
+START_SECONDS = 1.0
 
 
 class HoldMusic(Protocol):
@@ -60,8 +64,9 @@ class BreakHold:
         playing, self.playing = self.playing, None
         if playing is None:
             return
+        started = await playing.wait_started(START_SECONDS)
         await self.call.api("uuid_break", self.call.uuid, "all")
-        if for_bridge:
+        if for_bridge or not started:
             # The bridge that follows is queued behind the break on this socket; waiting for
             # the playback to report its end would only delay the caller meeting the agent.
             return
@@ -85,7 +90,9 @@ class ReparkHold(BreakHold):
         if for_bridge or self.playing is None:
             await super().stop(for_bridge=for_bridge)
             return
-        self.playing = None
+        playing, self.playing = self.playing, None
+        # A transfer while the music is still queued would leave it to start in the new park.
+        await playing.wait_started(START_SECONDS)
         conn = self.call.conn
         async with conn.subscribe(self.call.uuid) as events:
             await self.call.api("uuid_transfer", self.call.uuid, "park", "inline")
