@@ -1,9 +1,13 @@
 """``callcontrol doctor``: is this machine ready to serve calls?
 
-One line per check, ``OK``, ``FAIL`` or ``SKIP``, and for a failure the fix. Checks: the
-configuration, the database and its migrations, FreeSWITCH's inbound Event Socket (connect,
-``auth/request``, ``auth``, ``api status``), the outbound-socket listen port, the unicast
-port range and the realtime provider's key. Exit status 0 when nothing failed, 1 otherwise.
+One line per check, ``OK``, ``WARN``, ``FAIL`` or ``SKIP``, and for a warning or a failure the
+fix. Checks: the configuration, the database and its migrations, the FusionPBX side (its tables
+and which release's shape they have, per domain its destinations and default, the dialplan
+entry that hands calls to ``CALLCONTROL_ESL_LISTEN``, rows pointing at the nil UUID or a domain
+that does not exist, voicemail boxes of destinations that fall back to voicemail),
+FreeSWITCH's inbound Event Socket (connect, ``auth/request``, ``auth``, ``api status``), the
+outbound-socket listen port, the unicast port range and the realtime provider's key. Exit
+status 0 when nothing failed (warnings included), 1 otherwise.
 Secrets are never printed: a DSN is shown without its password, a key only as "set".
 
 Every network step has a short deadline (``TIMEOUT_SECONDS``), so a firewall that drops
@@ -17,13 +21,15 @@ import errno
 import importlib.util
 import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import psycopg
 import trio
+from psycopg.rows import dict_row
 
 from callcontrol.config import (
     ConfigError,
@@ -42,7 +48,7 @@ TIMEOUT_SECONDS = 3.0
 # FreeSWITCH's default RTP range (switch.conf.xml rtp-start-port / rtp-end-port).
 FREESWITCH_RTP = (16384, 32768)
 
-Status = Literal["OK", "FAIL", "SKIP"]
+Status = Literal["OK", "WARN", "FAIL", "SKIP"]
 
 
 @attrs.frozen
@@ -70,6 +76,10 @@ def _ok(name: str, detail: str) -> Check:
 
 def _fail(name: str, detail: str, fix: str, extra: tuple[str, ...] = ()) -> Check:
     return Check(name, "FAIL", detail, fix, extra)
+
+
+def _warn(name: str, detail: str, fix: str, extra: tuple[str, ...] = ()) -> Check:
+    return Check(name, "WARN", detail, fix, extra)
 
 
 # -- configuration --------------------------------------------------------------------------
@@ -164,6 +174,326 @@ def check_database(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> list
     else:
         checks.append(_ok("migrations", f"all {len(expected)} applied"))
     return checks
+
+
+# -- FusionPBX ------------------------------------------------------------------------------
+
+# The FusionPBX tables callcontrol reads (destinations, the dialplan check, voicemail).
+FUSIONPBX_TABLES = ("v_domains", "v_extensions", "v_ring_groups", "v_call_center_queues",
+                    "v_voicemails", "v_dialplans", "v_dialplan_details")  # fmt: skip
+# Flags whose type tells the release: text 'true'/'false' up to 5.4, boolean from 5.5.
+_FLAGS = (("v_extensions", "enabled"), ("v_ring_groups", "ring_group_enabled"),
+          ("v_dialplans", "dialplan_enabled"))  # fmt: skip
+_NIL = "00000000-0000-0000-0000-000000000000"
+_SOCKET_IN_XML = re.compile(r"""application\s*=\s*["']socket["']\s+data\s*=\s*["']([^"']*)""")
+_WILDCARD = ("", "0.0.0.0", "::", "*")
+_LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def check_fusionpbx(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> list[Check]:
+    """The FusionPBX side of the database; [] when it cannot be read (check_database says why)."""
+    url = settings.database_url
+    if not url:
+        return [Check("fusionpbx", "SKIP", "not checked on the embedded database")]
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout)),
+                             row_factory=dict_row) as conn:  # fmt: skip
+            tables = _fusionpbx_tables(conn)
+            if tables.failed:
+                return [tables]
+            checks = [tables]
+            ours = conn.execute(
+                "SELECT to_regclass('v_voice_transfer_destinations') IS NOT NULL AS d,"
+                " to_regclass('callcontrol_secretaries') IS NOT NULL AS s"
+            ).fetchone()
+            migrated = bool(ours and ours["d"] and ours["s"])
+            if migrated:
+                checks += _domain_checks(conn)
+            checks.append(_dialplan_check(conn, settings.esl_listen))
+            if migrated:
+                checks.append(_placeholder_check(conn))
+                checks.append(_voicemail_check(conn))
+            return checks
+    except psycopg.Error:
+        return []
+
+
+def _fusionpbx_tables(conn: psycopg.Connection[Any]) -> Check:
+    name = "fusionpbx tables"
+    present = conn.execute(
+        "SELECT t AS table, to_regclass(t) IS NOT NULL AS present FROM unnest(%s::text[]) AS t",
+        (list(FUSIONPBX_TABLES),),
+    ).fetchall()
+    missing = [r["table"] for r in present if not r["present"]]
+    if missing:
+        return _fail(
+            name,
+            f"missing {', '.join(missing)}: this is not a FusionPBX database",
+            "set DATABASE_URL to the FusionPBX database (its password is database.0.password "
+            "in /etc/fusionpbx/config.conf)",
+        )
+    kinds = {}
+    for table, column in _FLAGS:
+        kinds[f"{table}.{column}"] = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute"
+            " WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped",
+            (table, column),
+        ).fetchone()
+    types = {k: (v["type"] if v else "absent") for k, v in kinds.items()}
+    if set(types.values()) == {"boolean"}:
+        shape = "FusionPBX 5.5 shape (boolean flags)"
+    elif set(types.values()) == {"text"}:
+        shape = "FusionPBX 5.4 shape (text flags 'true'/'false')"
+    else:
+        mixed = ", ".join(f"{k} {v}" for k, v in types.items())
+        shape = f"mixed flag types ({mixed}: a FusionPBX schema upgrade half done; read alike)"
+    app = conn.execute("SELECT to_regclass('v_voice_secretaries') IS NOT NULL AS a").fetchone()
+    also = "; the voice-secretary app's v_voice_secretaries too" if app and app["a"] else ""
+    return _ok(name, f"{len(FUSIONPBX_TABLES)} present, {shape}{also}")
+
+
+_DOMAINS = """
+SELECT v.domain_uuid, v.domain_name,
+       count(d.*) FILTER (WHERE d.is_enabled) AS enabled,
+       (SELECT s.default_destination_uuid FROM callcontrol_secretaries AS s
+        JOIN v_voice_transfer_destinations AS c
+          ON c.transfer_destination_uuid = s.default_destination_uuid AND c.is_enabled
+        WHERE s.domain_uuid = v.domain_uuid AND s.secretary_uuid IS NULL) AS chosen
+FROM v_domains AS v
+LEFT JOIN v_voice_transfer_destinations AS d ON d.domain_uuid = v.domain_uuid
+WHERE v.domain_enabled::text IS DISTINCT FROM 'false'
+GROUP BY v.domain_uuid, v.domain_name
+ORDER BY v.domain_name
+"""
+
+_DOMAIN_DESTINATIONS = """
+SELECT transfer_destination_uuid AS uuid, name, destination_type, destination_number, is_default
+FROM v_voice_transfer_destinations
+WHERE domain_uuid = %s AND is_enabled
+ORDER BY priority, name
+"""
+
+
+def _domain_checks(conn: psycopg.Connection[Any]) -> list[Check]:
+    from callcontrol.destinations.fusionpbx import NUMBER_STATE_SQL  # noqa: PLC0415
+    from callcontrol.destinations.model import DestinationType  # noqa: PLC0415
+
+    domains = conn.execute(_DOMAINS).fetchall()
+    if not domains:
+        return [_warn("domains", "FusionPBX has no enabled domain (v_domains)",
+                      "create the domain in FusionPBX (Advanced > Domains)")]  # fmt: skip
+    checks = []
+    for domain in domains:
+        name = f"domain {domain['domain_name']}"
+        fix_import = f"callcontrol destinations import --domain {domain['domain_name']}"
+        if not domain["enabled"]:
+            checks.append(_warn(
+                name,
+                "0 enabled destinations: the AI can transfer only to the domain's first ring "
+                "group (else extension)",
+                fix_import,
+            ))  # fmt: skip
+            continue
+        rows = conn.execute(_DOMAIN_DESTINATIONS, (domain["domain_uuid"],)).fetchall()
+        stale = []
+        for row in rows:
+            try:
+                kind = DestinationType(row["destination_type"])
+            except ValueError:
+                stale.append(f"{row['name']}: unknown type {row['destination_type']!r}")
+                continue
+            query = NUMBER_STATE_SQL.get(kind)
+            if query is None:
+                continue
+            found = conn.execute(query, {"domain": domain["domain_uuid"],
+                                         "number": row["destination_number"]}).fetchone()
+            if found is None or not found["enabled"]:
+                what = "not in FusionPBX" if found is None else "disabled in FusionPBX"
+                stale.append(f"{row['name']} ({kind} {row['destination_number']}): {what}, "
+                             "never rung")  # fmt: skip
+        chosen = domain["chosen"]
+        defaults = [r for r in rows if (r["uuid"] == chosen if chosen else r["is_default"])]
+        count = f"{domain['enabled']} enabled destination(s)"
+        if not defaults:
+            checks.append(_warn(
+                name,
+                f"{count}, 0 default destination: 'anyone' and the no-AI path go to the first "
+                "ring group (else extension)",
+                f"{fix_import} (makes the first ring group the default), or "
+                f"callcontrol destinations add --domain {domain['domain_name']} ... --default",
+                tuple(stale),
+            ))  # fmt: skip
+            continue
+        first = defaults[0]
+        detail = (f"{count}, default {first['name']} ({first['destination_type']} "
+                  f"{first['destination_number']})")  # fmt: skip
+        if stale:
+            checks.append(_warn(name, f"{detail}; {len(stale)} point at nothing",
+                                "enable the number in FusionPBX, or disable the destination "
+                                "(is_enabled = false)", tuple(stale)))  # fmt: skip
+        else:
+            checks.append(_ok(name, detail))
+    return checks
+
+
+_SOCKET_DETAILS = """
+SELECT p.dialplan_uuid, p.dialplan_name, p.dialplan_context, p.dialplan_number,
+       (p.dialplan_enabled::text IS DISTINCT FROM 'false'
+        AND d.dialplan_detail_enabled::text IS DISTINCT FROM 'false') AS enabled,
+       d.dialplan_detail_data AS data
+FROM v_dialplan_details AS d
+JOIN v_dialplans AS p ON p.dialplan_uuid = d.dialplan_uuid
+WHERE d.dialplan_detail_type = 'socket' AND d.dialplan_detail_tag IN ('action', 'anti-action')
+ORDER BY p.dialplan_context, p.dialplan_order, p.dialplan_name
+"""
+_SOCKET_XML = """
+SELECT dialplan_uuid, dialplan_name, dialplan_context, dialplan_number,
+       dialplan_enabled::text IS DISTINCT FROM 'false' AS enabled, dialplan_xml
+FROM v_dialplans WHERE strpos(dialplan_xml, 'socket') > 0
+ORDER BY dialplan_context, dialplan_order, dialplan_name
+"""
+
+
+@attrs.frozen
+class _Socket:
+    where: str
+    data: str
+    enabled: bool
+
+
+def _dialplan_check(conn: psycopg.Connection[Any], listen: HostPort) -> Check:
+    name = "dialplan"
+    found: dict[tuple[Any, str], _Socket] = {}
+    for row in conn.execute(_SOCKET_DETAILS).fetchall():
+        data = " ".join((row["data"] or "").split())
+        found[(row["dialplan_uuid"], data)] = _Socket(_where(row), data, bool(row["enabled"]))
+    for row in conn.execute(_SOCKET_XML).fetchall():
+        for data in _SOCKET_IN_XML.findall(row["dialplan_xml"] or ""):
+            key = (row["dialplan_uuid"], " ".join(data.split()))
+            found.setdefault(key, _Socket(_where(row), key[1], bool(row["enabled"])))
+    wanted = f"{listen} async full"
+    install = ("`callcontrol fs-conf --out DIR` writes dialplan/fusionpbx/"
+               "ai_secretary.dialplan-manager.xml: add it in Dialplan > Dialplan Manager "
+               "(docs/dialplan.md)")  # fmt: skip
+    ours = [s for s in found.values() if _points_at(s.data, listen)]
+    if not ours:
+        if found:
+            elsewhere = tuple(f"{s.where}: socket {s.data}" for s in found.values())
+            return _fail(name, f"no socket entry points at CALLCONTROL_ESL_LISTEN {listen}",
+                         f"set the socket data to '{wanted}', or CALLCONTROL_ESL_LISTEN to the "
+                         "address the dialplan uses", elsewhere)  # fmt: skip
+        return _warn(name, f"no dialplan entry hands calls to {listen} (no `socket` action in "
+                     "v_dialplan_details or v_dialplans): no call reaches callcontrol",
+                     install)  # fmt: skip
+    enabled = [s for s in ours if s.enabled]
+    if not enabled:
+        return _warn(name, f"{ours[0].where} hands calls to {listen} but is disabled",
+                     "enable it in Dialplan > Dialplan Manager")  # fmt: skip
+    lacking = [s for s in enabled if not {"async", "full"} <= set(s.data.split()[1:])]
+    if lacking:
+        return _fail(name, f"{lacking[0].where}: socket {lacking[0].data!r} lacks 'async full' "
+                     "(without full FreeSWITCH refuses api, bgapi and events: no transfer works)",
+                     f"set the socket data to '{wanted}'")  # fmt: skip
+    more = tuple(f"also {s.where}" for s in enabled[1:])
+    return Check(name, "OK", f"{enabled[0].where}: socket {enabled[0].data}", extra=more)
+
+
+def _where(row: Mapping[str, Any]) -> str:
+    number = f", number {row['dialplan_number']}" if row["dialplan_number"] else ""
+    return (f"dialplan {row['dialplan_name'] or '(unnamed)'!r} (context "
+            f"{row['dialplan_context'] or '?'}{number})")  # fmt: skip
+
+
+def _points_at(data: str, listen: HostPort) -> bool:
+    first = data.split(maxsplit=1)[0] if data.strip() else ""
+    host, _, port = first.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) != listen.port:
+        return False
+    if listen.host in _WILDCARD or host == listen.host:
+        return True
+    return host in _LOCAL and listen.host in _LOCAL
+
+
+_PLACEHOLDERS = """
+SELECT 'destination' AS kind, d.name AS label, d.domain_uuid::text AS domain,
+       (d.domain_uuid = %(nil)s::uuid) AS nil, d.secretary_uuid = %(nil)s::uuid AS nil_secretary,
+       v.domain_uuid IS NULL AS unknown
+FROM v_voice_transfer_destinations AS d
+LEFT JOIN v_domains AS v ON v.domain_uuid = d.domain_uuid
+WHERE d.domain_uuid = %(nil)s::uuid OR v.domain_uuid IS NULL OR d.secretary_uuid = %(nil)s::uuid
+UNION ALL
+SELECT 'secretary settings', coalesce(s.secretary_uuid::text, 'the domain''s row'),
+       s.domain_uuid::text, s.domain_uuid = %(nil)s::uuid, false, v.domain_uuid IS NULL
+FROM callcontrol_secretaries AS s
+LEFT JOIN v_domains AS v ON v.domain_uuid = s.domain_uuid
+WHERE s.domain_uuid = %(nil)s::uuid OR v.domain_uuid IS NULL
+ORDER BY 1, 2
+"""
+
+
+def _placeholder_check(conn: psycopg.Connection[Any]) -> Check:
+    name = "placeholder uuids"
+    rows = conn.execute(_PLACEHOLDERS, {"nil": _NIL}).fetchall()
+    if not rows:
+        return _ok(name, "every destination and secretary row names an existing domain")
+    extra = []
+    for r in rows:
+        if r["nil"]:
+            why = "domain_uuid is the nil UUID"
+        elif r["unknown"]:
+            why = f"domain_uuid {r['domain']} is not in v_domains"
+        else:
+            why = "secretary_uuid is the nil UUID (no secretary has it: NULL means every one)"
+        extra.append(f"{r['kind']} {r['label']}: {why}")
+    return _warn(
+        name,
+        f"{len(rows)} row(s) no call can use",
+        "set domain_uuid to the domain's v_domains.domain_uuid (or delete the row: `callcontrol "
+        "destinations import --domain X` adds the domain's own), and secretary_uuid to NULL or "
+        "a real secretary",
+        tuple(extra),
+    )
+
+
+_VOICEMAIL = """
+SELECT d.name, d.destination_number, v.domain_name,
+       m.voicemail_uuid IS NOT NULL AS exists,
+       coalesce(m.voicemail_enabled::text = 'true', false) AS enabled
+FROM v_voice_transfer_destinations AS d
+JOIN v_domains AS v ON v.domain_uuid = d.domain_uuid
+LEFT JOIN LATERAL (
+    SELECT voicemail_uuid, voicemail_enabled FROM v_voicemails AS b
+    WHERE b.domain_uuid = d.domain_uuid AND b.voicemail_id = d.destination_number
+    ORDER BY (b.voicemail_enabled::text = 'true') DESC LIMIT 1
+) AS m ON true
+WHERE d.is_enabled AND d.destination_type = 'extension' AND d.fallback_action = 'voicemail'
+ORDER BY v.domain_name, d.name
+"""
+
+
+def _voicemail_check(conn: psycopg.Connection[Any]) -> Check:
+    name = "voicemail boxes"
+    rows = conn.execute(_VOICEMAIL).fetchall()
+    if not rows:
+        return _ok(name, "no extension destination falls back to voicemail")
+    bad = [r for r in rows if not r["enabled"]]
+    if not bad:
+        return _ok(name, f"all {len(rows)} extension destination(s) falling back to voicemail "
+                   "have an enabled box")  # fmt: skip
+    extra = tuple(
+        f"{r['name']} (extension {r['destination_number']} of {r['domain_name']}): "
+        + ("the box is disabled" if r["exists"] else "no box in v_voicemails")
+        for r in bad
+    )
+    return _warn(
+        name,
+        f"{len(bad)} of {len(rows)} extension destination(s) falling back to voicemail have no "
+        "enabled box: their callers cannot leave a message",
+        "create or enable the box in FusionPBX (Accounts > Voicemail), or change the "
+        "destination's fallback_action",
+        extra,
+    )
 
 
 # -- inbound Event Socket -------------------------------------------------------------------
@@ -368,7 +698,10 @@ async def run_checks(
     if settings is None:
         return [config]
     checks = [config]
-    checks += await trio.to_thread.run_sync(check_database, settings, timeout)
+    database = await trio.to_thread.run_sync(check_database, settings, timeout)
+    checks += database
+    if not any(c.failed and c.name == "database" for c in database):
+        checks += await trio.to_thread.run_sync(check_fusionpbx, settings, timeout)
     checks.append(await check_inbound_esl(settings, timeout))
     checks.append(await check_listen_port(settings.esl_listen, timeout))
     checks.append(check_unicast_ports(settings))
@@ -387,5 +720,7 @@ def run_doctor(args: argparse.Namespace, env: Mapping[str, str] | None = None) -
     failed = [c for c in checks if c.failed]
     if len(checks) == 1 and failed:
         print("      (the other checks need a valid configuration)")
-    print(f"{len(failed)} check(s) failed" if failed else "all checks passed")
+    warned = sum(1 for c in checks if c.status == "WARN")
+    warnings = f", {warned} warning(s)" if warned else ""
+    print(f"{len(failed)} check(s) failed{warnings}" if failed else f"all checks passed{warnings}")
     return 1 if failed else 0

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from callcontrol.config import HostPort, load_settings
+from callcontrol.db import PoolOptions, open_database
 from callcontrol.doctor import (
     check_configuration,
     check_database,
@@ -25,7 +26,13 @@ from callcontrol.doctor import (
     run_doctor,
 )
 from callcontrol.esl import serialize
-from callcontrol.testing.database import isolated_database_url
+from callcontrol.testing.database import (
+    add_destination,
+    add_dialplan,
+    add_domain,
+    add_ring_group,
+    isolated_database_url,
+)
 
 PASSWORD = "s3cret-esl-pw"
 STATUS = "UP 0 years, 0 days, 1 hour, 2 minutes, 3 seconds\nFreeSWITCH (Version 1.10.12) is ready\n"
@@ -308,11 +315,23 @@ def esl_port() -> Iterator[int]:
 
 
 def test_doctor_all_pass(db_url: str, esl_port: int, capsys: Any) -> None:
+    listen = f"127.0.0.1:{_free_port()}"
+
+    async def pbx() -> None:  # a domain set up as docs/install.md says
+        async with open_database(db_url, PoolOptions(min_size=1, max_size=1)) as db:
+            domain = await add_domain(db, "empresa.com.br")
+            await add_ring_group(db, domain, "9000", "Recepção")
+            await add_destination(db, domain, "Recepção", "ring_group", "9000", is_default=True)
+            await add_dialplan(db, domain, "callcontrol_ai_secretary", "8000",
+                               f"{listen} async full")  # fmt: skip
+
+    trio.run(pbx)
+    capsys.readouterr()
     env = {
         "DATABASE_URL": db_url,
         "ESL_PORT": str(esl_port),
         "ESL_PASSWORD": PASSWORD,
-        "CALLCONTROL_ESL_LISTEN": f"127.0.0.1:{_free_port()}",
+        "CALLCONTROL_ESL_LISTEN": listen,
         # above the kernel's ephemeral range (32768-60999): the free port can never fall inside
         "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:61000-61999",
         "OPENAI_API_KEY": "sk-do-not-print",
@@ -321,10 +340,11 @@ def test_doctor_all_pass(db_url: str, esl_port: int, capsys: Any) -> None:
     out = capsys.readouterr().out
     assert code == 0, out  # the failing check's line says which and why
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["OK"] * 7
+    assert [line.split()[0] for line in lines[:-1]] == ["OK"] * 12
     names = [line.split(":")[0].split(None, 1)[1] for line in lines[:-1]]
     assert names == [
-        "configuration", "database", "migrations", "freeswitch event socket",
+        "configuration", "database", "migrations", "fusionpbx tables", "domain empresa.com.br",
+        "dialplan", "placeholder uuids", "voicemail boxes", "freeswitch event socket",
         "esl listen port", "unicast ports", "realtime provider",
     ]  # fmt: skip
     assert lines[-1] == "all checks passed"

@@ -81,6 +81,9 @@ _STATE = {
         WHERE domain_uuid = %(domain)s AND queue_extension = %(number)s LIMIT 1""",
 }
 
+# The same queries, for callers holding a plain psycopg connection (callcontrol doctor).
+NUMBER_STATE_SQL = _STATE
+
 # What `destinations import` proposes: the domain's enabled ring groups, queues and
 # extensions, people-facing names first (ring groups are where calls usually go).
 _PROPOSALS = """

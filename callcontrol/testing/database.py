@@ -447,6 +447,48 @@ async def add_destination(
     return destination_uuid
 
 
+async def add_dialplan(
+    db: Database,
+    domain_uuid: uuid.UUID | None,
+    name: str,
+    number: str,
+    socket_data: str,
+    *,
+    enabled: bool = True,
+    details: bool = True,
+    xml: bool = True,
+) -> uuid.UUID:
+    """A Dialplan Manager entry whose action is ``socket <socket_data>``, as FusionPBX stores
+    one: a ``v_dialplans`` row (with its ``dialplan_xml`` unless ``xml`` is False) and, unless
+    ``details`` is False, its condition and action rows in ``v_dialplan_details``."""
+    dialplan_uuid = uuid.uuid4()
+    body = (f'<extension name="{name}" continue="false" uuid="{dialplan_uuid}">\n'
+            f'  <condition field="destination_number" expression="^{number}$">\n'
+            f'    <action application="socket" data="{socket_data}"/>\n'
+            "  </condition>\n</extension>\n")  # fmt: skip
+    await db.execute(
+        "INSERT INTO v_dialplans (domain_uuid, dialplan_uuid, dialplan_context, dialplan_name,"
+        " dialplan_number, dialplan_continue, dialplan_xml, dialplan_order, dialplan_enabled,"
+        " insert_date)"
+        " SELECT %s, %s, coalesce((SELECT domain_name FROM v_domains WHERE domain_uuid = %s),"
+        " 'public'), %s, %s, 'false', %s, 300, %s, now()",
+        (domain_uuid, dialplan_uuid, domain_uuid, name, number, body if xml else None,
+         _flag(enabled)),
+    )  # fmt: skip
+    if details:
+        rows = [("condition", "destination_number", f"^{number}$", 0),
+                ("action", "socket", socket_data, 10)]  # fmt: skip
+        for tag, kind, data, order in rows:
+            await db.execute(
+                "INSERT INTO v_dialplan_details (domain_uuid, dialplan_uuid, dialplan_detail_uuid,"
+                " dialplan_detail_tag, dialplan_detail_type, dialplan_detail_data,"
+                " dialplan_detail_group, dialplan_detail_order, dialplan_detail_enabled)"
+                " VALUES (%s, %s, %s, %s, %s, %s, 0, %s, true)",
+                (domain_uuid, dialplan_uuid, uuid.uuid4(), tag, kind, data, order),
+            )
+    return dialplan_uuid
+
+
 def _flag(value: bool | None) -> str | None:
     # An untyped text literal is accepted by both a boolean and a text column.
     return None if value is None else ("true" if value else "false")
