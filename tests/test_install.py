@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -228,11 +229,42 @@ def test_the_installed_wheel_writes_the_fs_files_migrates_and_passes_doctor(
         assert done.returncode == 0
         assert _applied(done) == [[]]
 
+        # The admin's PBX: a domain with a ring group, and the Dialplan Manager entry of
+        # fs-conf's dialplan/fusionpbx file with the socket line as written there.
+        manager = (out / "dialplan/fusionpbx/ai_secretary.dialplan-manager.xml").read_text()
+        socket_data = re.search(r'application="socket" data="([^"]+)"', manager)
+        assert socket_data is not None and socket_data[1] == f"{listen} async full"
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "INSERT INTO v_domains (domain_uuid, domain_name, domain_enabled)"
+                " VALUES (gen_random_uuid(), 'empresa.com.br', true)")  # fmt: skip
+            conn.execute(
+                "INSERT INTO v_ring_groups (ring_group_uuid, domain_uuid, ring_group_name,"
+                " ring_group_extension, ring_group_enabled) SELECT gen_random_uuid(),"
+                " domain_uuid, 'Recepção', '9000', 'true' FROM v_domains")  # fmt: skip
+            conn.execute(
+                "INSERT INTO v_dialplans (dialplan_uuid, domain_uuid, dialplan_context,"
+                " dialplan_name, dialplan_number, dialplan_enabled, dialplan_xml)"
+                " SELECT gen_random_uuid(), domain_uuid, domain_name,"
+                " 'callcontrol_ai_secretary', '8000', 'true', %s FROM v_domains",
+                (manager,),
+            )
+
+        # callcontrol destinations import --domain X --yes: the ring group, the default.
+        done = _callcontrol(venv, "destinations", "import", "--domain", "empresa.com.br",
+                            "--yes", env=env, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "added 1 destination(s) to empresa.com.br" in done.stdout
+
         # callcontrol doctor: every check passes against this database and Event Socket.
         done = _callcontrol(venv, "doctor", env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         lines = done.stdout.splitlines()
-        assert lines[-1] == "all checks passed"
+        assert lines[-1] == "all checks passed", done.stdout
+        assert ("OK    domain empresa.com.br: 1 enabled destination(s), default Recepção "
+                "(ring_group 9000)") in lines  # fmt: skip
+        assert any(line.startswith("OK    dialplan: dialplan 'callcontrol_ai_secretary'")
+                   for line in lines)  # fmt: skip
         assert f"OK    migrations: all {len(versions)} applied" in lines
         assert any(line.startswith("OK    freeswitch event socket:") for line in lines)
         assert PASSWORD not in done.stdout
