@@ -134,7 +134,10 @@ async def secretary_flow(ctx: CallContext) -> None:
     record = CallRecord(who, services.settings.instance_id)
 
     async def save_record() -> None:
-        record.hangup_cause = ctx.hangup_cause or record.hangup_cause
+        # The caller's CHANNEL_HANGUP says why; a call we hung up ourselves ends before that
+        # event comes back, so it stores the cause we sent.
+        record.hangup_cause = (ctx.hangup_cause or record.hangup_cause
+                               or ctx.call.hangup_cause_sent)  # fmt: skip
         if ctx.interrupted_handoff is not None:
             record.handoff = ctx.interrupted_handoff
         if ctx.handing_back and record.outcome in ("caller_hangup", "ai_failed", "error"):

@@ -64,6 +64,9 @@ class OutboundCall:
             raise ProtocolError("connect reply carries no Unique-ID")
         self.uuid: str = uid
         self.watched_legs: set[str] = set()
+        # The cause of the ``hangup`` we sent, if we hung the call up: the record stores it
+        # when the CHANNEL_HANGUP it causes has not arrived before the record is written.
+        self.hangup_cause_sent: str | None = None
 
     @classmethod
     async def handshake(
@@ -123,6 +126,7 @@ class OutboundCall:
         return await execution.completed()
 
     async def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        self.hangup_cause_sent = cause
         await self.conn.send(commands.hangup(cause))
 
     async def api(self, command: str, *args: str) -> str:

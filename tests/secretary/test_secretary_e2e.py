@@ -166,6 +166,31 @@ async def test_callback_request_is_saved_before_the_model_confirms_it(office):
         assert len(hangups) == 1
 
 
+async def test_a_call_we_hang_up_stores_the_cause_we_sent(office):
+    # The model ends the call: we send ``hangup NORMAL_CLEARING`` and the record is written
+    # before the CHANNEL_HANGUP it causes comes back; the row must still say why it ended.
+    async with office.model(
+        [
+            *GREETING,
+            CallTool("end_call", {"reason": "pronto"}),
+            AwaitToolOutput(),
+            Say("Tchau!", ms=100),
+            GoSilent(),
+        ]
+    ) as (_server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(15):
+            await call.wait_gone()
+            await call.wait_closed()
+    hangups = [dict(c.headers) for c in call.commands
+               if dict(c.headers).get("call-command") == "hangup"]  # fmt: skip
+    assert [h.get("hangup-cause") for h in hangups] == ["NORMAL_CLEARING"]
+    rows = await office.db.fetch_all(
+        "SELECT outcome, hangup_cause FROM callcontrol_calls WHERE call_uuid = %(u)s",
+        {"u": call.uuid})  # fmt: skip
+    assert rows == [{"outcome": "ended", "hangup_cause": "NORMAL_CLEARING"}]
+
+
 async def test_a_nonsense_phone_number_is_asked_again_not_saved(office):
     async with office.model(
         [
