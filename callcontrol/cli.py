@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a whole call against the simulated FreeSWITCH")
     demo.add_argument("--scenario", default="all",
                       help="busy, answered, ai-down, or several separated by commas (default: all)")
-    demo.add_argument("--verbose", action="store_true", help="also print the server's logs")
+    demo.add_argument("--verbose", action="store_true",
+                      help="also print every Event Socket command and event (ESL ← / ESL →) "
+                           "and the server's logs")  # fmt: skip
 
     sub.add_parser("migrate", help="apply the SQL migrations in sql/ (idempotent)")
     _destination_arguments(sub)

@@ -10,7 +10,6 @@ caller and the AI said and what the server asked FreeSWITCH to do, then what was
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +21,16 @@ import trio
 from callcontrol.config import HostPort, Settings, load_settings
 from callcontrol.db import open_database, resolve_database_url
 from callcontrol.db.database import Database
+from callcontrol.demo_timeline import (
+    Legend,
+    call_story,
+    cut_off_problems,
+    empty_columns,
+    invented_reasons,
+    received_frames,
+    render,
+    stored_lines,
+)
 from callcontrol.logs import configure_logging
 from callcontrol.metrics import Metrics
 from callcontrol.secretary import secretary_flow
@@ -50,6 +59,7 @@ from callcontrol.testing.realtime import (
     CallerSpeechStopped,
     CallTool,
     GoSilent,
+    Hear,
     Say,
     ScriptedRealtime,
     Step,
@@ -57,7 +67,16 @@ from callcontrol.testing.realtime import (
 
 DOMAIN = "pbx.example.com"
 CALLER = "5511988887777"
+CALLER_NAME = "Maria Souza"
 SCENARIO_SECONDS = 60.0
+# How the story names the destinations the demo seeds.
+DESTINATIONS = {
+    "user/1001@pbx.example.com": "Suporte (ramal 1001)",
+    "user/1002@pbx.example.com": "Financeiro (ramal 1002)",
+    "loopback/9000/pbx.example.com": "Atendimento (grupo 9000)",
+}
+# A caller starts talking only after the AI's sentence has been played out to her, plus this.
+LISTEN_MS = 300
 
 
 @attrs.frozen
@@ -71,15 +90,23 @@ class Scenario:
     act: Callable[[FreeSwitchSim, SimCall], Awaitable[None]] | None = None
 
 
+def _ai(text: str, ms: int) -> list[Step]:
+    """The AI says ``text`` (``ms`` of audio, sent at once as the real model does)."""
+    return [Say(text, ms=ms)]
+
+
+def _caller(text: str, *, after_ai_ms: int, speaks_ms: int = 900) -> list[Step]:
+    """The caller listens to the AI's last ``after_ai_ms`` of audio to the end, then talks.
+
+    ``Hear`` counts the caller's real audio frames arriving at the model, 20 ms each, on the
+    real clock: the AI's audio, sent at once, is played out by then, so nothing is cut off."""
+    return [Hear(ms=after_ai_ms + LISTEN_MS), CallerSpeechStarted(), Hear(ms=speaks_ms),
+            CallerSpeechStopped(), CallerSaid(text)]  # fmt: skip
+
+
 def _greet() -> list[Step]:
-    return [
-        AwaitClient("response.create"),
-        Say("Clínica Exemplo, boa tarde! Aqui é a Ana. Em que posso ajudar?", ms=600),
-    ]
-
-
-def _caller(text: str) -> list[Step]:
-    return [CallerSpeechStarted(), CallerSpeechStopped(), CallerSaid(text)]
+    return [AwaitClient("response.create"),
+            *_ai("Clínica Exemplo, bom dia! Aqui é a Ana. Em que posso ajudar?", 1200)]
 
 
 async def _agent_hangs_up_after_a_chat(sim: FreeSwitchSim, call: SimCall) -> None:
@@ -95,38 +122,40 @@ async def _caller_talks_then_hangs_up(sim: FreeSwitchSim, call: SimCall) -> None
     await call.hangup()
 
 
+EXAME = "resultado do meu exame"
+BOLETO = "o boleto veio errado"
+
 SCENARIOS = (
     Scenario(
         "busy",
-        "The caller asks for Suporte; the extension is busy; she leaves a callback request",
+        "Maria asks for Suporte; the extension is busy; she leaves a callback request",
         [
             *_greet(),
-            *_caller("Quero falar com o suporte, por favor."),
-            Say("Claro! Vou transferir você para o Suporte, um momento.", ms=500),
-            CallTool("request_handoff", {"destination": "suporte", "reason": "resultado de exame"}),
+            *_caller(f"Queria falar com o suporte sobre o {EXAME}.", after_ai_ms=1200),
+            *_ai("Claro! Vou transferir você para o Suporte, um momento.", 900),
+            CallTool("request_handoff", {"destination": "suporte", "reason": EXAME}),
             AwaitToolOutput(timeout=30),
-            Say("O ramal do Suporte está ocupado agora. Quer que eles liguem de volta?", ms=600),
-            *_caller("Quero sim, hoje à tarde, no 11 98888-7777."),
-            CallTool("schedule_callback", {"name": "Maria Souza", "phone_number": "11 98888-7777",
-                                           "preferred_time": "hoje à tarde",
-                                           "reason": "resultado de exame"}),
+            *_ai("O ramal do Suporte está ocupado agora. Quer que eles liguem de volta?", 1100),
+            *_caller("Quero sim, hoje à tarde, neste mesmo número.", after_ai_ms=1100),
+            CallTool("schedule_callback", {"name": CALLER_NAME, "phone_number": "11 98888-7777",
+                                           "preferred_time": "hoje à tarde", "reason": EXAME}),
             AwaitToolOutput(),
-            Say("Anotado! O Suporte vai retornar hoje à tarde. Obrigada por ligar!", ms=500),
+            *_ai("Anotado! O Suporte vai retornar hoje à tarde. Obrigada por ligar!", 1000),
             CallTool("end_call", {"reason": "retorno agendado"}),
             AwaitToolOutput(),
-            Say("Até logo!", ms=300),
+            *_ai("Até logo!", 400),
             GoSilent(),
         ],
         {"user/1001@pbx.example.com": Busy()},
     ),
     Scenario(
         "answered",
-        "The caller asks for Financeiro; the agent answers on hold music; later hangs up first",
+        "Maria asks for Financeiro; the agent answers on hold music, they talk, he hangs up",
         [
             *_greet(),
-            *_caller("Preciso falar com o financeiro."),
-            Say("Certo, vou chamar o Financeiro. Aguarde na linha.", ms=500),
-            CallTool("request_handoff", {"destination": "financeiro", "reason": "boleto"}),
+            *_caller(f"Oi, {BOLETO}, preciso falar com o financeiro.", after_ai_ms=1200),
+            *_ai("Certo, vou chamar o Financeiro. Aguarde na linha, por favor.", 900),
+            CallTool("request_handoff", {"destination": "financeiro", "reason": BOLETO}),
             GoSilent(),
         ],
         {"user/1002@pbx.example.com": Answer(after=1.5)},
@@ -162,103 +191,92 @@ async def _seed(db: Database) -> dict[str, Any]:
             "voice_secretary_uuid": "00000000-0000-0000-0000-000000000000"}  # fmt: skip
 
 
-def _interesting(command: Any) -> str | None:
-    """A FreeSWITCH command worth showing, in words."""
-    headers = dict(command.headers)
-    line: str = command.line
-    if line == "sendmsg":
-        kind = headers.get("call-command")
-        if kind == "execute":
-            app, arg = headers.get("execute-app-name"), headers.get("execute-app-arg", "")
-            return f"execute {app} {arg}".strip()
-        if kind == "hangup":
-            return f"hangup {headers.get('hangup-cause', '')}"
-        if kind == "unicast":
-            return f"unicast audio ↔ 127.0.0.1:{headers.get('remote-port')}"
-        return None
-    for prefix in ("bgapi originate", "api uuid_bridge", "api uuid_kill", "api uuid_transfer",
-                   "api uuid_break", "filter Unique-ID", "resume", "exit"):  # fmt: skip
-        if line.startswith(prefix):
-            return line
-    return None
+def _legend(settings: Settings) -> Legend:
+    return Legend(CALLER_NAME, CALLER, DESTINATIONS, music_on_hold=settings.transfer_music_on_hold,
+                  prompts={settings.fallback_prompt:
+                           "a short prompt at once (the AI cannot be reached)",
+                           settings.goodbye_prompt: "a goodbye tone"})  # fmt: skip
 
 
 async def _run(scenario: Scenario, settings: Settings, db: Database, variables: dict[str, Any],
-               out: TextIO) -> bool:  # fmt: skip
+               out: TextIO, verbose: bool) -> bool:  # fmt: skip
     script = ScriptedRealtime(scenario.script, reject_status=503 if scenario.model_down else None,
                               strict=False)  # fmt: skip
-    async with script as model_url, open_freeswitch_sim(domain=DOMAIN) as sim:
+    # media_peers: the caller's side streams real audio frames (silence) over unicast, so the
+    # scripted AI can wait until what it said has been played out before the caller talks.
+    async with script as model_url, open_freeswitch_sim(domain=DOMAIN, media_peers=True) as sim:
         sim.endpoints.update(scenario.endpoints)
         run_settings = attrs.evolve(settings, realtime_url=model_url, openai_api_key="demo-key",
                                     realtime_model="gpt-realtime")  # fmt: skip
         async with trio.open_nursery() as nursery:
             async with open_services(run_settings, db, nursery, metrics=Metrics()) as services:
-                services.media_lost_after = 60.0
                 app = App(settings=run_settings, flow=secretary_flow, services=services)
                 async with trio.open_nursery() as calls:
                     listeners = await calls.start(serve, app, HostPort("127.0.0.1", 0))
                     port = listeners[0].socket.getsockname()[1]
                     call = await sim.place_call(
-                        "127.0.0.1", port, caller_number=CALLER, caller_name="Maria Souza",
+                        "127.0.0.1", port, caller_number=CALLER, caller_name=CALLER_NAME,
                         destination_number="4000", variables=variables,
                     )  # fmt: skip
-                    ok = True
+                    problems: list[str] = []
                     with trio.move_on_after(SCENARIO_SECONDS) as scope:
                         if scenario.act is not None:
                             calls.start_soon(scenario.act, sim, call)
                         await call.wait_gone()
                         await call.wait_closed()
                     if scope.cancelled_caught:
-                        print("  !! the call did not end in time", file=out)
-                        ok = False
+                        problems.append("  !! the call did not end in time")
                     app.shutting_down.set()
             nursery.cancel_scope.cancel()
-        await _report(call, db, out)
-    return ok
+    for session in script.sessions:
+        problems += cut_off_problems(session.truncates, session.items)
+        problems += [f"  !! the scripted AI {failure}" for failure in session.failures]
+    ai_audio_ms = [ms for session in script.sessions for ms in session.items.values()]
+    problems += await _report(call, db, _legend(settings), ai_audio_ms, out, verbose)
+    for problem in problems:
+        print(problem, file=out)
+    return not problems
 
 
-async def _report(call: SimCall, db: Database, out: TextIO) -> None:
-    start = call.commands[0].at if call.commands else 0.0
-    lines: list[tuple[float, str]] = []
-    for command in call.commands:
-        text = _interesting(command)
-        if text is not None:
-            lines.append((command.at - start, f"callcontrol → FreeSWITCH  {text}"))
+async def _report(call: SimCall, db: Database, legend: Legend, ai_audio_ms: list[float],
+                  out: TextIO, verbose: bool) -> list[str]:  # fmt: skip
+    """Print the call's story and what was stored; return what went wrong."""
     row = await db.fetch_one(
-        "SELECT outcome, handoff_status, handoff_destination, transcript"
+        "SELECT outcome, handoff_status, handoff_destination, hangup_cause, caller_number,"
+        " caller_name, secretary_uuid::text, instance, started_at, ended_at, transcript"
         " FROM callcontrol_calls WHERE call_uuid = %s", (call.uuid,))  # fmt: skip
-    if row is not None:
-        for entry in row["transcript"]:
-            who = {"caller": "caller      ", "assistant": "AI          "}.get(entry["role"])
-            if who is not None:
-                lines.append((float(entry["t"]), f"{who}  “{entry['text']}”"))
-            elif entry["role"] == "tool":
-                lines.append((float(entry["t"]), f"AI tool       {entry['text'][:110]}"))
-    for t, text in sorted(lines, key=lambda item: item[0]):
-        print(f"  {t:6.2f}s  {text}", file=out)
-    print(f"  call ended: {call.hangup_cause or 'socket closed'}", file=out)
-    if row is not None:
-        print(f"  stored: outcome={row['outcome']} handoff={row['handoff_status']} "
-              f"destination={row['handoff_destination']}", file=out)  # fmt: skip
-    for request in await db.fetch_all(
-        "SELECT kind, caller_name, phone_number, preferred_time, reason, status"
-        " FROM callcontrol_callback_requests WHERE call_uuid = %s", (call.uuid,)):  # fmt: skip
-        print(f"  callback request: {json.dumps(request, ensure_ascii=False)}", file=out)
+    requests = await db.fetch_all(
+        "SELECT kind, phone_number, preferred_time, reason, status"
+        " FROM callcontrol_callback_requests WHERE call_uuid = %s", (call.uuid,))  # fmt: skip
+    transcript = row["transcript"] if row is not None else []
+    beats = call_story(call.commands, received_frames(call.sent), transcript, legend, call.uuid,
+                       ai_audio_ms)  # fmt: skip
+    for line in render(beats, verbose=verbose):
+        print(line, file=out)
+    for line in stored_lines(row, requests):
+        print(line, file=out)
+    return [*(f"  !! stored {column} is empty" for column in empty_columns(row)),
+            *invented_reasons(requests, transcript)]
 
 
-async def run_scenarios(settings: Settings, names: Sequence[str], out: TextIO) -> bool:
+async def run_scenarios(settings: Settings, names: Sequence[str], out: TextIO,
+                        verbose: bool = False, scenarios: Sequence[Scenario] = ()) -> bool:
+    """Run the named scenarios (all when ``names`` is empty) of ``scenarios`` (the demo's)."""
     server_url = await resolve_database_url(settings.database_url)
     where = "DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
     print(f"database: {where} (a schema of its own, dropped at the end)", file=out)
+    if verbose:
+        print("ESL ← is a command FreeSWITCH received from callcontrol, "
+              "ESL → what FreeSWITCH sent back", file=out)  # fmt: skip
     with isolated_database_url(server_url) as url:
         async with open_database(url) as db:
             variables = await _seed(db)
             ok = True
-            for scenario in SCENARIOS:
+            for scenario in scenarios or SCENARIOS:
                 if names and scenario.name not in names:
                     continue
                 print(f"\n== {scenario.name}: {scenario.title}", file=out)
-                ok = await _run(scenario, settings, db, variables, out) and ok
+                ok = await _run(scenario, settings, db, variables, out, verbose) and ok
     return ok
 
 
@@ -275,6 +293,6 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
     print("callcontrol demo: calls through the real server, against a simulated FreeSWITCH "
           "(Event Socket over TCP) and a scripted AI (OpenAI Realtime protocol)")  # fmt: skip
-    ok = trio.run(run_scenarios, settings, names, sys.stdout)
-    print("\ndemo finished" + ("" if ok else " with problems (see above)"))
+    ok = trio.run(run_scenarios, settings, names, sys.stdout, args.verbose)
+    print("\ndemo finished" + ("" if ok else " with problems (the !! lines above)"))
     return 0 if ok else 1
