@@ -246,7 +246,7 @@ def transcript_beats(transcript: Sequence[Mapping[str, Any]],
         elif role == "tool":
             line = _tool_result(tool, text)
         if line is not None:
-            beats.append(Beat(t, line))
+            beats.append(Beat(round(t, 3), line))
     return beats
 
 

@@ -1,37 +1,134 @@
-"""The demo is the README's first command: it must keep working and tell the truth."""
+"""The demo is the README's first command: it must keep working, tell the truth, and read as
+the story of each call — what a person would want to know, not the Event Socket."""
 
 from __future__ import annotations
 
 import io
+import re
+
+import trio
 
 from callcontrol.config import load_settings
-from callcontrol.demo import run_scenarios
+from callcontrol.demo import Scenario, run_scenarios
+from callcontrol.testing.freeswitch import FreeSwitchSim, SimCall
+from callcontrol.testing.realtime import AwaitClient, CallerSpeechStarted, GoSilent, Say
 
 
-async def test_demo_runs_every_scenario_through_the_real_server(database_url):
+def beats(section: str) -> list[str]:
+    """The story lines of one scenario, without their times."""
+    return [re.sub(r"^\s+\d+\.\d\d  ", "", line) for line in section.splitlines()
+            if re.match(r"^\s+\d+\.\d\d  ", line)]  # fmt: skip
+
+
+def in_order(lines: list[str], *wanted: str) -> bool:
+    """Each of ``wanted`` starts some line, in this order."""
+    it = iter(lines)
+    return all(any(line.startswith(w) for line in it) for w in wanted)
+
+
+async def test_each_call_reads_as_a_story_and_what_was_stored(database_url):
     out = io.StringIO()
     settings = load_settings({"DATABASE_URL": database_url})
     assert await run_scenarios(settings, [], out)
     text = out.getvalue()
+    assert "!!" not in text and "ESL" not in text and "None" not in text
     busy, answered, ai_down = text.split("\n== ")[1:]
-    assert "bgapi originate" in busy and "user/1001@pbx.example.com &park()" in busy
-    assert '"status":"busy"' in busy
-    assert '"phone_number": "+5511988887777"' in busy
-    assert "stored: outcome=callback_requested handoff=busy destination=Suporte" in busy
-    assert "api uuid_bridge" in answered
-    assert "stored: outcome=bridged handoff=success destination=Financeiro" in answered
-    assert "execute playback tone_stream://%(300,200,440);loops=2" in ai_down
-    assert "loopback/9000/pbx.example.com &park()" in ai_down
-    assert "stored: outcome=bridged handoff=success destination=Atendimento" in ai_down
+
+    assert in_order(
+        beats(busy),
+        "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
+        "AI: “Clínica Exemplo, bom dia! Aqui é a Ana. Em que posso ajudar?”",
+        "caller: “Queria falar com o suporte sobre o resultado do meu exame.”",
+        "the AI asks callcontrol to transfer the caller to “suporte”",
+        "ringing Suporte (ramal 1001)… — the caller hears hold music",
+        "Suporte does not answer: USER_BUSY",
+        "handoff result: busy — the AI is told “O ramal do Suporte está ocupado agora.”",
+        "AI: “O ramal do Suporte está ocupado agora. Quer que eles liguem de volta?”",
+        "caller: “Quero sim, hoje à tarde, neste mesmo número.”",
+        "callback request stored, before the AI confirms it",
+        "AI: “Anotado!",
+        "AI: “Até logo!”",
+        "callcontrol hangs up (NORMAL_CLEARING)",
+    )
+    stored = [" ".join(line.split()) for line in busy.splitlines() if "stored:" in line]
+    assert stored[:4] == [
+        "stored: callcontrol_calls.outcome callback_requested",
+        "stored: callcontrol_calls.handoff_status busy",
+        "stored: callcontrol_calls.handoff_destination Suporte",
+        "stored: callcontrol_calls.hangup_cause NORMAL_CLEARING",
+    ]
+    assert re.fullmatch(r"stored: callcontrol_calls.duration \d+\.\d s", stored[4])
+    assert re.fullmatch(r"stored: callcontrol_calls.transcript \d+ lines", stored[5])
+    assert stored[6:] == [
+        "stored: callcontrol_calls.caller Maria Souza (5511988887777)",
+        "stored: callcontrol_calls.secretary/instance the domain’s own secretary / callcontrol",
+        # the reason is what the caller said, not invented by the demo
+        "stored: callback request: number +5511988887777, preferred time “hoje à tarde”,"
+        " reason “resultado do meu exame”, status pending",
+    ]
+
+    assert in_order(
+        beats(answered),
+        "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
+        "caller: “Oi, o boleto veio errado, preciso falar com o financeiro.”",
+        "ringing Financeiro (ramal 1002)… — the caller hears hold music",
+        "Financeiro atendeu — em conversa: they are talking, the AI has left the call",
+        "Financeiro hangs up",
+        "the caller hears a goodbye tone",
+        "callcontrol hangs up (NORMAL_CLEARING)",
+    )
+    assert "stored: callcontrol_calls.outcome              bridged" in answered
+    assert "stored: callcontrol_calls.hangup_cause         NORMAL_CLEARING" in answered
+
+    assert in_order(
+        beats(ai_down),
+        "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
+        "the caller hears a short prompt at once (the AI cannot be reached)",
+        "ringing Atendimento (grupo 9000)… — the caller hears hold music",
+        "Atendimento atendeu — em conversa",
+        "the caller hangs up",
+    )
+    assert "stored: callcontrol_calls.handoff_destination  Atendimento" in ai_down
+    assert "stored: callcontrol_calls.hangup_cause         NORMAL_CLEARING" in ai_down
 
 
-def test_demo_command_runs_a_chosen_scenario(database_url, monkeypatch, capsys):
+async def _caller_hangs_up_soon(sim: FreeSwitchSim, call: SimCall) -> None:
+    await trio.sleep(1.0)
+    await call.hangup()
+
+
+async def test_an_ai_sentence_the_caller_talks_over_fails_the_demo_loudly(database_url):
+    # The old script: the caller's speech-start came right after the greeting was *sent*,
+    # so the greeting was cut after a few milliseconds.
+    cut = Scenario("cut", "the caller talks over the greeting", [
+        AwaitClient("response.create"),
+        Say("Clínica Exemplo, bom dia! Aqui é a Ana. Em que posso ajudar?", ms=1200),
+        CallerSpeechStarted(),
+        AwaitClient("conversation.item.truncate"),
+        GoSilent(),
+    ], {}, act=_caller_hangs_up_soon)  # fmt: skip
+    out = io.StringIO()
+    settings = load_settings({"DATABASE_URL": database_url})
+    assert not await run_scenarios(settings, [], out, scenarios=[cut])
+    assert re.search(r"!! the AI was cut off: item_\d+ stopped after \d+ of 1200 ms",
+                     out.getvalue())  # fmt: skip
+
+
+def test_the_demo_command_runs_a_chosen_scenario_and_shows_the_wire_when_verbose(
+    database_url, monkeypatch, capsys
+):
     from callcontrol.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["demo", "--scenario", "nonsense"]) == 2
     assert "unknown scenario" in capsys.readouterr().err
-    assert main(["demo", "--scenario", "busy"]) == 0
+    assert main(["demo", "--scenario", "answered", "--verbose"]) == 0
     out = capsys.readouterr().out
-    assert "== busy:" in out and "== answered:" not in out
-    assert "demo finished\n" in out
+    assert "== answered:" in out and "== busy:" not in out
+    assert "ESL ← bgapi originate {origination_uuid=" in out
+    assert "}user/1002@pbx.example.com &park()" in out
+    assert "ESL ← sendmsg call-command: execute execute-app-name: answer" in out
+    assert "ESL → event CHANNEL_BRIDGE" in out
+    # the story is still there, between the wire lines
+    assert "Financeiro atendeu — em conversa" in out
+    assert "!!" not in out and "demo finished\n" in out
