@@ -34,6 +34,7 @@ from callcontrol.esl import ConnectionClosed, ProtocolError
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import configure_logging, get_logger
+from callcontrol.orphans import kill_orphaned_legs
 from callcontrol.startup import StartupError, database_failed, find, listen_failed
 
 HANDSHAKE_SECONDS = 10.0
@@ -284,6 +285,8 @@ async def run_secretary_server(
             app.services = services
             app.flow = secretary_flow
             await nursery.start(_serve_api, app, services)
+            # before any call of ours can ring someone: what a killed run left ringing
+            await kill_orphaned_legs(app.settings)
             async with trio.open_nursery() as calls:
                 listeners = await calls.start(serve, app, listen)
                 task_status.started(listeners)

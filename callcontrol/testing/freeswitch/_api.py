@@ -208,14 +208,16 @@ async def _show(sim: FreeSwitchSim, args: str) -> str:
 
 
 def _channel_row(sim: FreeSwitchSim, ch: Channel) -> dict[str, str]:
-    app = ch.app or ch.host_app
+    # the channels table keeps the last CHANNEL_EXECUTE's application (e.g. uuid_bridge)
+    running = ch.app or ch.host_app
+    app_name, app_arg = (running.name, running.arg) if running else (ch.last_app, ch.last_arg)
     return {
         "uuid": ch.uuid, "direction": ch.direction,
         "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ch.created)),
         "created_epoch": str(int(ch.created)), "name": ch.name, "state": ch.state,
         "cid_name": ch.caller_id_name, "cid_num": ch.caller_id_number,
         "ip_addr": ch.network_addr, "dest": ch.destination_number,
-        "application": app.name if app else "", "application_data": app.arg if app else "",
+        "application": app_name, "application_data": app_arg,
         "dialplan": "XML" if ch.direction == "inbound" else "xml", "context": ch.context,
         "read_codec": ch.read_codec, "read_rate": str(ch.read_rate),
         "read_bit_rate": "64000", "write_codec": ch.read_codec,
