@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _destination_arguments(sub: Any) -> None:
-    """``destinations list | add | import`` (callcontrol/destinations/admin.py runs them)."""
+    """``destinations list | add | import`` (callcontrol/destinations/admin.py runs them). The
+    choices spell DestinationType (the domain's own numbers only: an external one needs a
+    gateway or the outbound routes, set in SQL) and FallbackAction, without importing them."""
     dest = sub.add_parser("destinations", help="list, add or import the transfer destinations")
     dest_sub = dest.add_subparsers(dest="destinations_command", required=True)
 

@@ -43,9 +43,6 @@ from callcontrol.destinations.matching import normalize
 from callcontrol.destinations.model import DestinationType, FallbackAction
 from callcontrol.logs import configure_logging
 
-# The types an admin adds here: the domain's own numbers (external ones need a gateway or the
-# outbound routes; docs/destinations.md shows the SQL for them).
-ADDABLE_TYPES = (DestinationType.EXTENSION, DestinationType.RING_GROUP, DestinationType.QUEUE)
 _SAFE_NUMBER = re.compile(r"^[0-9A-Za-z*#+_.-]+$")  # what the dial strings accept
 
 _SAID = {

@@ -13,8 +13,9 @@ import pytest
 import trio
 from psycopg.rows import dict_row
 
-from callcontrol.cli import main
+from callcontrol.cli import build_parser, main
 from callcontrol.db import Database, PoolOptions, open_database
+from callcontrol.destinations.model import DestinationType, FallbackAction
 from callcontrol.testing.database import (
     EVERY_PBX,
     StockPBX,
@@ -378,6 +379,15 @@ def test_add_default_replaces_the_previous_default(env: str, capsys: Any) -> Non
     assert out[0].endswith("the default (instead of Recepção)")
     assert [(r["name"], r["is_default"]) for r in rows(env)] == [
         ("Suporte", True), ("Recepção", False)]
+
+
+def test_the_command_line_choices_are_the_models_values() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    add = next(a for a in sub["destinations"]._actions if a.dest == "destinations_command")
+    options = {a.dest: a.choices for a in add.choices["add"]._actions}
+    assert options["type"] == [str(t) for t in DestinationType if t is not DestinationType.EXTERNAL]
+    assert options["fallback"] == [str(f) for f in FallbackAction]
 
 
 # -- the database is not the one it should be ----------------------------------------------
