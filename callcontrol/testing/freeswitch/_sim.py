@@ -368,9 +368,19 @@ class FreeSwitchSim:
             "network_port": str(port), "network_proto": "udp",
             "hostname": self.factory.hostname, "metadata": "",
         }
+        contact = f"\"{user}\" <sip:{user}@{ip}:{port}>"
+        self.publish(self.factory.plain_event("CUSTOM", [
+            ("Event-Subclass", "sofia::register"), ("profile-name", "internal"),
+            ("from-user", user), ("from-host", domain), ("contact", contact),
+            ("expires", "3600"), ("network-ip", ip), ("network-port", str(port)),
+            ("username", user), ("realm", domain)]))
 
     def unregister(self, user: str, domain: str | None = None) -> None:
-        self.registrations.pop(f"{user}@{domain or self.domain}", None)
+        domain = domain or self.domain
+        if self.registrations.pop(f"{user}@{domain}", None) is not None:
+            self.publish(self.factory.plain_event("CUSTOM", [
+                ("Event-Subclass", "sofia::unregister"), ("profile-name", "internal"),
+                ("from-user", user), ("from-host", domain), ("expires", "0")]))
 
     def registration_rows(self) -> list[dict[str, str]]:
         return list(self.registrations.values())
