@@ -1,5 +1,5 @@
 """The ``callcontrol`` command: serve | demo | migrate | destinations | replay | trace stats |
-doctor | fs-conf.
+doctor | fs-conf | fusionpbx.
 
 Each subcommand lives in the module that owns the concept; this file only parses arguments
 and imports that module when the subcommand runs, so ``callcontrol --help`` stays fast.
@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from callcontrol.config import ConfigError
+from callcontrol.fusionpbx.cli import COMMAND as FUSIONPBX_COMMAND
+from callcontrol.fusionpbx.cli import add_fusionpbx_parser
 
 # subcommand -> "module:function"; each function takes the parsed namespace, returns an exit code
 _COMMANDS = {
@@ -26,6 +28,7 @@ _COMMANDS = {
     "trace-stats": "callcontrol.trace.stats:run_stats",
     "doctor": "callcontrol.doctor:run_doctor",
     "fs-conf": "callcontrol.fsconf:run_fs_conf",
+    "fusionpbx": FUSIONPBX_COMMAND,
 }
 
 
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     fs_conf = sub.add_parser("fs-conf", help="print the FreeSWITCH config/dialplan snippets")
     fs_conf.add_argument("--out", metavar="DIR", help="write the files into DIR instead")
     fs_conf.add_argument("--force", action="store_true", help="overwrite files in --out DIR")
+    add_fusionpbx_parser(sub)
     return parser
 
 
