@@ -489,6 +489,20 @@ async def add_dialplan(
     return dialplan_uuid
 
 
+async def add_default_setting(
+    db: Database, category: str, subcategory: str, value: str, *, enabled: bool = True
+) -> uuid.UUID:
+    """A FusionPBX Default Setting (Advanced > Default Settings), e.g. ``cache`` ``method``."""
+    setting_uuid = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO v_default_settings (default_setting_uuid, default_setting_category,"
+        " default_setting_subcategory, default_setting_name, default_setting_value,"
+        " default_setting_enabled, insert_date) VALUES (%s, %s, %s, 'text', %s, %s, now())",
+        (setting_uuid, category, subcategory, value, _flag(enabled)),
+    )
+    return setting_uuid
+
+
 def _flag(value: bool | None) -> str | None:
     # An untyped text literal is accepted by both a boolean and a text column.
     return None if value is None else ("true" if value else "false")
