@@ -372,9 +372,9 @@ def _dialplan_check(conn: psycopg.Connection[Any], listen: HostPort) -> Check:
             key = (row["dialplan_uuid"], " ".join(data.split()))
             found.setdefault(key, _Socket(_where(row), key[1], bool(row["enabled"])))
     wanted = f"{listen} async full"
-    install = ("`callcontrol fs-conf --out DIR` writes dialplan/fusionpbx/"
-               "ai_secretary.dialplan-manager.xml: add it in Dialplan > Dialplan Manager "
-               "(docs/dialplan.md)")  # fmt: skip
+    install = ("`callcontrol fusionpbx install-dialplan --domain NAME` adds it to a domain "
+               "(or add dialplan/fusionpbx/ai_secretary.dialplan-manager.xml by hand in "
+               "Dialplan > Dialplan Manager; docs/dialplan.md)")  # fmt: skip
     ours = [s for s in found.values() if _points_at(s.data, listen)]
     if not ours:
         if found:

@@ -179,8 +179,9 @@ def test_dialplan_entry(db_url: str, fusionpbx_schema: StockPBX) -> None:
     assert line(found) == (
         "WARN  dialplan: no dialplan entry hands calls to 127.0.0.1:8022 (no `socket` action in "
         "v_dialplan_details or v_dialplans): no call reaches callcontrol -- fix: `callcontrol "
-        "fs-conf --out DIR` writes dialplan/fusionpbx/ai_secretary.dialplan-manager.xml: add it "
-        "in Dialplan > Dialplan Manager (docs/dialplan.md)"
+        "fusionpbx install-dialplan --domain NAME` adds it to a domain (or add "
+        "dialplan/fusionpbx/ai_secretary.dialplan-manager.xml by hand in Dialplan > Dialplan "
+        "Manager; docs/dialplan.md)"
     )
     domain = seed(db_url, lambda db: add_domain(db, "empresa.com.br"))
     seed(db_url, lambda db: add_dialplan(db, domain, "old_ai", "8000", "127.0.0.1:9999 async full"))
