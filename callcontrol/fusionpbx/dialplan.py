@@ -42,6 +42,7 @@ from uuid import UUID
 from xml.sax.saxutils import escape
 
 import attrs
+import psycopg
 import trio
 
 from callcontrol.config import Settings, load_settings
@@ -557,6 +558,13 @@ def run_fusionpbx(args: argparse.Namespace) -> int:
     except DatabaseUnavailable as exc:
         reason = str(exc).strip().splitlines()[0]
         print(f"{prog}: {reason} -- fix: check DATABASE_URL (callcontrol doctor)", file=sys.stderr)
+        return 1
+    except psycopg.errors.InsufficientPrivilege as exc:
+        reason = str(exc).strip().splitlines()[0]
+        print(f"{prog}: DATABASE_URL's user may not change FusionPBX's dialplan ({reason}); "
+              "nothing was written -- fix: run it with FusionPBX's own database user "
+              "(/etc/fusionpbx/config.conf), or grant SELECT, INSERT, UPDATE, DELETE on "
+              "v_dialplans and v_dialplan_details", file=sys.stderr)  # fmt: skip
         return 1
     for line in lines:
         print(line)

@@ -441,3 +441,35 @@ def test_a_database_without_fusionpbx(database_url: str, capsys: Any,
     assert err == ["callcontrol fusionpbx uninstall-dialplan: this database has no FusionPBX "
                    "dialplan tables (v_domains, v_dialplans, v_dialplan_details) -- fix: set "
                    "DATABASE_URL to the FusionPBX database (/etc/fusionpbx/config.conf)"]
+
+
+def test_a_database_user_that_may_not_write_the_dialplan(
+    env: str, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FusionPBX's tables belong to its own user; another one is told so, not shown a
+    traceback, and nothing is written."""
+    seed(env, _pbx)
+    role = f"cctest_reader_{uuid.uuid4().hex[:8]}"
+    schema = query(env, "SELECT current_schema() AS s")[0]["s"]
+    with psycopg.connect(env, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    try:
+        # libpq's options: the same schema, as that role
+        reader = env.replace("-csearch_path%3D", f"-crole%3D{role}%20-csearch_path%3D")
+        assert reader != env
+        monkeypatch.setenv("DATABASE_URL", reader)
+        code, out, err = run(capsys, "install-dialplan", "--domain", DOMAIN)
+    finally:
+        with psycopg.connect(env, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+    assert (code, out) == (1, [])
+    [message] = err
+    assert message.startswith("callcontrol fusionpbx install-dialplan: DATABASE_URL's user may "
+                              "not change FusionPBX's dialplan (permission denied for table ")
+    assert message.endswith("nothing was written -- fix: run it with FusionPBX's own database "
+                            "user (/etc/fusionpbx/config.conf), or grant SELECT, INSERT, UPDATE, "
+                            "DELETE on v_dialplans and v_dialplan_details")
+    assert dialplans(env) == []
