@@ -455,9 +455,9 @@ def install(conn: Connection, request: Request) -> list[str]:
     clash = _same_number(conn, domain, entry.number)
     notes = [f"note: {domain.name} has other dialplan entries for {entry.number}: "
              f"{', '.join(clash)}; the lowest order answers first"] if clash else []  # fmt: skip
-    if request.dry_run:
-        return [*_dry_run(entry, row, details, changes, domain), *notes]
     bound = _bind_flags(row, _flag_types(conn))
+    if request.dry_run:
+        return [*_dry_run(bound, details, changes, domain), *notes]
     if existing:
         _delete(conn, [r["dialplan_uuid"] for r in existing[1:]])
         conn.execute("DELETE FROM v_dialplan_details WHERE dialplan_uuid = %s", (dialplan_uuid,))
@@ -495,7 +495,17 @@ def install(conn: Connection, request: Request) -> list[str]:
     return [*lines, *notes, *reload_steps(domain.name, _cache(conn))]
 
 
-def _dry_run(entry: Entry, row: dict[str, Any], details: list[Detail], changes: list[str],
+def _shown(column: str, value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (boolean)"
+    if column in _FLAGS:
+        return f"{value!r} (text)"
+    return str(value)
+
+
+def _dry_run(row: dict[str, Any], details: list[Detail], changes: list[str],
              domain: Domain) -> list[str]:  # fmt: skip
     verb = "update" if changes else "add"
     lines = [f"dry run, nothing written: would {verb} callcontrol's dialplan entry in "
@@ -503,7 +513,7 @@ def _dry_run(entry: Entry, row: dict[str, Any], details: list[Detail], changes: 
     if changes:
         lines.append(f"  changed: {', '.join(changes)}")
     lines.append("v_dialplans:")
-    lines += [f"  {k} = {v}" for k, v in row.items() if k != "dialplan_xml"]
+    lines += [f"  {k} = {_shown(k, v)}" for k, v in row.items() if k != "dialplan_xml"]
     lines.append("v_dialplan_details (tag, type, data, group, order):")
     lines += [f"  {d.tag}  {d.type}  {d.data}  {d.group}  {d.order}" for d in details]
     lines.append("dialplan_xml:")

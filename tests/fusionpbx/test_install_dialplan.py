@@ -217,7 +217,9 @@ def test_dry_run_prints_the_rows_and_writes_nothing(
     assert out[1] == "v_dialplans:"
     assert f"  dialplan_context = {DOMAIN}" in out
     assert "  dialplan_order = 300" in out
-    assert "  dialplan_enabled = True" in out
+    flag = "'true' (text)" if fusionpbx_schema.text_flags else "true (boolean)"
+    assert f"  dialplan_enabled = {flag}" in out
+    assert "  hostname = NULL" in out
     assert f"  app_uuid = {APP_UUID}" in out
     assert "  action  socket  127.0.0.1:8022 async full  0  20" in out
     assert '  \t\t<action application="socket" data="127.0.0.1:8022 async full"/>' in out
