@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from callcontrol.db.database import Database, DatabaseUnavailable
+from callcontrol.db.database import Connection, Database, DatabaseUnavailable
 from callcontrol.logs import get_logger
 
 _INSERT = """
@@ -66,7 +66,7 @@ async def save_request(
     db: Database, request: CallbackRequest, *, spool: Path | None = None
 ) -> Saved:
     try:
-        await db.execute(_INSERT, request.row())
+        await _insert(db, request.row(), by="secretary")
     except DatabaseUnavailable as exc:
         target = spool or default_spool()
         _log.error("callbacks.spooled", request_uuid=request.request_uuid, error=str(exc),
@@ -75,6 +75,17 @@ async def save_request(
         return Saved(request.request_uuid, "spool")
     _log.info("callbacks.saved", request_uuid=request.request_uuid, kind=request.kind)
     return Saved(request.request_uuid, "database")
+
+
+async def _insert(db: Database, row: dict[str, Any], *, by: str) -> None:
+    """The insert, with who wrote it for the ticket's history (migration 005's trigger; the
+    setting is harmless on a database that does not have the trigger yet)."""
+
+    def work(conn: Connection) -> None:
+        conn.execute("SELECT set_config('callcontrol.changed_by', %s, true)", (by,))
+        conn.execute(_INSERT, row)
+
+    await db.transaction(work)
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
@@ -93,7 +104,7 @@ async def drain_spool(db: Database, spool: Path | None = None) -> int:
     lines = (await trio.to_thread.run_sync(path.read_text, "utf-8")).splitlines()
     for line in lines:
         if line.strip():
-            await db.execute(_INSERT, json.loads(line))
+            await _insert(db, json.loads(line), by="spool")
     await trio.to_thread.run_sync(path.unlink)
     _log.info("callbacks.spool_drained", count=len(lines))
     return len(lines)
