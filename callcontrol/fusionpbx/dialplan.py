@@ -253,6 +253,35 @@ def _fallback(conn: Connection, domain: Domain, chosen: str | None) -> Fallback:
     return Fallback(number, what)
 
 
+def _check_secretary(conn: Connection, domain: Domain, secretary: UUID) -> None:
+    """A secretary of the domain: callcontrol's row, or the voice-secretary app's (where that
+    separately installed app exists). A UUID nobody configured would quietly get the domain's
+    own secretary on every call."""
+    if secretary == UUID(int=0):
+        raise DialplanError("--secretary: the nil UUID means the domain's own secretary -- "
+                            "leave --secretary out for that")  # fmt: skip
+    found = conn.execute(
+        "SELECT (to_regclass('callcontrol_secretaries') IS NOT NULL) AS own,"
+        " (to_regclass('v_voice_secretaries') IS NOT NULL) AS app"
+    ).fetchone()
+    sources = []
+    if found and found["own"]:
+        sources.append("SELECT 1 FROM callcontrol_secretaries"
+                       " WHERE domain_uuid = %(domain)s AND secretary_uuid = %(secretary)s")
+    if found and found["app"]:
+        sources.append("SELECT 1 FROM v_voice_secretaries"
+                       " WHERE domain_uuid = %(domain)s AND voice_secretary_uuid = %(secretary)s")
+    params = {"domain": domain.uuid, "secretary": secretary}
+    for query in sources:
+        if conn.execute(query, params).fetchone() is not None:
+            return
+    raise DialplanError(
+        f"--secretary {secretary}: {domain.name} has no such secretary (callcontrol_secretaries"
+        ", or the voice-secretary app's v_voice_secretaries) -- fix: leave --secretary out for "
+        "the domain's own secretary, or give the UUID of one of its secretaries"
+    )
+
+
 def _flag_types(conn: Connection) -> dict[str, bool]:
     """Which of v_dialplans' flags are ``boolean`` (5.5) rather than ``text`` (5.4)."""
     rows = conn.execute(
@@ -435,6 +464,8 @@ def install(conn: Connection, request: Request) -> list[str]:
             f"{manual['dialplan_number']}) -- fix: delete it in Dialplan > Dialplan Manager, "
             "then run this again (or keep yours and skip this command)"
         )
+    if request.secretary is not None:
+        _check_secretary(conn, domain, request.secretary)
     entry = Entry(domain.uuid, domain.name, request.number, request.socket,
                   _fallback(conn, domain, request.fallback), request.secretary)  # fmt: skip
     existing = _ours(conn, domain)

@@ -28,6 +28,8 @@ from callcontrol.testing.database import (
     add_domain,
     add_extension,
     add_ring_group,
+    add_secretary,
+    add_voice_secretary_app_row,
 )
 
 T = TypeVar("T")
@@ -240,7 +242,7 @@ def test_dry_run_prints_the_rows_and_writes_nothing(
 
 def test_other_settings_update_the_same_entry(env: str, capsys: Any) -> None:
     ids = seed(env, _pbx)
-    secretary = uuid.uuid4()
+    secretary = seed(env, lambda db: add_secretary(db, ids["domain"]))
     assert run(capsys, "install-dialplan", "--domain", DOMAIN)[0] == 0
     [first] = dialplans(env)
 
@@ -271,9 +273,10 @@ def test_other_settings_update_the_same_entry(env: str, capsys: Any) -> None:
 def test_the_xml_is_what_fusionpbx_renders_from_the_details(env: str, capsys: Any) -> None:
     """Saving the entry in the Dialplan Manager renders dialplan_xml again from the details
     rows: one <condition> per group, its actions in order, data as stored."""
-    seed(env, _pbx)
+    ids = seed(env, _pbx)
+    secretary = seed(env, lambda db: add_secretary(db, ids["domain"]))
     assert run(capsys, "install-dialplan", "--domain", DOMAIN, "--secretary",
-               str(uuid.uuid4()))[0] == 0  # fmt: skip
+               str(secretary))[0] == 0  # fmt: skip
     [row] = dialplans(env)
     extension = ET.fromstring(row["dialplan_xml"])
     assert extension.attrib == {"name": row["dialplan_name"], "continue": "false",
@@ -288,9 +291,10 @@ def test_the_xml_is_what_fusionpbx_renders_from_the_details(env: str, capsys: An
 def test_it_matches_the_shipped_dialplan_manager_file(env: str, capsys: Any) -> None:
     """dialplan/fusionpbx/ai_secretary.dialplan-manager.xml is the manual way: same name, the
     same actions in the same order."""
-    seed(env, _pbx)
+    ids = seed(env, _pbx)
+    secretary = seed(env, lambda db: add_secretary(db, ids["domain"]))
     assert run(capsys, "install-dialplan", "--domain", DOMAIN, "--secretary",
-               str(uuid.uuid4()))[0] == 0  # fmt: skip
+               str(secretary))[0] == 0  # fmt: skip
     shipped_text = (resources.files("callcontrol") / "dialplan" / "fusionpbx"
                     / "ai_secretary.dialplan-manager.xml").read_text(encoding="utf-8")  # fmt: skip
     shipped = ET.fromstring(shipped_text)
@@ -338,6 +342,13 @@ def test_refused_without_anywhere_to_fall_back_to(env: str, capsys: Any) -> None
     (["--fallback", '9000" data="x'], "--fallback '9000\" data=\"x': one word"),
     (["--fallback", "9000 XML other"], "--fallback '9000 XML other': one word"),
     (["--secretary", "nope"], "--secretary 'nope' is not a UUID"),
+    (["--secretary", str(uuid.UUID(int=0))], "--secretary: the nil UUID means the domain's own "
+     "secretary -- leave --secretary out for that"),
+    (["--secretary", "5e0c4c8e-0000-4000-8000-000000000001"], "--secretary "
+     "5e0c4c8e-0000-4000-8000-000000000001: empresa.com.br has no such secretary "
+     "(callcontrol_secretaries, or the voice-secretary app's v_voice_secretaries) -- fix: leave "
+     "--secretary out for the domain's own secretary, or give the UUID of one of its "
+     "secretaries"),
     (["--domain", "nao.existe"], "no domain 'nao.existe' in FusionPBX (v_domains); its "
      "domains: empresa.com.br, outra.com.br"),
 ])  # fmt: skip
@@ -475,3 +486,26 @@ def test_a_database_user_that_may_not_write_the_dialplan(
                             "user (/etc/fusionpbx/config.conf), or grant SELECT, INSERT, UPDATE, "
                             "DELETE on v_dialplans and v_dialplan_details")
     assert dialplans(env) == []
+
+
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
+def test_a_secretary_of_the_domain_is_accepted_from_either_table(
+    env: str, capsys: Any, fusionpbx_schema: StockPBX
+) -> None:
+    """add_secretary writes callcontrol's row, and the other app's too where it is installed;
+    a secretary of another domain is refused."""
+    ids = seed(env, _pbx)
+    theirs = seed(env, lambda db: add_secretary(db, ids["other"]))
+    code, _, err = run(capsys, "install-dialplan", "--domain", DOMAIN, "--secretary", str(theirs))
+    assert code == 1 and "has no such secretary" in err[0]
+    ours = seed(env, lambda db: add_secretary(db, ids["domain"]))
+    code, out, _ = run(capsys, "install-dialplan", "--domain", DOMAIN, "--secretary", str(ours))
+    assert code == 0, out
+    assert f"voice_secretary_uuid={ours}" in dialplans(env)[0]["dialplan_xml"]
+    if fusionpbx_schema.secretary_app:  # only the other app knows this one
+        app_only = uuid.uuid4()
+        seed(env, lambda db: add_voice_secretary_app_row(db, ids["domain"], app_only))
+        code, out, _ = run(capsys, "install-dialplan", "--domain", DOMAIN, "--secretary",
+                           str(app_only))  # fmt: skip
+        assert code == 0, out
+        assert f"voice_secretary_uuid={app_only}" in dialplans(env)[0]["dialplan_xml"]
