@@ -191,7 +191,7 @@ _LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
 def check_fusionpbx(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> list[Check]:
-    """The FusionPBX side of the database; [] when it cannot be read (check_database says why)."""
+    """The FusionPBX side of the database (run only once check_database could connect)."""
     url = settings.database_url
     if not url:
         return [Check("fusionpbx", "SKIP", "not checked on the embedded database")]
@@ -214,8 +214,11 @@ def check_fusionpbx(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> lis
                 checks.append(_placeholder_check(conn))
                 checks.append(_voicemail_check(conn))
             return checks
-    except psycopg.Error:
-        return []
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [_fail("fusionpbx", f"cannot read FusionPBX's tables: {reason}",
+                      "check that DATABASE_URL's user may read them (FusionPBX's own user "
+                      "can)")]  # fmt: skip
 
 
 def _fusionpbx_tables(conn: psycopg.Connection[Any]) -> Check:

@@ -317,4 +317,5 @@ def test_doctor_report_counts_warnings_and_skips_fusionpbx_on_the_embedded_datab
     found = check_fusionpbx(load_settings({}))
     assert [line(c) for c in found] == [
         "SKIP  fusionpbx: not checked on the embedded database"]
-    assert check_fusionpbx(load_settings({"DATABASE_URL": "postgresql://u@127.0.0.1:1/x"})) == []
+    [failed] = check_fusionpbx(load_settings({"DATABASE_URL": "postgresql://u@127.0.0.1:1/x"}))
+    assert failed.failed and failed.detail.startswith("cannot read FusionPBX's tables: ")
