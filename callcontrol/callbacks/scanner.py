@@ -1,0 +1,217 @@
+"""The scanner: turns open callback tickets into agents who are told, as soon as they are free.
+
+One scan (``scan_once``), every ``CALLBACK_CHECK_INTERVAL_MS`` and at once when FreeSWITCH says
+an extension may have become free:
+
+1. tickets past ``expires_at`` become ``expired``; tickets told ``CALLBACK_MAX_NOTIFICATIONS``
+   times without being called become ``needs_review`` (a person must look);
+2. the due tickets (``scheduled_at`` reached, the minimum interval since the last notification
+   passed) are read with their agent's extension, domain and DND;
+3. ONE availability snapshot answers for all of them (``availability``);
+4. each ticket whose agent is AVAILABLE moves to ``notified`` by a conditional UPDATE that
+   re-checks the interval: with several ``serve`` instances on one database, the second one's
+   UPDATE finds the row already notified and changes nothing, so a ticket is notified once per
+   interval whatever the number of scanners; an instance killed mid-scan leaves the tickets as
+   they were;
+5. ``notify`` is called for each ticket that moved, after the commit.
+
+UNKNOWN availability (FreeSWITCH cannot be asked) notifies nobody; three scans in a row without
+it raise an alert (``callbacks.availability_alert``), and the scanner goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import attrs
+import trio
+
+from callcontrol.callbacks.availability import Availability, Snapshot, availability
+from callcontrol.config import Settings
+from callcontrol.db.database import Connection, Database, DatabaseUnavailable
+from callcontrol.logs import get_logger
+
+ALERT_AFTER_FAILURES = 3
+
+_log = get_logger("callcontrol.callbacks.scanner")
+
+_BY_SCANNER = ("SELECT set_config('callcontrol.changed_by', 'scanner', true),"
+               " set_config('callcontrol.change_reason', %s, true)")  # fmt: skip
+
+_EXPIRE = """
+UPDATE callcontrol_callback_requests SET status = 'expired', updated_at = now()
+ WHERE status IN ('pending', 'notified', 'ready_to_call') AND expires_at <= %(now)s
+RETURNING request_uuid::text
+"""
+
+_TOO_MANY = """
+UPDATE callcontrol_callback_requests SET status = 'needs_review', updated_at = now()
+ WHERE status IN ('pending', 'notified') AND notification_count >= %(max)s
+RETURNING request_uuid::text
+"""
+
+# The agent's extension: the ticket's own, else its destination's when that is an extension.
+_DUE = """
+SELECT r.request_uuid::text AS request_uuid, r.phone_number, r.caller_name, r.reason,
+       r.notification_count,
+       coalesce(r.extension, CASE WHEN t.destination_type = 'extension'
+                                  THEN t.destination_number END) AS extension,
+       d.domain_name,
+       coalesce(e.do_not_disturb::text = 'true', false) AS dnd
+  FROM callcontrol_callback_requests r
+  LEFT JOIN v_voice_transfer_destinations t ON t.transfer_destination_uuid = r.destination_uuid
+  LEFT JOIN v_domains d ON d.domain_uuid = r.domain_uuid
+  LEFT JOIN v_extensions e ON e.domain_uuid = r.domain_uuid
+       AND e.extension = coalesce(r.extension, t.destination_number)
+ WHERE r.kind = 'callback' AND r.status IN ('pending', 'notified')
+   AND (r.scheduled_at IS NULL OR r.scheduled_at <= %(now)s)
+   AND (r.last_notified_at IS NULL
+        OR r.last_notified_at <= %(now)s - make_interval(mins => r.min_interval_minutes))
+ ORDER BY coalesce(r.scheduled_at, r.created_at)
+ LIMIT %(limit)s
+"""
+
+_NOTIFY = """
+UPDATE callcontrol_callback_requests
+   SET status = 'notified', updated_at = now(), notification_count = notification_count + 1,
+       last_notified_at = %(now)s
+ WHERE request_uuid = ANY(%(uuids)s::uuid[]) AND status IN ('pending', 'notified')
+   AND (last_notified_at IS NULL
+        OR last_notified_at <= %(now)s - make_interval(mins => min_interval_minutes))
+RETURNING request_uuid::text
+"""
+
+
+@attrs.frozen
+class DueTicket:
+    request_uuid: str
+    phone_number: str
+    caller_name: str | None
+    reason: str | None
+    extension: str | None
+    domain_name: str | None
+    dnd: bool
+    notification_count: int
+
+
+@attrs.frozen
+class ScanResult:
+    expired: tuple[str, ...] = ()
+    to_review: tuple[str, ...] = ()
+    due: int = 0
+    notified: tuple[DueTicket, ...] = ()
+    availability_known: bool = True
+
+
+SnapshotSource = Callable[[], Awaitable[Snapshot | None]]
+Notify = Callable[[DueTicket], Awaitable[None]]
+
+
+async def scan_once(
+    db: Database,
+    snapshot_of: SnapshotSource,
+    settings: Settings,
+    now: datetime,
+    *,
+    notify: Notify | None = None,
+    limit: int = 10_000,
+) -> ScanResult:
+    expired, to_review = await db.transaction(lambda conn: _close_out(conn, settings, now))
+    rows = await db.fetch_all(_DUE, {"now": now, "limit": limit})
+    due = [DueTicket(**row) for row in rows]
+    if not due:
+        return ScanResult(expired, to_review)
+    snapshot = await snapshot_of()
+    if snapshot is None:
+        return ScanResult(expired, to_review, len(due), availability_known=False)
+    free = [t for t in due if _is_free(snapshot, t)]
+    moved: set[str] = set()
+    if free:
+        moved = await db.transaction(lambda conn: _mark_notified(conn, free, now))
+    notified = tuple(t for t in free if t.request_uuid in moved)
+    for ticket in notified:
+        _log.info("callbacks.agent_notified", request_uuid=ticket.request_uuid,
+                  extension=ticket.extension, domain=ticket.domain_name,
+                  times=ticket.notification_count + 1,
+                  reason="the agent's extension is available")  # fmt: skip
+        if notify is not None:
+            await notify(ticket)
+    return ScanResult(expired, to_review, len(due), notified)
+
+
+def _is_free(snapshot: Snapshot, ticket: DueTicket) -> bool:
+    if not ticket.extension or not ticket.domain_name:
+        return False  # a ring group's or a queue's ticket: nobody in particular to tell yet
+    found = availability(snapshot, ticket.extension, ticket.domain_name, dnd=ticket.dnd)
+    return found is Availability.AVAILABLE
+
+
+def _close_out(conn: Connection, settings: Settings, now: datetime) -> tuple[tuple[str, ...],
+                                                                              tuple[str, ...]]:
+    conn.execute(_BY_SCANNER, ("expires_at passed",))
+    expired = tuple(r["request_uuid"] for r in conn.execute(_EXPIRE, {"now": now}).fetchall())
+    conn.execute(_BY_SCANNER, (f"notified {settings.callback_max_notifications} times",))
+    to_review = tuple(r["request_uuid"] for r in conn.execute(
+        _TOO_MANY, {"max": settings.callback_max_notifications}).fetchall())
+    return expired, to_review
+
+
+def _mark_notified(conn: Connection, free: list[DueTicket], now: datetime) -> set[str]:
+    conn.execute(_BY_SCANNER, ("the agent's extension is available",))
+    rows = conn.execute(_NOTIFY, {"now": now, "uuids": [t.request_uuid for t in free]})
+    return {r["request_uuid"] for r in rows.fetchall()}
+
+
+class Scanner:
+    """The scanner's loop (``run``), with its alert state."""
+
+    def __init__(
+        self,
+        db: Database,
+        snapshot_of: SnapshotSource,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime],
+        notify: Notify | None = None,
+        wake: Callable[[], trio.Event] | None = None,
+    ) -> None:
+        self.db = db
+        self.snapshot_of = snapshot_of
+        self.settings = settings
+        self.clock = clock
+        self.notify = notify
+        self.wake = wake  # an event set when an extension may have become free
+        self.unknown_in_a_row = 0
+        self.scans = 0
+        self.alerts = 0
+
+    async def run(self) -> None:
+        interval = self.settings.callback_check_interval_ms / 1000
+        while True:
+            await self.scan()
+            with trio.move_on_after(interval):
+                if self.wake is not None:
+                    await self.wake().wait()
+                else:
+                    await trio.sleep_forever()
+
+    async def scan(self) -> ScanResult | None:
+        try:
+            result = await scan_once(self.db, self.snapshot_of, self.settings, self.clock(),
+                                     notify=self.notify)  # fmt: skip
+        except DatabaseUnavailable as exc:
+            _log.error("callbacks.scan_failed", error=str(exc), next="the next interval")
+            return None
+        self.scans += 1
+        if result.availability_known:
+            self.unknown_in_a_row = 0
+        else:
+            self.unknown_in_a_row += 1
+            if self.unknown_in_a_row == ALERT_AFTER_FAILURES:
+                self.alerts += 1
+                _log.error("callbacks.availability_alert", scans=self.unknown_in_a_row,
+                           due=result.due,
+                           effect="no agent is told of a callback until FreeSWITCH answers",
+                           fix="check ESL_HOST/ESL_PORT/ESL_PASSWORD and FreeSWITCH")  # fmt: skip
+        return result
