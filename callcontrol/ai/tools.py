@@ -4,7 +4,9 @@ The model is an unreliable caller of functions: arguments arrive as a JSON *stri
 broken, incomplete, of the wrong types, or a transcription of a caller saying nonsense. Nothing here
 raises: ``parse_tool_call`` returns either a typed request or a ``ToolArgumentError`` whose
 ``output()`` is a function output the model can recover from ("ask the caller again for ...").
-Phone numbers are checked and normalised to E.164 with ``phonenumbers`` (default region BR).
+Phone numbers are checked and normalised to E.164 by :mod:`callcontrol.callbacks.phone` (Brazilian
+shapes, caller IDs, dictation in words); a withheld or unusable number is a tool error naming the
+problem, so the model asks the caller again.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import phonenumbers
 
 from callcontrol.ai.provider import ToolSpec
+from callcontrol.callbacks.phone import PhoneProblem, parse_number
 
 MAX_TEXT = 500
 MAX_MESSAGE = 2000
@@ -57,17 +59,22 @@ REQUEST_HANDOFF = ToolSpec(
 SCHEDULE_CALLBACK = ToolSpec(
     name="schedule_callback",
     description=(
-        "Schedule a callback when nobody can take the call now. Confirm the name, the number "
-        "(read it back digit by digit) and the preferred time with the caller first."
+        "Schedule a callback when nobody can take the call now. The result gives the number "
+        "as it must be read back (readback) and the time it was scheduled for (scheduled_for): "
+        "read both to the caller to confirm. If the caller corrects either, call the tool again "
+        "with the correction: it replaces the same request. An error means the number cannot be "
+        "used: ask the caller for it again."
     ),
     parameters=_object(
         {
             "name": _string("The caller's name."),
             "phone_number": _string(
-                "Number to call back, digits only with area code (DDD), e.g. 11987654321."
+                "Number to call back with area code (DDD), e.g. 11987654321: the caller's own "
+                "number unless they give another one (digits, or their words as dictated)."
             ),
             "preferred_time": _string(
-                "When the caller prefers to be called, as said, e.g. 'hoje depois das 14h'."
+                "When the caller wants to be called, in their words, e.g. 'hoje depois das 14h', "
+                "'amanhã de manhã', 'o quanto antes'."
             ),
             "reason": _string("What the callback is about."),
         }
@@ -194,31 +201,19 @@ def _text(args: Mapping[str, Any], key: str, problems: _Problems, *, limit: int 
 
 def normalise_phone(text: str, region: str = "BR") -> str | None:
     """E.164 for a valid number said or typed in any usual way, else ``None``."""
-    candidate = clean_text(text, 64)
-    if sum(c.isdigit() for c in candidate) < 8:
-        return None
-    try:
-        number = phonenumbers.parse(candidate, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    number = parse_number(clean_text(text, 120), region)
+    return None if isinstance(number, PhoneProblem) else number.e164
 
 
 def _phone(args: Mapping[str, Any], problems: _Problems, region: str) -> str:
-    raw = _text(args, "phone_number", problems, limit=64)
+    raw = _text(args, "phone_number", problems, limit=120)
     if not raw:
         return ""
-    number = normalise_phone(raw, region)
-    if number is None:
-        problems.add(
-            "phone_number: not a valid phone number "
-            "(expected area code (DDD) and number, e.g. 11987654321)",
-            "phone_number",
-        )
+    number = parse_number(raw, region)
+    if isinstance(number, PhoneProblem):
+        problems.add(f"phone_number: {number.message}", "phone_number")
         return ""
-    return number
+    return number.e164
 
 
 def _decode(raw: str | Mapping[str, Any]) -> Mapping[str, Any] | str:
