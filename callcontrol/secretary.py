@@ -70,6 +70,13 @@ from callcontrol.ai.tools import (
     tool_output,
 )
 from callcontrol.call import CallContext
+from callcontrol.callbacks.capture import (
+    ASAP_WORDS,
+    callback_hours,
+    callback_time,
+    confirmation,
+)
+from callcontrol.callbacks.phone import PhoneNumber, normalise
 from callcontrol.callbacks.requests import CallbackRequest, save_request
 from callcontrol.calls import CallRecord
 from callcontrol.db.database import DatabaseUnavailable
@@ -277,8 +284,11 @@ async def offer_callback_by_dtmf(
     if digit != "1":
         return False
     last = record.handoff
+    hours = await callback_hours(services.directory, who, last)
+    when = callback_time(ASAP_WORDS, datetime.now(services.settings.tz), services.settings, hours)
     request = CallbackRequest(
         "callback", phone, caller_name=who.caller_name, reason="AI unavailable; asked by DTMF",
+        scheduled_at=when.scheduled_at, time_understood=when.understood, expires_at=when.expires_at,
         call_uuid=who.call_uuid,
         domain_uuid=str(who.domain_uuid) if who.domain_uuid else None,
         secretary_uuid=str(who.secretary_uuid) if who.secretary_uuid else None,
@@ -422,6 +432,7 @@ class Conversation:
         self._tool_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.asked_still_there = False
+        self.callback_request_uuid: str | None = None  # a corrected callback replaces it
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -676,15 +687,36 @@ class Conversation:
             "destination_name": last.destination if last else None,
         }
         if isinstance(request, ScheduleCallback):
-            saved_request = CallbackRequest("callback", preferred_time=request.preferred_time,
-                                            reason=request.reason, **common)  # fmt: skip
-            self.record.outcome = "callback_requested"
-        else:
-            saved_request = CallbackRequest("message", message=request.message, **common)
-            self.record.outcome = "message_taken"
+            await self._save_callback(call_id, request, common)
+            return
+        saved_request = CallbackRequest("message", message=request.message, **common)
+        self.record.outcome = "message_taken"
         saved = await save_request(self.services.db, saved_request)
         await self._reply(call_id, tool_output(ok=True, request_id=saved.request_uuid,
                                                note="saved; confirm it to the caller"))  # fmt: skip
+
+    async def _save_callback(
+        self, call_id: str, request: ScheduleCallback, common: dict[str, Any]
+    ) -> None:
+        number = normalise(request.phone_number)
+        assert isinstance(number, PhoneNumber)  # the tool parser let only valid numbers through
+        hours = await callback_hours(self.services.directory, self.who, self.record.handoff)
+        when = callback_time(request.preferred_time, datetime.now(self.settings.tz),
+                             self.settings, hours)  # fmt: skip
+        extra = {"request_uuid": self.callback_request_uuid} if self.callback_request_uuid else {}
+        saved_request = CallbackRequest(
+            "callback", preferred_time=request.preferred_time, reason=request.reason,
+            scheduled_at=when.scheduled_at, time_understood=when.understood,
+            expires_at=when.expires_at, **common, **extra,
+        )  # fmt: skip
+        self.record.outcome = "callback_requested"
+        saved = await save_request(self.services.db, saved_request)
+        self.callback_request_uuid = saved.request_uuid
+        self.log.info("callbacks.captured", request_uuid=saved.request_uuid,
+                      scheduled_at=when.scheduled_at.isoformat(), understood=when.understood,
+                      moved=when.moved)  # fmt: skip
+        output = confirmation(number, when, _language(self.services))
+        await self._reply(call_id, tool_output(ok=True, request_id=saved.request_uuid, **output))
 
     async def _hang_up(self) -> None:
         self.log.info("call.hangup", reason="conversation over")

@@ -3,6 +3,9 @@
 The row is committed before the AI is told "anotado". If the database is down, the request
 goes to a local spool file (JSON lines, fsync'd) and the error is logged; ``drain_spool``
 loads it into the database later. Either way the caller's words are kept.
+
+Saving a request again with the same ``request_uuid`` replaces what it says (the caller
+corrected the number or the time after the read-back): one call, one callback request.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import uuid as uuid_module
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +26,21 @@ from callcontrol.logs import get_logger
 _INSERT = """
 INSERT INTO callcontrol_callback_requests
     (request_uuid, kind, call_uuid, domain_uuid, secretary_uuid, destination_uuid,
-     destination_name, caller_name, phone_number, preferred_time, reason, message)
+     destination_name, caller_name, phone_number, preferred_time, scheduled_at,
+     time_understood, expires_at, reason, message)
 VALUES (%(request_uuid)s, %(kind)s, %(call_uuid)s, %(domain_uuid)s, %(secretary_uuid)s,
         %(destination_uuid)s, %(destination_name)s, %(caller_name)s, %(phone_number)s,
-        %(preferred_time)s, %(reason)s, %(message)s)
-ON CONFLICT (request_uuid) DO NOTHING
+        %(preferred_time)s, %(scheduled_at)s, %(time_understood)s,
+        COALESCE(%(expires_at)s::timestamptz, now() + interval '24 hours'), %(reason)s,
+        %(message)s)
+ON CONFLICT (request_uuid) DO UPDATE SET
+    caller_name = EXCLUDED.caller_name, phone_number = EXCLUDED.phone_number,
+    preferred_time = EXCLUDED.preferred_time, scheduled_at = EXCLUDED.scheduled_at,
+    time_understood = EXCLUDED.time_understood, reason = EXCLUDED.reason,
+    message = EXCLUDED.message, updated_at = now()
 """
+
+_SPOOLED_DEFAULTS = {"scheduled_at": None, "time_understood": None, "expires_at": None}
 
 _log = get_logger("callcontrol.callbacks")
 
@@ -37,7 +50,10 @@ class CallbackRequest:
     kind: str  # callback | message
     phone_number: str  # E.164, validated by the tool parser
     caller_name: str | None = None
-    preferred_time: str | None = None
+    preferred_time: str | None = None  # the caller's words
+    scheduled_at: datetime | None = None  # what they were understood as (aware)
+    time_understood: bool | None = None
+    expires_at: datetime | None = None  # None: the table's default (24 hours)
     reason: str | None = None
     message: str | None = None
     call_uuid: str | None = None
@@ -48,7 +64,12 @@ class CallbackRequest:
     request_uuid: str = attrs.field(factory=lambda: str(uuid_module.uuid4()))
 
     def row(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        """The row, JSON-ready (the spool's line): ``scheduled_at`` in ISO 8601."""
+        row = attrs.asdict(self)
+        for key in ("scheduled_at", "expires_at"):
+            if row[key] is not None:
+                row[key] = row[key].isoformat()
+        return row
 
 
 @attrs.frozen
@@ -104,7 +125,8 @@ async def drain_spool(db: Database, spool: Path | None = None) -> int:
     lines = (await trio.to_thread.run_sync(path.read_text, "utf-8")).splitlines()
     for line in lines:
         if line.strip():
-            await _insert(db, json.loads(line), by="spool")
+            # a line spooled by an earlier release lacks the newer columns
+            await _insert(db, {**_SPOOLED_DEFAULTS, **json.loads(line)}, by="spool")
     await trio.to_thread.run_sync(path.unlink)
     _log.info("callbacks.spool_drained", count=len(lines))
     return len(lines)
