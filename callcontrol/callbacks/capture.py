@@ -62,8 +62,8 @@ _SAY = {
     "en": "Callback noted for {number}, {when}.",
 }
 _NOT_UNDERSTOOD = {
-    "pt-BR": " Não entendi um horário em \"{words}\": ligaremos o quanto antes.",
-    "en": " No time was understood in \"{words}\": we will call as soon as possible.",
+    "pt-BR": ' Não entendi um horário em "{words}": ligaremos o quanto antes.',
+    "en": ' No time was understood in "{words}": we will call as soon as possible.',
 }
 _NOTE = (
     "saved; read the number (readback) and the time (scheduled_for) back to the caller and ask "

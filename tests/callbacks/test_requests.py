@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import trio
 
@@ -11,10 +13,10 @@ from callcontrol.callbacks.requests import CallbackRequest, drain_spool, save_re
 from callcontrol.db.database import Database, PoolOptions
 
 
-def _request(**kwargs):
+def _request(phone_number="+5511988887777", **kwargs):
     return CallbackRequest(
         "callback",
-        "+5511988887777",
+        phone_number,
         caller_name="Maria",
         preferred_time="amanhã cedo",
         reason="exame",
@@ -83,3 +85,33 @@ async def test_database_that_drops_spools_then_drains_once(db, db_url, tmp_path)
     assert await drain_spool(db, spool) == 0
     rows = await db.fetch_all("SELECT request_uuid::text FROM callcontrol_callback_requests")
     assert rows == [{"request_uuid": saved.request_uuid}]
+
+
+SCHEDULED = datetime(2026, 12, 11, 9, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
+
+
+async def test_scheduled_at_is_stored_and_a_correction_replaces_the_request(db):
+    saved = await save_request(db, _request(scheduled_at=SCHEDULED, time_understood=True))
+    corrected = _request(request_uuid=saved.request_uuid, scheduled_at=SCHEDULED, phone_number=
+                         "+552134567890", time_understood=False)  # fmt: skip
+    await save_request(db, corrected)
+    rows = await db.fetch_all(
+        "SELECT phone_number, preferred_time, scheduled_at, time_understood"
+        " FROM callcontrol_callback_requests"
+    )
+    assert rows == [{"phone_number": "+552134567890", "preferred_time": "amanhã cedo",
+                     "scheduled_at": SCHEDULED, "time_understood": False}]  # fmt: skip
+
+
+async def test_the_spool_keeps_scheduled_at_and_drains_lines_of_the_earlier_release(db, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    request = _request(scheduled_at=SCHEDULED, time_understood=True)
+    old = {k: v for k, v in _request().row().items()
+           if k not in ("scheduled_at", "time_understood")}  # fmt: skip
+    spool.write_text(json.dumps(request.row()) + "\n" + json.dumps(old) + "\n")
+    assert await drain_spool(db, spool) == 2
+    rows = await db.fetch_all(
+        "SELECT request_uuid::text AS id, scheduled_at FROM callcontrol_callback_requests"
+    )
+    assert {r["id"]: r["scheduled_at"] for r in rows} == {
+        request.request_uuid: SCHEDULED, old["request_uuid"]: None}  # fmt: skip
