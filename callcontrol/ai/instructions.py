@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import attrs
 import phonenumbers
 
+from callcontrol.callbacks.phone import PhoneNumber, normalise
+
 Language = Literal["pt-BR", "en"]
 
 _PT_UNITS = [
@@ -250,9 +252,13 @@ def build_instructions(ctx: CallContext) -> str:
 def _caller_line(ctx: CallContext, text: dict[str, str]) -> str:
     if not ctx.caller_number or not re.search(r"\d", ctx.caller_number):
         return text["caller_unknown"]
-    line = text["caller"].format(
-        number=ctx.caller_number, spoken=spoken_digits(ctx.caller_number, ctx.language)
+    number = normalise(ctx.caller_number)
+    spoken = (
+        number.readback(ctx.language)
+        if isinstance(number, PhoneNumber)
+        else spoken_digits(ctx.caller_number, ctx.language)
     )
+    line = text["caller"].format(number=ctx.caller_number, spoken=spoken)
     if ctx.caller_name:
         line += " " + text["caller_name"].format(name=_scrub(ctx.caller_name))
     return line
@@ -299,8 +305,9 @@ _PT = {
         "ferramenta devolver um erro, peça ao chamador a informação que faltou."
     ),
     "style": (
-        "Diga números dígito por dígito, em grupos (por exemplo: um um, nove oito sete seis "
-        'cinco, quatro três dois um) e horários por extenso (por exemplo: "às quatorze horas", '
+        "Diga números de telefone com o DDD como número e o resto dígito por dígito, em grupos "
+        "(por exemplo: onze, nove oito sete seis cinco, quatro três dois um; o 6 é seis, nunca "
+        'meia) e horários por extenso (por exemplo: "às quatorze horas", '
         '"às nove e meia"). Não invente informações sobre a empresa.'
     ),
 }
@@ -332,7 +339,8 @@ _EN = {
         "saying goodbye. If a tool returns an error, ask the caller for what was missing."
     ),
     "style": (
-        "Say numbers digit by digit in groups and times in words. Do not make up facts about "
-        "the company."
+        "Say phone numbers with the area code as a number, then digit by digit in groups (e.g. "
+        "eleven, nine eight seven six five, four three two one), and times in words. Do not make "
+        "up facts about the company."
     ),
 }

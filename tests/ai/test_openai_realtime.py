@@ -101,7 +101,7 @@ async def test_session_update_tells_the_model_who_where_and_how() -> None:
     instructions = rec.instructions
     assert "português do Brasil" in instructions
     assert "Suporte (Tecnologia)" in instructions and "Financeiro" in instructions
-    assert "um um, nove oito sete seis cinco, quatro três dois um" in instructions
+    assert "onze, nove oito sete seis cinco, quatro três dois um" in instructions
     assert "às quatorze horas" in instructions  # 17:00 UTC is 14:00 in São Paulo
     # the client authenticates and names the model, as the real endpoint requires
     assert rec.headers["authorization"] == f"Bearer {API_KEY}"
