@@ -44,10 +44,13 @@ async def test_the_model_hears_the_read_back_and_the_row_has_scheduled_at(office
             "Retorno anotado para o número onze, nove oito oito oito oito, sete sete sete sete, "
         )
         rows = await office.db.fetch_all(
-            "SELECT phone_number, preferred_time, scheduled_at, time_understood"
+            "SELECT phone_number, preferred_time, scheduled_at, time_understood, expires_at"
             " FROM callcontrol_callback_requests"
         )
         assert len(rows) == 1
+        # the ticket expires CALLBACK_EXPIRATION_HOURS after the call; it is due before that
+        assert before + timedelta(hours=24) <= rows[0]["expires_at"]
+        assert rows[0]["scheduled_at"] <= rows[0]["expires_at"]
         row = rows[0]
         assert row["phone_number"] == "+5511988887777"
         assert row["preferred_time"] == "o quanto antes"  # the caller's words, kept
