@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
+import sys
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -152,12 +153,27 @@ def run_migrate(args: argparse.Namespace) -> int:
         applied = trio.run(_migrate_url, settings.database_url)
     except DatabaseUnavailable as exc:
         _log.error("db.migrate_failed", error=str(exc))
+        print(f"migrate: the database did not answer: {' '.join(str(exc).split())}",
+              file=sys.stderr)  # fmt: skip
         return 1
     except psycopg.Error as exc:
         _log.error("db.migrate_failed", error=str(exc).strip(), sqlstate=exc.sqlstate)
+        print(f"migrate: nothing was changed, the database refused: {' '.join(str(exc).split())}",
+              file=sys.stderr)  # fmt: skip
         return 1
     _log.info("db.migrate_done", applied=applied)
+    print(migrate_summary(applied, load_migrations()))
     return 0
+
+
+def migrate_summary(applied: list[int], known: list[Migration]) -> str:
+    """What ``callcontrol migrate`` did, for the admin at the terminal (the logs are JSON)."""
+    if not applied:
+        return f"callcontrol's tables are up to date: all {len(known)} migrations already applied"
+    names = {m.version: m.name for m in known}
+    lines = [f"applied {len(applied)} migration(s); callcontrol's tables are up to date:"]
+    lines += [f"  {v:03d} {names.get(v, '')}".rstrip() for v in applied]
+    return "\n".join(lines)
 
 
 async def _migrate_url(url: str | None) -> list[int]:

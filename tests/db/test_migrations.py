@@ -214,19 +214,30 @@ async def test_a_failing_migration_leaves_the_database_unchanged(bare_url: str) 
 
 
 def test_cli_migrate_applies_to_database_url(
-    fusionpbx_url: str, monkeypatch: pytest.MonkeyPatch
+    fusionpbx_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", fusionpbx_url)
     assert run_migrate(argparse.Namespace()) == 0
+    first = capsys.readouterr().out
+    assert first.startswith(f"applied {len(ALL)} migration(s)")
+    assert "  001 voice_transfer_destinations\n" in first
     assert run_migrate(argparse.Namespace()) == 0
+    assert capsys.readouterr().out == (
+        f"callcontrol's tables are up to date: all {len(ALL)} migrations already applied\n"
+    )
     with psycopg.connect(fusionpbx_url) as conn:
         recorded = conn.execute("SELECT version FROM callcontrol_schema_migrations").fetchall()
     assert sorted(v for (v,) in recorded) == ALL
 
 
-def test_cli_migrate_reports_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_migrate_reports_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/test")
     assert run_migrate(argparse.Namespace()) == 1
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said.startswith("migrate: the database did not answer: ")
+    assert "Connection refused" in said
 
 
 def test_fixture_schema_is_not_part_of_the_production_migrations() -> None:
