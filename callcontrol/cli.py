@@ -42,7 +42,11 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="callcontrol", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="callcontrol",
+        description="The AI voice secretary's call-control server for FreeSWITCH / FusionPBX. "
+        "Start with `callcontrol doctor`; docs/install.md walks through a first install.",
+    )
     parser.add_argument("--version", action="version", version=f"callcontrol {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
