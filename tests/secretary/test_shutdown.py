@@ -16,10 +16,11 @@ from callcontrol.testing.realtime import (
     AwaitClient,
     AwaitToolOutput,
     CallTool,
+    Close,
     GoSilent,
     Say,
 )
-from tests.secretary.conftest import SUPORTE
+from tests.secretary.conftest import ATENDIMENTO, SUPORTE
 
 GREETING = [AwaitClient("response.create"), Say("Clínica Exemplo, bom dia!", ms=60)]
 HANDOFF = [*GREETING, CallTool("request_handoff", {"destination": "suporte", "reason": "x"})]
@@ -187,3 +188,32 @@ async def test_after_a_reparking_hold_the_call_is_sent_to_the_default_destinatio
     with trio.fail_after(5):
         await call.wait_for(lambda: call.reached is not None)
     assert call.reached == "9000 XML pbx.example.com" and call.alive
+
+
+async def test_in_the_ai_failure_path_the_default_leg_dies_and_the_dialplan_takes_over(office):
+    # the AI went away, the fallback prompt played and the default destination rings on hold
+    # music: SIGTERM kills that leg once, stops the music and resumes the dialplan's fallback
+    office.sim.endpoints[ATENDIMENTO] = Manual()
+    async with office.model([*GREETING, Close(1011, "internal error")], strict=False) as (
+        _ai, url,
+    ):
+        server = await _serve(office, url)
+        call = await server.call()
+        with trio.fail_after(10):
+            leg = await office.sim.wait_for_leg("loopback/")
+            await leg.wait_for(lambda: leg.ringing)
+            await call.wait_for(lambda: call.playing == "local_stream://moh")
+        with structlog.testing.capture_logs() as logs:
+            await server.stop()
+    sent = lines(call)
+    prompt = office.services(url).settings.fallback_prompt
+    assert any(v == prompt for c in call.commands for _, v in c.headers)  # it was played
+    kill = f"api uuid_kill {leg.uuid} ORIGINATOR_CANCEL"
+    assert sent.count(kill) == 1
+    assert sent.index(kill) < sent.index("resume") < sent.index("exit")
+    assert not leg.alive
+    with trio.fail_after(5):
+        await call.wait_for(lambda: call.reached is not None)
+    assert call.reached == "9000 XML default" and call.playing is None
+    assert (await _row(office, call))["outcome"] == "handed_back"
+    assert not _unplanned(logs)
