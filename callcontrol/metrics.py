@@ -7,6 +7,7 @@ import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _TRANSFER_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300)
+_SCAN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 @attrs.define(eq=False)
@@ -18,6 +19,10 @@ class Metrics:
     calls_total: Counter = attrs.field(init=False)
     ai_failures: Counter = attrs.field(init=False)
     protocol_errors: Counter = attrs.field(init=False)
+    callbacks: Counter = attrs.field(init=False)
+    callback_scans: Counter = attrs.field(init=False)
+    callback_scan_seconds: Histogram = attrs.field(init=False)
+    callback_alerts: Counter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         r = self.registry
@@ -41,6 +46,30 @@ class Metrics:
         )
         self.protocol_errors = Counter(
             "voice_esl_protocol_errors_total", "ESL connections closed for bad frames.",
+            registry=r,
+        )
+        self._callback_metrics()
+
+    def _callback_metrics(self) -> None:
+        r = self.registry
+        self.callbacks = Counter(
+            "voice_callbacks_total",
+            "Callback tickets moved to a status (pending: taken from a caller; notified: the "
+            "agent was told; expired; needs_review).",
+            ["status"],
+            registry=r,
+        )
+        self.callback_scans = Counter(
+            "voice_callback_scans_total", "Callback scans by result (done, failed).",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.callback_scan_seconds = Histogram(
+            "voice_callback_scan_duration_seconds", "How long one callback scan took.",
+            buckets=_SCAN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.callback_alerts = Counter(
+            "voice_callback_availability_alerts_total",
+            "Times FreeSWITCH could not say who is free for three scans in a row.",
             registry=r,
         )
 

@@ -71,6 +71,8 @@ class App:
     ready_database_seconds: float = READY_DATABASE_SECONDS
     # what set the ESL listen address, for messages: the variable or ``--listen``
     listen_source: str = "CALLCONTROL_ESL_LISTEN"
+    # the callback scanner and its FreeSWITCH connection (callbacks.service), once started
+    callbacks: Any = None
 
     @classmethod
     def for_replay(cls, flow: CallFlow = answer_and_wait) -> App:
@@ -285,6 +287,7 @@ async def run_secretary_server(
             app.services = services
             app.flow = secretary_flow
             await nursery.start(_serve_api, app, services)
+            await _start_callbacks(app, services, nursery, migrated=not pending, log=log)
             # before any call of ours can ring someone: what a killed run left ringing
             await kill_orphaned_legs(app.settings)
             async with trio.open_nursery() as calls:
@@ -292,6 +295,24 @@ async def run_secretary_server(
                 task_status.started(listeners)
             # serve() returns once shutting_down is set and the calls are drained
         nursery.cancel_scope.cancel()
+
+
+async def _start_callbacks(
+    app: App, services: Any, nursery: trio.Nursery, *, migrated: bool, log: Any
+) -> None:
+    """The scanner, a sibling of the calls: only on an up-to-date schema (its queries need the
+    tickets' columns) and when CALLBACK_ENABLED is on."""
+    from callcontrol.callbacks.service import build_callbacks, run_callbacks  # noqa: PLC0415
+
+    if not app.settings.callback_enabled:
+        log.info("callbacks.not_started", reason="CALLBACK_ENABLED is false")
+        return
+    if not migrated:
+        log.info("callbacks.not_started", reason="migrations pending",
+                 fix="run `callcontrol migrate`")  # fmt: skip
+        return
+    callbacks = build_callbacks(app.settings, services.db, services.metrics)
+    app.callbacks = await nursery.start(run_callbacks, callbacks)
 
 
 def warn_about_settings(settings: Settings, log: Any) -> None:

@@ -51,6 +51,9 @@ _ANSWERED = frozenset({"ACTIVE", "HELD"})
 _RINGING = frozenset({"RINGING", "EARLY", "DOWN"})
 _EVENTS_THAT_CHANGE_IT = ("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE")
 _SUBCLASSES = ("sofia::register", "sofia::unregister", "sofia::expire")
+# What can turn a phone from not available into available: it registered, or a call ended.
+_FREEING_EVENT = "CHANNEL_HANGUP_COMPLETE"
+_FREEING_SUBCLASS = "sofia::register"
 
 
 def _key(user: str, domain: str) -> tuple[str, str]:
@@ -127,7 +130,9 @@ class AvailabilityMonitor:
         self._stale = True
         self.reads = 0
         self.failures_in_a_row = 0
-        self.changed = trio.Event()  # set (and replaced) when an extension may have freed up
+        self.changed = trio.Event()  # set (and replaced) when an answer may have changed
+        self.freed = trio.Event()  # set (and replaced) when an extension may have become free
+        self._read_on_connection = 0  # the client's connection count the snapshot was read on
 
     @staticmethod
     def events() -> list[str]:
@@ -136,15 +141,21 @@ class AvailabilityMonitor:
 
     async def run(self) -> None:
         async for event in self.client.event_stream:
-            if event.name in _EVENTS_THAT_CHANGE_IT or event.get("Event-Subclass") in _SUBCLASSES:
+            subclass = event.get("Event-Subclass")
+            if event.name in _EVENTS_THAT_CHANGE_IT or subclass in _SUBCLASSES:
                 self._stale = True
                 self.changed.set()
                 self.changed = trio.Event()
+            if event.name == _FREEING_EVENT or subclass == _FREEING_SUBCLASS:
+                self.freed.set()
+                self.freed = trio.Event()
 
     async def snapshot(self) -> Snapshot | None:
         """The current snapshot, read again if an event made it stale; None when FreeSWITCH
         cannot be asked (every answer is then UNKNOWN)."""
-        if not self._stale and self._snapshot is not None:
+        # a reconnection means events may have been missed while the socket was down
+        reconnected = self.client.connections != self._read_on_connection
+        if not self._stale and not reconnected and self._snapshot is not None:
             return self._snapshot
         self._stale = False  # events arriving during the read make it stale again
         try:
@@ -163,6 +174,7 @@ class AvailabilityMonitor:
             return None
         self.failures_in_a_row = 0
         self.reads += 1
+        self._read_on_connection = self.client.connections
         self._snapshot = snapshot
         return snapshot
 

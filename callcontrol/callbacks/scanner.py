@@ -16,7 +16,9 @@ an extension may have become free:
 5. ``notify`` is called for each ticket that moved, after the commit.
 
 UNKNOWN availability (FreeSWITCH cannot be asked) notifies nobody; three scans in a row without
-it raise an alert (``callbacks.availability_alert``), and the scanner goes on.
+it raise an alert (``callbacks.availability_alert``), and the scanner goes on. A scan that
+fails for any other reason (the database is down, a bug) is logged as ``callbacks.scan_failed``
+and the next one runs at the next interval: the scanner never takes ``serve`` down.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ from callcontrol.callbacks.availability import Availability, Snapshot, availabil
 from callcontrol.config import Settings
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
 from callcontrol.logs import get_logger
+from callcontrol.metrics import Metrics
 
 ALERT_AFTER_FAILURES = 3
+# However many phones register or hang up, at most one scan per second: a burst of events on a
+# busy PBX is one scan, and the events that come during a scan are answered by the next one.
+MIN_SECONDS_BETWEEN_SCANS = 1.0
 
 _log = get_logger("callcontrol.callbacks.scanner")
 
@@ -175,6 +181,7 @@ class Scanner:
         clock: Callable[[], datetime],
         notify: Notify | None = None,
         wake: Callable[[], trio.Event] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.snapshot_of = snapshot_of
@@ -182,36 +189,75 @@ class Scanner:
         self.clock = clock
         self.notify = notify
         self.wake = wake  # an event set when an extension may have become free
+        self.metrics = metrics
         self.unknown_in_a_row = 0
         self.scans = 0
+        self.failed_scans = 0
         self.alerts = 0
+        self.scanned = trio.Event()  # set (and replaced) after each scan, done or failed
 
     async def run(self) -> None:
         interval = self.settings.callback_check_interval_ms / 1000
         while True:
+            # taken before the scan: an event during the scan is not lost, it scans again
+            woken = self.wake() if self.wake is not None else None
+            started = trio.current_time()
             await self.scan()
             with trio.move_on_after(interval):
-                if self.wake is not None:
-                    await self.wake().wait()
+                if woken is not None:
+                    await woken.wait()
                 else:
                     await trio.sleep_forever()
+            await trio.sleep_until(started + MIN_SECONDS_BETWEEN_SCANS)
 
     async def scan(self) -> ScanResult | None:
+        try:
+            return await self._scan()
+        finally:
+            self.scanned.set()
+            self.scanned = trio.Event()
+
+    async def _scan(self) -> ScanResult | None:
+        started = trio.current_time()
         try:
             result = await scan_once(self.db, self.snapshot_of, self.settings, self.clock(),
                                      notify=self.notify)  # fmt: skip
         except DatabaseUnavailable as exc:
-            _log.error("callbacks.scan_failed", error=str(exc), next="the next interval")
+            self._failed(error=str(exc))
+            return None
+        except Exception as exc:  # a bug must not stop the callbacks, nor serve
+            self._failed(error=repr(exc), exc_info=True)
             return None
         self.scans += 1
+        self._count(result, trio.current_time() - started)
         if result.availability_known:
             self.unknown_in_a_row = 0
         else:
             self.unknown_in_a_row += 1
             if self.unknown_in_a_row == ALERT_AFTER_FAILURES:
                 self.alerts += 1
+                if self.metrics is not None:
+                    self.metrics.callback_alerts.inc()
                 _log.error("callbacks.availability_alert", scans=self.unknown_in_a_row,
                            due=result.due,
                            effect="no agent is told of a callback until FreeSWITCH answers",
                            fix="check ESL_HOST/ESL_PORT/ESL_PASSWORD and FreeSWITCH")  # fmt: skip
         return result
+
+    def _failed(self, **fields: object) -> None:
+        self.failed_scans += 1
+        if self.metrics is not None:
+            self.metrics.callback_scans.labels(result="failed").inc()
+        _log.error("callbacks.scan_failed", next="the next interval", **fields)
+
+    def _count(self, result: ScanResult, seconds: float) -> None:
+        if self.metrics is None:
+            return
+        m = self.metrics
+        m.callback_scans.labels(result="done").inc()
+        m.callback_scan_seconds.observe(seconds)
+        for status, tickets in (("expired", len(result.expired)),
+                                ("needs_review", len(result.to_review)),
+                                ("notified", len(result.notified))):  # fmt: skip
+            if tickets:
+                m.callbacks.labels(status=status).inc(tickets)

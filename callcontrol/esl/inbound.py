@@ -18,7 +18,7 @@ import trio
 from callcontrol.esl import _commands as commands
 from callcontrol.esl._errors import CommandError, ConnectionClosed
 from callcontrol.esl._frames import Event
-from callcontrol.esl.connection import BackgroundJob, EslConnection
+from callcontrol.esl.connection import BackgroundJob, EslConnection, SubscriberOverflow
 from callcontrol.logs import get_logger
 
 
@@ -52,6 +52,7 @@ class InboundClient:
         connect_timeout: float = 5.0,
         event_buffer: int = 4096,
         rng: random.Random | None = None,
+        used_for: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -61,7 +62,9 @@ class InboundClient:
         self.backoff = backoff
         self.connect_timeout = connect_timeout
         self._rng = rng or random.Random()
-        self.log: Any = get_logger("callcontrol.esl.inbound", host=host, port=port)
+        log: Any = get_logger("callcontrol.esl.inbound", host=host, port=port)
+        # which part of callcontrol this connection serves, for an admin reading the warning
+        self.log: Any = log.bind(used_for=used_for) if used_for else log
         self._conn: EslConnection | None = None
         self._connected = trio.Event()
         self._event_send, self.event_stream = trio.open_memory_channel[Event](event_buffer)
@@ -89,15 +92,23 @@ class InboundClient:
         attempt = 0
         while True:
             self.attempts += 1
+            connections = self.connections
             try:
                 await self._serve_once()
-                attempt = 0
             except AuthenticationFailed:
                 self.auth_failures += 1
                 self.log.error("esl.inbound.auth_failed")
-            except (OSError, ConnectionClosed, trio.TooSlowError, CommandError) as exc:
-                self.log.warning("esl.inbound.disconnected", error=repr(exc), attempt=attempt)
+            except (OSError, ConnectionClosed, trio.TooSlowError, CommandError,
+                    SubscriberOverflow) as exc:  # fmt: skip
+                if self.connections != connections:
+                    attempt = 0  # it was up: a new outage, the backoff starts again
+                # One warning per outage; the retries that follow while FreeSWITCH stays away
+                # are info lines (its users raise their own alerts when it matters to them).
+                level = self.log.warning if attempt == 0 else self.log.info
+                level("esl.inbound.disconnected", error=repr(exc), attempt=attempt)
             self._notify()
+            if self.connections != connections:
+                attempt = 0
             delay = self.backoff.delay(attempt, self._rng)
             attempt += 1
             self.log.info("esl.inbound.reconnect_in", seconds=round(delay, 3))
@@ -112,7 +123,8 @@ class InboundClient:
             await nursery.start(conn.run)
             try:
                 await self._login_and_serve(conn)
-            except (AuthenticationFailed, ConnectionClosed, trio.TooSlowError, CommandError) as exc:
+            except (AuthenticationFailed, ConnectionClosed, trio.TooSlowError, CommandError,
+                    SubscriberOverflow) as exc:  # fmt: skip
                 # kept and raised outside the nursery, which would wrap it in a group
                 failure = exc
             finally:

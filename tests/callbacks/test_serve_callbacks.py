@@ -1,0 +1,137 @@
+"""The callbacks inside ``callcontrol serve`` (``run_secretary_server``): real PostgreSQL, the
+simulated FreeSWITCH's inbound Event Socket, real sockets and the real clock, waited on events
+(the check interval is an hour, so only FreeSWITCH's event can explain what happens at once)."""
+
+from __future__ import annotations
+
+import socket
+
+import structlog
+import trio
+
+from callcontrol.callbacks.requests import CallbackRequest, save_request
+from callcontrol.callbacks.service import keep_running
+from callcontrol.callbacks.tickets import history
+from callcontrol.config import HostPort, load_settings
+from callcontrol.server import App, run_secretary_server
+from callcontrol.testing.database import add_destination, add_domain, add_extension
+from callcontrol.testing.freeswitch import open_freeswitch_sim
+
+DOMAIN = "clinica.example.com"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _ticket(db) -> str:
+    domain = await add_domain(db, DOMAIN)
+    await add_extension(db, domain, "1001")
+    suporte = await add_destination(db, domain, "Suporte", "extension", "1001")
+    saved = await save_request(db, CallbackRequest(
+        "callback", "+5511988887777", caller_name="Maria", reason="resultado do exame",
+        domain_uuid=str(domain), destination_uuid=str(suporte), destination_name="Suporte"))
+    return saved.request_uuid
+
+
+def _settings(db_url: str, esl_port: int, **more: str):
+    return load_settings({
+        "DATABASE_URL": db_url, "OPENAI_API_KEY": "k",
+        "ESL_HOST": "127.0.0.1", "ESL_PORT": str(esl_port),
+        "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{_free_port()}",
+        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47100-47199",
+        "CALLBACK_CHECK_INTERVAL_MS": "3600000", **more,
+    })  # fmt: skip
+
+
+async def _status(db, ticket: str) -> str:
+    return await db.fetch_value("SELECT status FROM callcontrol_callback_requests"
+                                " WHERE request_uuid = %s", (ticket,))  # fmt: skip
+
+
+async def test_inside_serve_an_agent_who_registers_is_told_at_once(db, db_url):
+    ticket = await _ticket(db)
+    async with open_freeswitch_sim(domain=DOMAIN) as sim:
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
+        app = App(settings=_settings(db_url, esl_port))
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                scanner = app.callbacks.scanner
+                while scanner.scans < 1:  # the first scan, at start: 1001 is not registered
+                    await scanner.scanned.wait()
+                assert await _status(db, ticket) == "pending"
+                assert app.callbacks.client.connected
+                started = trio.current_time()
+                sim.register("1001", DOMAIN)
+                while await _status(db, ticket) == "pending":
+                    await scanner.scanned.wait()
+                told_after = trio.current_time() - started
+                app.shutting_down.set()  # SIGTERM: serve drains and stops, the scanner with it
+    assert told_after < 5  # at once, not at the next interval (an hour)
+    assert await _status(db, ticket) == "notified"
+    last = (await history(db, ticket))[-1]
+    assert (last["to_status"], last["changed_by"]) == ("notified", "scanner")
+    assert app.services.metrics.value("voice_callbacks_total", status="notified") == 1
+
+
+async def test_a_scan_that_fails_is_logged_and_serve_goes_on(db, db_url):
+    ticket = await _ticket(db)
+    async with open_freeswitch_sim(domain=DOMAIN) as sim:
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
+        app = App(settings=_settings(db_url, esl_port))
+        with structlog.testing.capture_logs() as logs, trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                scanner = app.callbacks.scanner
+                while scanner.scans < 1:
+                    await scanner.scanned.wait()
+
+                async def broken(*_args: object, **_kw: object) -> None:
+                    raise RuntimeError("a bug in a scan")
+
+                scanner.snapshot_of = broken
+                sim.register("1001", DOMAIN)  # wakes the scanner: this scan raises
+                while scanner.failed_scans == 0:
+                    await scanner.scanned.wait()
+                assert app.listening  # still taking calls
+                assert await _status(db, ticket) == "pending"
+                scanner.snapshot_of = app.callbacks.monitor.snapshot
+                sim.register("1001", DOMAIN)  # the next event: this scan tells the agent
+                while await _status(db, ticket) == "pending":
+                    await scanner.scanned.wait()
+                app.shutting_down.set()
+    failures = [e for e in logs if e["event"] == "callbacks.scan_failed"]
+    assert failures and failures[0]["error"] == "RuntimeError('a bug in a scan')"
+    assert app.services.metrics.value("voice_callback_scans_total", result="failed") >= 1
+
+
+async def test_no_scanner_when_callbacks_are_disabled(db_url):
+    app = App(settings=_settings(db_url, _free_port(), CALLBACK_ENABLED="false"))
+    with structlog.testing.capture_logs() as logs, trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+            app.shutting_down.set()
+    assert app.callbacks is None
+    assert {"event": "callbacks.not_started", "reason": "CALLBACK_ENABLED is false",
+            "log_level": "info"} in logs  # fmt: skip
+
+
+async def test_a_task_that_raises_is_logged_and_run_again(autojump_clock):
+    runs = []
+
+    async def flaky() -> None:
+        runs.append(trio.current_time())
+        if len(runs) == 1:
+            raise ValueError("first run")
+        if len(runs) == 3:
+            await trio.sleep_forever()
+
+    with structlog.testing.capture_logs() as logs:
+        with trio.move_on_after(60):
+            await keep_running("x", flaky, pause=5)
+    assert runs == [0, 5, 10]
+    assert [(e["task"], e["error"]) for e in logs] == [("x", "ValueError('first run')"),
+                                                       ("x", "returned")]
