@@ -67,6 +67,7 @@ class Settings:
     transfer_announce_enabled: bool = True
     transfer_music_on_hold: str = "local_stream://moh"
     omniplay_api_url: str | None = None
+    omniplay_webhook_secret: str | None = attrs.field(default=None, repr=False)
     callback_enabled: bool = True
     callback_expiration_hours: int = 24
     callback_max_notifications: int = 5
@@ -222,6 +223,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TRANSFER_ANNOUNCE_ENABLED": ("transfer_announce_enabled", _bool),
     "TRANSFER_MUSIC_ON_HOLD": ("transfer_music_on_hold", _text),
     "OMNIPLAY_API_URL": ("omniplay_api_url", _url("http", "https")),
+    "OMNIPLAY_WEBHOOK_SECRET": ("omniplay_webhook_secret", _text),
     "CALLBACK_ENABLED": ("callback_enabled", _bool),
     "CALLBACK_EXPIRATION_HOURS": ("callback_expiration_hours", _positive_int),
     "CALLBACK_MAX_NOTIFICATIONS": ("callback_max_notifications", _positive_int),

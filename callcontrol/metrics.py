@@ -23,6 +23,10 @@ class Metrics:
     callback_scans: Counter = attrs.field(init=False)
     callback_scan_seconds: Histogram = attrs.field(init=False)
     callback_alerts: Counter = attrs.field(init=False)
+    outbox_deliveries: Counter = attrs.field(init=False)
+    outbox_backlog: Gauge = attrs.field(init=False)
+    outbox_failing: Gauge = attrs.field(init=False)
+    outbox_oldest: Gauge = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         r = self.registry
@@ -72,6 +76,21 @@ class Metrics:
             "Times FreeSWITCH could not say who is free for three scans in a row.",
             registry=r,
         )
+        self.outbox_deliveries = Counter(
+            "voice_outbox_deliveries_total", "Outbox sends by kind and result (delivered, failed).",
+            ["kind", "result"], registry=r,
+        )  # fmt: skip
+        self.outbox_backlog = Gauge(
+            "voice_outbox_backlog", "Outbox rows not delivered yet.", ["kind"], registry=r
+        )
+        self.outbox_failing = Gauge(
+            "voice_outbox_failing", "Outbox rows tried 3 times or more without a 2xx.", ["kind"],
+            registry=r,
+        )  # fmt: skip
+        self.outbox_oldest = Gauge(
+            "voice_outbox_oldest_age_seconds", "Age of the oldest outbox row not delivered.",
+            ["kind"], registry=r,
+        )  # fmt: skip
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

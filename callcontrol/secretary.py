@@ -295,7 +295,8 @@ async def offer_callback_by_dtmf(
         destination_uuid=last.destination_uuid if last else None,
         destination_name=last.destination if last else None,
     )
-    await save_request(services.db, request)
+    await save_request(services.db, request,
+                       helpdesk=bool(services.settings.omniplay_api_url))
     record.outcome = "callback_requested"
     await goodbye_and_hang_up(ctx, services.settings.goodbye_prompt)
     return True
@@ -691,7 +692,8 @@ class Conversation:
             return
         saved_request = CallbackRequest("message", message=request.message, **common)
         self.record.outcome = "message_taken"
-        saved = await save_request(self.services.db, saved_request)
+        saved = await save_request(self.services.db, saved_request,
+                                   helpdesk=bool(self.settings.omniplay_api_url))
         await self._reply(call_id, tool_output(ok=True, request_id=saved.request_uuid,
                                                note="saved; confirm it to the caller"))  # fmt: skip
 
@@ -710,7 +712,8 @@ class Conversation:
             expires_at=when.expires_at, **common, **extra,
         )  # fmt: skip
         self.record.outcome = "callback_requested"
-        saved = await save_request(self.services.db, saved_request)
+        saved = await save_request(self.services.db, saved_request,
+                                   helpdesk=bool(self.settings.omniplay_api_url))
         self.callback_request_uuid = saved.request_uuid
         self.log.info("callbacks.captured", request_uuid=saved.request_uuid,
                       scheduled_at=when.scheduled_at.isoformat(), understood=when.understood,

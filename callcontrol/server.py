@@ -73,6 +73,7 @@ class App:
     listen_source: str = "CALLCONTROL_ESL_LISTEN"
     # the callback scanner and its FreeSWITCH connection (callbacks.service), once started
     callbacks: Any = None
+    helpdesk: Any = None  # the outbox's helpdesk deliverer, when OMNIPLAY_API_URL is set
 
     @classmethod
     def for_replay(cls, flow: CallFlow = answer_and_wait) -> App:
@@ -282,7 +283,7 @@ async def run_secretary_server(
             log.warning("server.migrations_pending", versions=pending,
                         fix="run `callcontrol migrate`")  # fmt: skip
         else:
-            await _load_spooled_requests(db, log)
+            await _load_spooled_requests(db, log, helpdesk=bool(app.settings.omniplay_api_url))
         async with open_services(app.settings, db, nursery) as services:
             app.services = services
             app.flow = secretary_flow
@@ -302,8 +303,26 @@ async def _start_callbacks(
 ) -> None:
     """The scanner, a sibling of the calls: only on an up-to-date schema (its queries need the
     tickets' columns) and when CALLBACK_ENABLED is on."""
-    from callcontrol.callbacks.service import build_callbacks, run_callbacks  # noqa: PLC0415
+    from callcontrol.callbacks.helpdesk import HelpdeskDeliverer  # noqa: PLC0415
+    from callcontrol.callbacks.service import (  # noqa: PLC0415
+        build_callbacks,
+        keep_running,
+        run_callbacks,
+    )
 
+    notify = None
+    if app.settings.omniplay_api_url and migrated:
+        # delivers what the outbox holds, also when callbacks are off (rows already written)
+        deliverer = HelpdeskDeliverer(services.db, app.settings, metrics=services.metrics)
+        app.helpdesk = deliverer
+        nursery.start_soon(keep_running, "helpdesk", deliverer.run)
+        log.info("outbox.delivering", url=deliverer.url,
+                 signed=bool(app.settings.omniplay_webhook_secret))  # fmt: skip
+
+        async def kick(_ticket: object) -> None:
+            deliverer.kick()
+
+        notify = kick
     if not app.settings.callback_enabled:
         log.info("callbacks.not_started", reason="CALLBACK_ENABLED is false")
         return
@@ -311,7 +330,7 @@ async def _start_callbacks(
         log.info("callbacks.not_started", reason="migrations pending",
                  fix="run `callcontrol migrate`")  # fmt: skip
         return
-    callbacks = build_callbacks(app.settings, services.db, services.metrics)
+    callbacks = build_callbacks(app.settings, services.db, services.metrics, notify=notify)
     app.callbacks = await nursery.start(run_callbacks, callbacks)
 
 
@@ -324,6 +343,13 @@ def warn_about_settings(settings: Settings, log: Any) -> None:
             effect="every call takes the no-AI fallback path: the fallback prompt, then the "
             "default destination",
             fix="set OPENAI_API_KEY in the environment file and restart",
+        )
+    if settings.omniplay_api_url and not settings.omniplay_webhook_secret:
+        log.warning(
+            "server.helpdesk_unsigned",
+            problem="OMNIPLAY_API_URL is set without OMNIPLAY_WEBHOOK_SECRET",
+            effect="the helpdesk cannot tell callcontrol's webhooks from anybody else's",
+            fix="set OMNIPLAY_WEBHOOK_SECRET (the same secret on the helpdesk) and restart",
         )
 
 
@@ -343,13 +369,13 @@ async def _serve_api(
     await serve_http(http, app.settings.http_listen, task_status=task_status)
 
 
-async def _load_spooled_requests(db: Any, log: Any) -> None:
+async def _load_spooled_requests(db: Any, log: Any, *, helpdesk: bool) -> None:
     """Callback requests written to the spool while the database was down go in now."""
     from callcontrol.callbacks.requests import drain_spool  # noqa: PLC0415
     from callcontrol.db.database import DatabaseUnavailable  # noqa: PLC0415
 
     try:
-        loaded = await drain_spool(db)
+        loaded = await drain_spool(db, helpdesk=helpdesk)
     except (DatabaseUnavailable, OSError, ValueError) as exc:
         log.error("server.spool_not_loaded", error=repr(exc))
         return

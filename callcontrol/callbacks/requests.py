@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import trio
 
+from callcontrol.callbacks import outbox
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
 from callcontrol.logs import get_logger
 
@@ -38,6 +39,7 @@ ON CONFLICT (request_uuid) DO UPDATE SET
     preferred_time = EXCLUDED.preferred_time, scheduled_at = EXCLUDED.scheduled_at,
     time_understood = EXCLUDED.time_understood, reason = EXCLUDED.reason,
     message = EXCLUDED.message, updated_at = now()
+RETURNING (xmax = 0) AS inserted
 """
 
 _SPOOLED_DEFAULTS = {"scheduled_at": None, "time_understood": None, "expires_at": None}
@@ -84,10 +86,11 @@ def default_spool() -> Path:
 
 
 async def save_request(
-    db: Database, request: CallbackRequest, *, spool: Path | None = None
+    db: Database, request: CallbackRequest, *, spool: Path | None = None, helpdesk: bool = False
 ) -> Saved:
+    """``helpdesk``: OMNIPLAY_API_URL is set, the helpdesk is told in the same transaction."""
     try:
-        await _insert(db, request.row(), by="secretary")
+        await _insert(db, request.row(), by="secretary", helpdesk=helpdesk)
     except DatabaseUnavailable as exc:
         target = spool or default_spool()
         _log.error("callbacks.spooled", request_uuid=request.request_uuid, error=str(exc),
@@ -98,13 +101,17 @@ async def save_request(
     return Saved(request.request_uuid, "database")
 
 
-async def _insert(db: Database, row: dict[str, Any], *, by: str) -> None:
+async def _insert(db: Database, row: dict[str, Any], *, by: str, helpdesk: bool) -> None:
     """The insert, with who wrote it for the ticket's history (migration 005's trigger; the
     setting is harmless on a database that does not have the trigger yet)."""
 
     def work(conn: Connection) -> None:
         conn.execute("SELECT set_config('callcontrol.changed_by', %s, true)", (by,))
-        conn.execute(_INSERT, row)
+        found = conn.execute(_INSERT, row).fetchone()
+        if helpdesk and row["kind"] == "callback":
+            # a second save of one request is the caller's correction after the read-back
+            event = "callback.created" if found and found["inserted"] else "callback.updated"
+            outbox.enqueue_helpdesk(conn, event, [row["request_uuid"]])
 
     await db.transaction(work)
 
@@ -117,7 +124,7 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-async def drain_spool(db: Database, spool: Path | None = None) -> int:
+async def drain_spool(db: Database, spool: Path | None = None, *, helpdesk: bool = False) -> int:
     """Load spooled requests into the database (idempotent); returns how many were loaded."""
     path = spool or default_spool()
     if not path.exists():
@@ -126,7 +133,8 @@ async def drain_spool(db: Database, spool: Path | None = None) -> int:
     for line in lines:
         if line.strip():
             # a line spooled by an earlier release lacks the newer columns
-            await _insert(db, {**_SPOOLED_DEFAULTS, **json.loads(line)}, by="spool")
+            await _insert(db, {**_SPOOLED_DEFAULTS, **json.loads(line)}, by="spool",
+                          helpdesk=helpdesk)
     await trio.to_thread.run_sync(path.unlink)
     _log.info("callbacks.spool_drained", count=len(lines))
     return len(lines)

@@ -29,6 +29,7 @@ from datetime import datetime
 import attrs
 import trio
 
+from callcontrol.callbacks import outbox
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
 from callcontrol.config import Settings
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
@@ -134,7 +135,8 @@ async def scan_once(
     free = [t for t in due if _is_free(snapshot, t)]
     moved: set[str] = set()
     if free:
-        moved = await db.transaction(lambda conn: _mark_notified(conn, free, now))
+        helpdesk = bool(settings.omniplay_api_url)
+        moved = await db.transaction(lambda conn: _mark_notified(conn, free, now, helpdesk))
     notified = tuple(t for t in free if t.request_uuid in moved)
     for ticket in notified:
         _log.info("callbacks.agent_notified", request_uuid=ticket.request_uuid,
@@ -163,10 +165,15 @@ def _close_out(conn: Connection, settings: Settings, now: datetime) -> tuple[tup
     return expired, to_review
 
 
-def _mark_notified(conn: Connection, free: list[DueTicket], now: datetime) -> set[str]:
+def _mark_notified(
+    conn: Connection, free: list[DueTicket], now: datetime, helpdesk: bool
+) -> set[str]:
     conn.execute(_BY_SCANNER, ("the agent's extension is available",))
     rows = conn.execute(_NOTIFY, {"now": now, "uuids": [t.request_uuid for t in free]})
-    return {r["request_uuid"] for r in rows.fetchall()}
+    moved = {r["request_uuid"] for r in rows.fetchall()}
+    if helpdesk:  # in this transaction: the helpdesk hears of exactly the committed moves
+        outbox.enqueue_helpdesk(conn, "callback.notified", sorted(moved), now)
+    return moved
 
 
 class Scanner:
