@@ -30,9 +30,18 @@ async def _ticket(db) -> str:
     domain = await add_domain(db, DOMAIN)
     await add_extension(db, domain, "1001")
     suporte = await add_destination(db, domain, "Suporte", "extension", "1001")
-    saved = await save_request(db, CallbackRequest(
-        "callback", "+5511988887777", caller_name="Maria", reason="resultado do exame",
-        domain_uuid=str(domain), destination_uuid=str(suporte), destination_name="Suporte"))
+    saved = await save_request(
+        db,
+        CallbackRequest(
+            "callback",
+            "+5511988887777",
+            caller_name="Maria",
+            reason="resultado do exame",
+            domain_uuid=str(domain),
+            destination_uuid=str(suporte),
+            destination_name="Suporte",
+        ),
+    )
     return saved.request_uuid
 
 
@@ -133,5 +142,40 @@ async def test_a_task_that_raises_is_logged_and_run_again(autojump_clock):
         with trio.move_on_after(60):
             await keep_running("x", flaky, pause=5)
     assert runs == [0, 5, 10]
-    assert [(e["task"], e["error"]) for e in logs] == [("x", "ValueError('first run')"),
-                                                       ("x", "returned")]
+    assert [(e["task"], e["error"]) for e in logs] == [
+        ("x", "ValueError('first run')"),
+        ("x", "returned"),
+    ]
+
+
+async def test_inside_serve_the_helpdesk_gets_the_notification_signed(db, db_url, nursery):
+    from callcontrol.api.http import serve_http
+    from tests.callbacks.test_outbox import SECRET, Helpdesk
+
+    ticket = await _ticket(db)
+    helpdesk = Helpdesk()
+    http_port = _free_port()
+    await nursery.start(serve_http, helpdesk.app(), HostPort("127.0.0.1", http_port))
+    async with open_freeswitch_sim(domain=DOMAIN) as sim:
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
+        sim.register("1001", DOMAIN)
+        app = App(
+            settings=_settings(
+                db_url,
+                esl_port,
+                OMNIPLAY_API_URL=f"http://127.0.0.1:{http_port}",
+                OMNIPLAY_WEBHOOK_SECRET=SECRET,
+            )
+        )
+        with trio.fail_after(20):
+            async with trio.open_nursery() as inner:
+                await inner.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                await helpdesk.got.wait()  # the first scan notifies; the kick sends it at once
+                app.shutting_down.set()
+    [(_key, body)] = helpdesk.received
+    assert (body["event"], body["ticketUuid"], body["destinationExtension"]) == (
+        "callback.notified",
+        ticket,
+        "1001",
+    )
+    assert await db.fetch_value("SELECT status FROM callcontrol_outbox") == "delivered"
