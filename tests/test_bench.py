@@ -56,7 +56,7 @@ def test_dev_bench_runs_every_benchmark_and_no_helper(tmp_path: Path) -> None:
     calls = _dev(root, "bench", "--quick")
     assert calls[0] == "-m pip install -q -e .[bench]"
     assert calls[1:] == [f"bench/{name}.py --quick" for name in BENCHMARKS]
-    assert BENCHMARKS == ["codecs", "esl_parse", "handoff", "media"]
+    assert BENCHMARKS == ["codecs", "esl_parse", "handoff", "media", "scanner"]
 
 
 def test_dev_bench_name_runs_that_benchmark_alone(tmp_path: Path) -> None:
@@ -104,3 +104,10 @@ def test_handoff_benchmark_runs() -> None:
     out = _run_quick("handoff")
     assert "== N = 20 calls, simulator latency 20 ms ==" in out
     assert "calls served 20," in out
+
+
+def test_scanner_benchmark_runs() -> None:
+    out = _run_quick("scanner")
+    assert "== 500 open tickets" in out
+    assert "scan_once, best of 2:" in out and "one request per ticket:" in out
+    assert "ratio: per-ticket / scan_once" in out
