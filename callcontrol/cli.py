@@ -27,6 +27,7 @@ _COMMANDS = {
     "replay": "callcontrol.trace.replay:run_replay",
     "trace-stats": "callcontrol.trace.stats:run_stats",
     "doctor": "callcontrol.doctor:run_doctor",
+    "callback": "callcontrol.callbacks.settings_admin:run_callback",
     "fs-conf": "callcontrol.fsconf:run_fs_conf",
     "fusionpbx": FUSIONPBX_COMMAND,
 }
@@ -75,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("trace")
 
     sub.add_parser("doctor", help="check configuration, database and FreeSWITCH reachability")
+    callback = sub.add_parser("callback", help="callbacks: a domain's callback settings")
+    callback_sub = callback.add_subparsers(dest="callback_command", required=True)
+    cb_settings = callback_sub.add_parser(
+        "settings", help="show a domain's callback settings, or set them with --set"
+    )
+    cb_settings.add_argument("--domain", required=True, help="the FusionPBX domain name")
+    cb_settings.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="CALLBACK_EXPIRATION_HOURS, CALLBACK_MAX_NOTIFICATIONS or "
+                             "CALLBACK_MIN_INTERVAL_MINUTES; VALUE 'default' goes back to the "
+                             "environment's (repeat for several)")  # fmt: skip
 
     fs_conf = sub.add_parser("fs-conf", help="print the FreeSWITCH config/dialplan snippets")
     fs_conf.add_argument("--out", metavar="DIR", help="write the files into DIR instead")

@@ -76,6 +76,7 @@ from callcontrol.callbacks.capture import (
     callback_time,
     confirmation,
 )
+from callcontrol.callbacks.domain_settings import for_domain
 from callcontrol.callbacks.phone import PhoneNumber, normalise
 from callcontrol.callbacks.requests import CallbackRequest, save_request
 from callcontrol.calls import CallRecord
@@ -285,7 +286,8 @@ async def offer_callback_by_dtmf(
         return False
     last = record.handoff
     hours = await callback_hours(services.directory, who, last)
-    when = callback_time(ASAP_WORDS, datetime.now(services.settings.tz), services.settings, hours)
+    own = await for_domain(services.db, services.settings, who.domain_uuid)
+    when = callback_time(ASAP_WORDS, datetime.now(own.tz), own, hours)
     request = CallbackRequest(
         "callback", phone, caller_name=who.caller_name, reason="AI unavailable; asked by DTMF",
         scheduled_at=when.scheduled_at, time_understood=when.understood, expires_at=when.expires_at,
@@ -703,8 +705,8 @@ class Conversation:
         number = normalise(request.phone_number)
         assert isinstance(number, PhoneNumber)  # the tool parser let only valid numbers through
         hours = await callback_hours(self.services.directory, self.who, self.record.handoff)
-        when = callback_time(request.preferred_time, datetime.now(self.settings.tz),
-                             self.settings, hours)  # fmt: skip
+        own = await for_domain(self.services.db, self.settings, self.who.domain_uuid)
+        when = callback_time(request.preferred_time, datetime.now(own.tz), own, hours)
         extra = {"request_uuid": self.callback_request_uuid} if self.callback_request_uuid else {}
         saved_request = CallbackRequest(
             "callback", preferred_time=request.preferred_time, reason=request.reason,

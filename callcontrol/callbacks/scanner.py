@@ -4,7 +4,8 @@ One scan (``scan_once``), every ``CALLBACK_CHECK_INTERVAL_MS`` and at once when 
 an extension may have become free:
 
 1. tickets past ``expires_at`` become ``expired``; tickets told ``CALLBACK_MAX_NOTIFICATIONS``
-   times without being called become ``needs_review`` (a person must look);
+   times (their domain's own value, else the environment's: ``domain_settings``) without being
+   called become ``needs_review`` (a person must look);
 2. the due tickets (``scheduled_at`` reached, the minimum interval since the last notification
    passed) are read with their agent's extension, domain and DND;
 3. ONE availability snapshot answers for all of them (``availability``);
@@ -53,9 +54,13 @@ RETURNING request_uuid::text
 """
 
 _TOO_MANY = """
-UPDATE callcontrol_callback_requests SET status = 'needs_review', updated_at = now()
- WHERE status IN ('pending', 'notified') AND notification_count >= %(max)s
-RETURNING request_uuid::text
+UPDATE callcontrol_callback_requests r SET status = 'needs_review', updated_at = now()
+  FROM (SELECT r2.request_uuid FROM callcontrol_callback_requests r2
+          LEFT JOIN callcontrol_callback_settings s ON s.domain_uuid = r2.domain_uuid
+         WHERE r2.status IN ('pending', 'notified')
+           AND r2.notification_count >= coalesce(s.max_notifications, %(max)s)) over
+ WHERE r.request_uuid = over.request_uuid
+RETURNING r.request_uuid::text
 """
 
 # The agent's extension: the ticket's own, else its destination's when that is an extension.
@@ -69,24 +74,28 @@ SELECT r.request_uuid::text AS request_uuid, r.phone_number, r.caller_name, r.re
   FROM callcontrol_callback_requests r
   LEFT JOIN v_voice_transfer_destinations t ON t.transfer_destination_uuid = r.destination_uuid
   LEFT JOIN v_domains d ON d.domain_uuid = r.domain_uuid
+  LEFT JOIN callcontrol_callback_settings s ON s.domain_uuid = r.domain_uuid
   LEFT JOIN v_extensions e ON e.domain_uuid = r.domain_uuid
        AND e.extension = coalesce(r.extension, t.destination_number)
  WHERE r.kind = 'callback' AND r.status IN ('pending', 'notified')
    AND (r.scheduled_at IS NULL OR r.scheduled_at <= %(now)s)
    AND (r.last_notified_at IS NULL
-        OR r.last_notified_at <= %(now)s - make_interval(mins => r.min_interval_minutes))
+        OR r.last_notified_at <= %(now)s
+           - make_interval(mins => coalesce(s.min_interval_minutes, r.min_interval_minutes)))
  ORDER BY coalesce(r.scheduled_at, r.created_at)
  LIMIT %(limit)s
 """
 
 _NOTIFY = """
-UPDATE callcontrol_callback_requests
-   SET status = 'notified', updated_at = now(), notification_count = notification_count + 1,
+UPDATE callcontrol_callback_requests r
+   SET status = 'notified', updated_at = now(), notification_count = r.notification_count + 1,
        last_notified_at = %(now)s
- WHERE request_uuid = ANY(%(uuids)s::uuid[]) AND status IN ('pending', 'notified')
-   AND (last_notified_at IS NULL
-        OR last_notified_at <= %(now)s - make_interval(mins => min_interval_minutes))
-RETURNING request_uuid::text
+ WHERE r.request_uuid = ANY(%(uuids)s::uuid[]) AND r.status IN ('pending', 'notified')
+   AND (r.last_notified_at IS NULL
+        OR r.last_notified_at <= %(now)s - make_interval(mins => coalesce(
+            (SELECT s.min_interval_minutes FROM callcontrol_callback_settings s
+              WHERE s.domain_uuid = r.domain_uuid), r.min_interval_minutes)))
+RETURNING r.request_uuid::text
 """
 
 
@@ -159,7 +168,7 @@ def _close_out(conn: Connection, settings: Settings, now: datetime) -> tuple[tup
                                                                               tuple[str, ...]]:
     conn.execute(_BY_SCANNER, ("expires_at passed",))
     expired = tuple(r["request_uuid"] for r in conn.execute(_EXPIRE, {"now": now}).fetchall())
-    conn.execute(_BY_SCANNER, (f"notified {settings.callback_max_notifications} times",))
+    conn.execute(_BY_SCANNER, ("notified as many times as its domain allows",))
     to_review = tuple(r["request_uuid"] for r in conn.execute(
         _TOO_MANY, {"max": settings.callback_max_notifications}).fetchall())
     return expired, to_review
