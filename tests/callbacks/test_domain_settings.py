@@ -125,3 +125,17 @@ def test_the_cli_shows_and_sets_a_domain_settings(db_url, monkeypatch, capsys):
     assert code == 1 and "KEY one of CALLBACK_EXPIRATION_HOURS" in err
     code, _, err = _cli(capsys, "--domain", "nowhere.example.com")
     assert code == 1 and "no domain 'nowhere.example.com' in FusionPBX" in err
+
+
+def test_the_cli_with_the_database_down_is_one_line(monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://u:hunter2@127.0.0.1:{port}/x")
+    code, _, err = _cli(capsys, "--domain", STRICT)
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 1 and "hunter2" not in lines[0]
+    assert lines[0].startswith("callcontrol callback settings: cannot connect to PostgreSQL")
+    assert lines[0].endswith("-- fix: check DATABASE_URL (callcontrol doctor)")
