@@ -27,6 +27,7 @@ class Metrics:
     outbox_backlog: Gauge = attrs.field(init=False)
     outbox_failing: Gauge = attrs.field(init=False)
     outbox_oldest: Gauge = attrs.field(init=False)
+    extension_status_requests: Counter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         r = self.registry
@@ -50,6 +51,12 @@ class Metrics:
         )
         self.protocol_errors = Counter(
             "voice_esl_protocol_errors_total", "ESL connections closed for bad frames.",
+            registry=r,
+        )
+        self.extension_status_requests = Counter(
+            "voice_extension_status_requests_total",
+            "GET /api/extension/status answers, by status (or the refusal's error code).",
+            ["status"],
             registry=r,
         )
         self._callback_metrics()

@@ -365,8 +365,39 @@ async def _serve_api(
     async def ready() -> dict[str, str]:
         return await not_ready(app)
 
-    http = build_http_app(services.metrics, app.settings.service_token, health, ready)
-    await serve_http(http, app.settings.http_listen, task_status=task_status)
+    async with trio.open_nursery() as nursery:
+        availability = getattr(services, "availability", None)
+        if availability is None:
+            availability = _watch_availability(app.settings, nursery)
+        http = build_http_app(services.metrics, app.settings.service_token, health, ready,
+                              db=services.db, availability=availability,
+                              timezone=app.settings.tz)  # fmt: skip
+        await serve_http(http, app.settings.http_listen, task_status=task_status)
+        nursery.cancel_scope.cancel()
+
+
+def _watch_availability(settings: Settings, nursery: trio.Nursery) -> Any:
+    """FreeSWITCH's availability snapshot for the API's extension status: one inbound Event
+    Socket connection, opened when the first status is asked (a server nobody asks never
+    connects), reconnecting by itself; while it is down every answer is UNKNOWN."""
+    from callcontrol.callbacks.availability import AvailabilityMonitor  # noqa: PLC0415
+    from callcontrol.esl.inbound import InboundClient  # noqa: PLC0415
+
+    client = InboundClient(settings.esl_host, settings.esl_port, settings.esl_password,
+                           events=AvailabilityMonitor.events())  # fmt: skip
+    monitor = AvailabilityMonitor(client)
+
+    class OnFirstUse:
+        started = False
+
+        async def snapshot(self) -> Any:
+            if not self.started:
+                self.started = True
+                nursery.start_soon(client.run)
+                nursery.start_soon(monitor.run)
+            return await monitor.snapshot()
+
+    return OnFirstUse()
 
 
 async def _load_spooled_requests(db: Any, log: Any, *, helpdesk: bool) -> None:

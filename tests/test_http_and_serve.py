@@ -66,7 +66,9 @@ async def test_with_no_token_configured_only_the_probes_answer(nursery):
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
         guess = {"Authorization": "Bearer anything"}
-        assert (await client.get("/metrics", headers=guess)).status_code == 401
+        refused = await client.get("/metrics", headers=guess)
+        assert refused.status_code == 503
+        assert "VOICE_AI_SERVICE_TOKEN" in refused.json()["reason"]
 
 
 def _free_port() -> int:

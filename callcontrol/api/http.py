@@ -10,10 +10,10 @@ paths refuse every request: an open endpoint is never the default.
 
 from __future__ import annotations
 
-import hmac
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import trio
 from hypercorn.config import Config
@@ -22,24 +22,21 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from callcontrol.api import callbacks
+from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
+from callcontrol.api.context import ApiContext
+from callcontrol.api.errors import EXCEPTION_HANDLERS
+from callcontrol.api.extension_status import SnapshotSource, extension_status
 from callcontrol.config import HostPort
+from callcontrol.db.database import Database
 from callcontrol.logs import get_logger
 from callcontrol.metrics import Metrics
 from callcontrol.startup import listen_failed
 
+__all__ = ["OPEN_PATHS", "RequireToken", "build_app", "serve_http", "token_ok"]
+
 _log = get_logger("callcontrol.api")
-
-
-def token_ok(expected: str | None, header: str | None) -> bool:
-    if not expected or not header or not header.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(header[len("Bearer ") :].encode(), expected.encode())
-
-
-# Paths that answer without the token: the probes.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 # What is not ready -> why (empty: ready); e.g. {"database": "not answering: ..."}
 Readiness = Callable[[], Awaitable[dict[str, str]]]
@@ -50,7 +47,15 @@ def build_app(
     token: str | None,
     health: Callable[[], dict[str, Any]] | None = None,
     ready: Readiness | None = None,
+    *,
+    db: Database | None = None,
+    availability: SnapshotSource | None = None,
+    timezone: ZoneInfo | None = None,
 ) -> Starlette:
+    """The whole HTTP side. ``db``: the callbacks endpoints' database (None: they answer 503);
+    ``availability``: FreeSWITCH's snapshot (None: every extension is UNKNOWN); ``timezone``:
+    what a date without an offset in a query means (CALLCONTROL_TIMEZONE)."""
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
 
@@ -67,34 +72,17 @@ def build_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        Route("/api/extension/status/{extension}", extension_status),
+        Route("/api/callbacks", callbacks.list_callbacks),
+        Route("/api/callbacks/{id}", callbacks.get_callback),
+        Route("/api/callbacks/{id}/snooze", callbacks.snooze_callback, methods=["POST"]),
+        Route("/api/callbacks/{id}/cancel", callbacks.cancel_callback, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.api = ApiContext(metrics, db, availability,
+                               timezone or ZoneInfo("America/Sao_Paulo"))  # fmt: skip
     app.add_middleware(RequireToken, token=token)
     return app
-
-
-class RequireToken:
-    """ASGI middleware: 401 unless the request carries the service token or is a probe."""
-
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
-        self.app = app
-        self.token = token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        if request.url.path in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        if not token_ok(self.token, request.headers.get("authorization")):
-            _log.warning("api.refused", path=request.url.path,
-                         client=request.client.host if request.client else None)  # fmt: skip
-            response = JSONResponse({"error": "unauthorized"}, status_code=401)
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 def _bind(listen: HostPort) -> socket.socket:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -120,6 +121,61 @@ async def change_status(
         conn.execute(_MOVE, {"to": to.value, "uuid": request_uuid, "attempt": int(attempt),
                              "notified": int(to is S.NOTIFIED)})  # fmt: skip
         return Moved(request_uuid, known, to)
+
+    return await db.transaction(work)
+
+
+# A snoozed ticket waits as pending until its new time, whatever it was waiting as before.
+SNOOZABLE = frozenset({S.PENDING, S.NOTIFIED, S.READY_TO_CALL, S.NEEDS_REVIEW})
+
+_LOCK_SNOOZE = ("SELECT status, expires_at FROM callcontrol_callback_requests"
+                " WHERE request_uuid = %s FOR UPDATE")
+_SNOOZE = """
+UPDATE callcontrol_callback_requests
+   SET status = 'pending', scheduled_at = %(until)s, updated_at = now()
+ WHERE request_uuid = %(uuid)s
+"""
+# pending → pending is no status change, so the trigger writes nothing: the snooze is recorded
+# here, so the ticket's history still shows who put it off and why.
+_SNOOZE_HISTORY = """
+INSERT INTO callcontrol_callback_history (request_uuid, from_status, to_status, changed_by, reason)
+VALUES (%(uuid)s, 'pending', 'pending', %(by)s, %(reason)s)
+"""
+
+
+class SnoozePastExpiry(ValueError):
+    """The ticket would expire before the snooze ends."""
+
+    def __init__(self, request_uuid: str, expires_at: datetime) -> None:
+        super().__init__(f"ticket {request_uuid} expires at {expires_at.isoformat()}, "
+                         "before the snooze would end")  # fmt: skip
+        self.expires_at = expires_at
+
+
+async def snooze(
+    db: Database, request_uuid: str, until: datetime, *, by: str, reason: str
+) -> Moved:
+    """Put an open ticket off until ``until`` (status ``pending``, ``scheduled_at`` = until),
+    recorded in its history with ``by`` and ``reason``. A ticket in progress or closed is
+    ``MoveRefused``; one that expires first is ``SnoozePastExpiry``."""
+
+    def work(conn: Connection) -> Moved:
+        row = conn.execute(_LOCK_SNOOZE, (request_uuid,)).fetchone()
+        if row is None:
+            raise TicketNotFound(request_uuid)
+        current = _status_of(row)
+        known = _known(current)
+        if known not in SNOOZABLE:
+            raise MoveRefused(request_uuid, current, S.PENDING)
+        if row["expires_at"] is not None and row["expires_at"] <= until:
+            raise SnoozePastExpiry(request_uuid, row["expires_at"])
+        conn.execute("SELECT set_config('callcontrol.changed_by', %s, true),"
+                     " set_config('callcontrol.change_reason', %s, true)",
+                     (by, reason))  # fmt: skip
+        conn.execute(_SNOOZE, {"until": until, "uuid": request_uuid})
+        if known is S.PENDING:
+            conn.execute(_SNOOZE_HISTORY, {"uuid": request_uuid, "by": by, "reason": reason})
+        return Moved(request_uuid, known, S.PENDING)
 
     return await db.transaction(work)
 

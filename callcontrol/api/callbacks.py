@@ -1,0 +1,186 @@
+"""The callback tickets of one domain: list, one ticket in full, snooze and cancel.
+
+Every status change goes through ``callbacks.tickets`` (locked, checked against the allowed
+moves, recorded in the ticket's history), so a ticket cancelled here shows "canceled by api"
+with the reason given; a move the ticket's status does not allow is a 409 naming both.
+A ticket of another domain is a 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from callcontrol.api import params
+from callcontrol.api.callback_filters import (
+    AGENT_EXTENSION,
+    FROM,
+    CallbackFilters,
+    decode_cursor,
+    encode_cursor,
+)
+from callcontrol.api.context import ApiContext
+from callcontrol.api.errors import ApiError, bad_request, not_found
+from callcontrol.callbacks import tickets
+from callcontrol.db.database import Database, Row
+from callcontrol.logs import get_logger
+
+_log = get_logger("callcontrol.api")
+
+MAX_LIMIT = 200
+MAX_SNOOZE_MINUTES = 24 * 60
+CHANGED_BY = "api"
+
+COLUMNS = sql.SQL(
+    "SELECT r.request_uuid::text AS id, r.kind, r.status, r.phone_number, r.caller_name,"
+    " r.reason, r.message, r.preferred_time, r.scheduled_at, r.time_understood, r.expires_at,"
+    " {extension} AS extension, r.destination_uuid::text AS destination_uuid,"
+    " r.destination_name, r.intended_for, r.department, r.attempts, r.max_attempts,"
+    " r.notification_count, r.last_notified_at, r.notify_via_whatsapp,"
+    " r.call_uuid::text AS call_uuid, r.created_at, r.updated_at, r.completed_at,"
+    " CASE WHEN r.status = 'completed' THEN"
+    "   extract(epoch FROM r.completed_at - r.created_at)::bigint"
+    "  WHEN r.status IN ('pending', 'notified', 'ready_to_call', 'in_progress', 'needs_review')"
+    "   THEN extract(epoch FROM now() - r.created_at)::bigint END AS waited_seconds"
+).format(extension=AGENT_EXTENSION)
+
+NEWEST_FIRST = sql.SQL(" ORDER BY r.created_at DESC, r.request_uuid DESC")
+
+
+def jsonable(row: Row) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+async def list_callbacks(request: Request) -> Response:
+    ctx = ApiContext.of(request)
+    filters = CallbackFilters.from_request(request, ctx.timezone)
+    q = request.query_params
+    limit = params.integer(q, "limit", default=50, low=1, high=MAX_LIMIT)
+    offset = params.integer(q, "offset", default=0, low=0, high=10_000_000)
+    where, values = filters.where()
+    total = await ctx.database().fetch_value(sql.SQL("SELECT count(*)") + FROM + where, values)
+    if q.get("cursor"):
+        if offset:
+            raise bad_request("give `offset` or `cursor`, not both")
+        at, ident = decode_cursor(q["cursor"])
+        where = where + sql.SQL(" AND (r.created_at, r.request_uuid) < (%(c_at)s, %(c_id)s)")
+        values = {**values, "c_at": at, "c_id": ident}
+    page = sql.SQL(" LIMIT %(limit)s OFFSET %(offset)s")
+    rows = await ctx.database().fetch_all(
+        COLUMNS + FROM + where + NEWEST_FIRST + page, {**values, "limit": limit, "offset": offset}
+    )
+    last = rows[-1] if len(rows) == limit else None
+    return JSONResponse({
+        "items": [jsonable(row) for row in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+    })  # fmt: skip
+
+
+async def _ticket(db: Database, request: Request) -> tuple[uuid.UUID, Row]:
+    """The ticket named by the path, in the request's domain (404 otherwise)."""
+    ident = params.parse_uuid(request.path_params["id"], "id")
+    domain = params.domain_uuid(request)
+    query = COLUMNS + FROM + sql.SQL(" WHERE r.request_uuid = %(id)s AND r.domain_uuid = %(d)s")
+    row = await db.fetch_one(query, {"id": ident, "d": domain})
+    if row is None:
+        raise not_found("no callback with that id in this domain")
+    return ident, row
+
+
+_DETAIL = """
+SELECT r.recording_path, r.summary, r.call_started_at, r.call_duration_seconds,
+       coalesce(r.transcript, c.transcript) AS transcript,
+       c.started_at AS call_started, c.ended_at AS call_ended, c.outcome AS call_outcome,
+       c.handoff_status, c.handoff_destination, c.hangup_cause
+  FROM callcontrol_callback_requests r
+  LEFT JOIN callcontrol_calls c ON c.call_uuid = r.call_uuid AND c.domain_uuid = r.domain_uuid
+ WHERE r.request_uuid = %s
+"""
+
+
+async def get_callback(request: Request) -> Response:
+    db = ApiContext.of(request).database()
+    ident, row = await _ticket(db, request)
+    more = await db.fetch_one(_DETAIL, (ident,)) or {}
+    history = await tickets.history(db, str(ident))
+    body = jsonable(row)
+    body["transcript"] = _by_role(more.get("transcript"))
+    body["history"] = [jsonable(h) for h in history]
+    body["recording"] = {"path": more["recording_path"]} if more.get("recording_path") else None
+    body["summary"] = more.get("summary")
+    body["call"] = jsonable({
+        "started_at": more.get("call_started") or more.get("call_started_at"),
+        "ended_at": more.get("call_ended"),
+        "duration_seconds": more.get("call_duration_seconds"),
+        "outcome": more.get("call_outcome"),
+        "handoff_status": more.get("handoff_status"),
+        "handoff_destination": more.get("handoff_destination"),
+        "hangup_cause": more.get("hangup_cause"),
+    }) if row["call_uuid"] else None  # fmt: skip
+    return JSONResponse(body)
+
+
+def _by_role(transcript: Any) -> list[dict[str, Any]]:
+    """The conversation, each line with who said it (caller, assistant; tool calls too)."""
+    if not isinstance(transcript, list):
+        return []
+    return [
+        {"t": entry.get("t"), "role": entry["role"], "text": entry.get("text", "")}
+        for entry in transcript
+        if isinstance(entry, dict) and isinstance(entry.get("role"), str)
+    ]
+
+
+async def snooze_callback(request: Request) -> Response:
+    db = ApiContext.of(request).database()
+    ident, _ = await _ticket(db, request)
+    body = await params.json_object(request)
+    minutes = body.get("minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, int) \
+            or not 1 <= minutes <= MAX_SNOOZE_MINUTES:  # fmt: skip
+        raise bad_request(f"`minutes` must be a whole number from 1 to {MAX_SNOOZE_MINUTES}")
+    now = await db.fetch_value("SELECT now()")
+    until = now + timedelta(minutes=minutes)
+    try:
+        await tickets.snooze(db, str(ident), until, by=CHANGED_BY,
+                             reason=f"snoozed {minutes} min")  # fmt: skip
+    except tickets.MoveRefused as exc:
+        raise _conflict(exc, "snoozed") from None
+    except tickets.SnoozePastExpiry as exc:
+        raise ApiError(409, "expires_first", f"the callback expires at "
+                       f"{exc.expires_at.isoformat()}, before the snooze would end") from None
+    _log.info("api.callback_snoozed", request_uuid=str(ident), minutes=minutes)
+    return await _current(db, request)
+
+
+async def cancel_callback(request: Request) -> Response:
+    db = ApiContext.of(request).database()
+    ident, _ = await _ticket(db, request)
+    body = await params.json_object(request)
+    reason = body.get("reason")
+    reason = None if reason is None else params.text(reason, "reason", max_length=500)
+    try:
+        await tickets.change_status(db, str(ident), tickets.TicketStatus.CANCELED,
+                                    by=CHANGED_BY, reason=reason)  # fmt: skip
+    except tickets.MoveRefused as exc:
+        raise _conflict(exc, "canceled") from None
+    _log.info("api.callback_canceled", request_uuid=str(ident))
+    return await _current(db, request)
+
+
+async def _current(db: Database, request: Request) -> Response:
+    _, row = await _ticket(db, request)
+    return JSONResponse(jsonable(row))
+
+
+def _conflict(exc: tickets.MoveRefused, what: str) -> ApiError:
+    return ApiError(409, "illegal_move",
+                    f"a callback that is {exc.current} cannot be {what}")  # fmt: skip

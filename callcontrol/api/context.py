@@ -1,0 +1,36 @@
+"""What the endpoints share, kept on the Starlette app's state: the database, FreeSWITCH's
+availability snapshot, the metrics and the time zone for dates without an offset."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import attrs
+from starlette.requests import Request
+
+from callcontrol.api.errors import ApiError
+from callcontrol.db.database import Database
+from callcontrol.metrics import Metrics
+
+if TYPE_CHECKING:
+    from callcontrol.api.extension_status import SnapshotSource
+
+
+@attrs.define(eq=False)
+class ApiContext:
+    metrics: Metrics
+    db: Database | None = None
+    availability: SnapshotSource | None = None
+    timezone: ZoneInfo = attrs.field(factory=lambda: ZoneInfo("America/Sao_Paulo"))
+
+    @staticmethod
+    def of(request: Request) -> ApiContext:
+        ctx: Any = request.app.state.api
+        assert isinstance(ctx, ApiContext)
+        return ctx
+
+    def database(self) -> Database:
+        if self.db is None:
+            raise ApiError(503, "database_unavailable", "the database is not open yet")
+        return self.db

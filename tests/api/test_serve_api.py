@@ -1,0 +1,48 @@
+"""The API as ``callcontrol serve`` runs it: over real HTTP (hypercorn), on the server's database,
+asking the (simulated) FreeSWITCH's inbound Event Socket for availability."""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+from callcontrol.config import HostPort, load_settings
+from callcontrol.server import App, run_secretary_server
+from callcontrol.testing.database import add_domain, add_extension
+from callcontrol.testing.freeswitch import open_freeswitch_sim
+from tests.api.conftest import AUTH, TOKEN, add_ticket
+from tests.test_http_and_serve import _free_port
+
+
+async def test_serve_answers_extension_status_and_callbacks_over_http(db, db_url, nursery):
+    domain = await add_domain(db, "pbx.example.com")
+    await add_extension(db, domain, "1001")
+    ticket = await add_ticket(db, domain)
+    async with open_freeswitch_sim(domain="pbx.example.com") as sim:
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
+        http_port = _free_port()
+        settings = load_settings({
+            "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN,
+            "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47200-47299",
+            "ESL_HOST": "127.0.0.1", "ESL_PORT": str(esl_port),
+        })  # fmt: skip
+        app = App(settings=settings)
+        await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}",
+                                     headers=AUTH) as client:  # fmt: skip
+            url = f"/api/extension/status/1001?domain_uuid={domain}"
+            with trio.fail_after(10):
+                assert (await client.get(url)).json()["status"] == "OFFLINE"
+                sim.register("1001", "pbx.example.com")
+                # the monitor reads again once the registration event reached it
+                while (await client.get(url)).json()["status"] != "AVAILABLE":
+                    pass
+            listed = (await client.get(f"/api/callbacks?domain_uuid={domain}")).json()
+            assert [item["id"] for item in listed["items"]] == [ticket]
+            canceled = await client.post(f"/api/callbacks/{ticket}/cancel?domain_uuid={domain}",
+                                         json={"reason": "cliente ligou de volta"})  # fmt: skip
+            assert canceled.json()["status"] == "canceled"
+            metrics = (await client.get("/metrics")).text
+            assert 'voice_extension_status_requests_total{status="AVAILABLE"} 1.0' in metrics
+        app.shutting_down.set()
