@@ -36,6 +36,7 @@ from callcontrol.config import load_settings  # noqa: E402
 from callcontrol.db import open_database  # noqa: E402
 from callcontrol.db.database import Connection, Database  # noqa: E402
 from callcontrol.esl.inbound import InboundClient  # noqa: E402
+from callcontrol.logs import configure_logging  # noqa: E402
 from callcontrol.testing.database import (  # noqa: E402
     add_domain,
     add_extension,
@@ -202,6 +203,7 @@ def cli() -> None:
     args = parser.parse_args()
     if args.quick:
         args.tickets, args.runs, args.sample = [500], 2, 50
+    configure_logging("json")  # as serve logs: each notification's line is part of a scan's cost
     devnull = open(Path("/dev/null"), "w")  # noqa: SIM115 - for the life of the process
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
     trio.run(main, args)
