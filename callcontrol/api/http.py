@@ -28,6 +28,7 @@ from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import EXCEPTION_HANDLERS
 from callcontrol.api.extension_status import SnapshotSource, extension_status
+from callcontrol.api.report import report_csv
 from callcontrol.config import HostPort
 from callcontrol.db.database import Database
 from callcontrol.logs import get_logger
@@ -74,6 +75,7 @@ def build_app(
         Route("/metrics", metrics_endpoint),
         Route("/api/extension/status/{extension}", extension_status),
         Route("/api/callbacks", callbacks.list_callbacks),
+        Route("/api/callbacks/report.csv", report_csv),
         Route("/api/callbacks/{id}", callbacks.get_callback),
         Route("/api/callbacks/{id}/snooze", callbacks.snooze_callback, methods=["POST"]),
         Route("/api/callbacks/{id}/cancel", callbacks.cancel_callback, methods=["POST"]),
