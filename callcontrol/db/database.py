@@ -48,6 +48,11 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or dropped the connection; the operation did not run
     (or its transaction was rolled back)."""
 
+    def for_the_admin(self) -> str:
+        """The one line an admin command prints after its name: the reason and the fix."""
+        reason = str(self).strip().splitlines()[0]
+        return f"{reason} -- fix: check DATABASE_URL (callcontrol doctor)"
+
 
 @attrs.frozen
 class PoolOptions:

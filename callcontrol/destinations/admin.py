@@ -82,8 +82,7 @@ def run_destinations(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except DatabaseUnavailable as exc:
-        reason = str(exc).strip().splitlines()[0]
-        print(f"{prog}: {reason} -- fix: check DATABASE_URL (callcontrol doctor)", file=sys.stderr)
+        print(f"{prog}: {exc.for_the_admin()}", file=sys.stderr)
         return 1
 
 
