@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from callcontrol.callbacks import outbox
+from callcontrol.callbacks.tickets import record_who
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
 from callcontrol.logs import get_logger
 
@@ -106,7 +107,7 @@ async def _insert(db: Database, row: dict[str, Any], *, by: str, helpdesk: bool)
     setting is harmless on a database that does not have the trigger yet)."""
 
     def work(conn: Connection) -> None:
-        conn.execute("SELECT set_config('callcontrol.changed_by', %s, true)", (by,))
+        record_who(conn, by)
         found = conn.execute(_INSERT, row).fetchone()
         if helpdesk and row["kind"] == "callback":
             # a second save of one request is the caller's correction after the read-back

@@ -32,6 +32,7 @@ import trio
 
 from callcontrol.callbacks import outbox
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
+from callcontrol.callbacks.tickets import record_who
 from callcontrol.config import Settings
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
 from callcontrol.logs import get_logger
@@ -43,9 +44,6 @@ ALERT_AFTER_FAILURES = 3
 MIN_SECONDS_BETWEEN_SCANS = 1.0
 
 _log = get_logger("callcontrol.callbacks.scanner")
-
-_BY_SCANNER = ("SELECT set_config('callcontrol.changed_by', 'scanner', true),"
-               " set_config('callcontrol.change_reason', %s, true)")  # fmt: skip
 
 _EXPIRE = """
 UPDATE callcontrol_callback_requests SET status = 'expired', updated_at = now()
@@ -166,9 +164,9 @@ def _is_free(snapshot: Snapshot, ticket: DueTicket) -> bool:
 
 def _close_out(conn: Connection, settings: Settings, now: datetime) -> tuple[tuple[str, ...],
                                                                               tuple[str, ...]]:
-    conn.execute(_BY_SCANNER, ("expires_at passed",))
+    record_who(conn, "scanner", "expires_at passed")
     expired = tuple(r["request_uuid"] for r in conn.execute(_EXPIRE, {"now": now}).fetchall())
-    conn.execute(_BY_SCANNER, ("notified as many times as its domain allows",))
+    record_who(conn, "scanner", "notified as many times as its domain allows")
     to_review = tuple(r["request_uuid"] for r in conn.execute(
         _TOO_MANY, {"max": settings.callback_max_notifications}).fetchall())
     return expired, to_review
@@ -177,7 +175,7 @@ def _close_out(conn: Connection, settings: Settings, now: datetime) -> tuple[tup
 def _mark_notified(
     conn: Connection, free: list[DueTicket], now: datetime, helpdesk: bool
 ) -> set[str]:
-    conn.execute(_BY_SCANNER, ("the agent's extension is available",))
+    record_who(conn, "scanner", "the agent's extension is available")
     rows = conn.execute(_NOTIFY, {"now": now, "uuids": [t.request_uuid for t in free]})
     moved = {r["request_uuid"] for r in rows.fetchall()}
     if helpdesk:  # in this transaction: the helpdesk hears of exactly the committed moves

@@ -95,6 +95,14 @@ UPDATE callcontrol_callback_requests
 """
 
 
+def record_who(conn: Connection, by: str, reason: str | None = None) -> None:
+    """Who (and why) for the history rows migration 005's trigger writes in this transaction;
+    harmless on a database without the trigger."""
+    conn.execute("SELECT set_config('callcontrol.changed_by', %s, true),"
+                 " set_config('callcontrol.change_reason', %s, true)",
+                 (by, reason or ""))  # fmt: skip
+
+
 async def change_status(
     db: Database,
     request_uuid: str,
@@ -115,9 +123,7 @@ async def change_status(
         known = _known(current)
         if known is None or not may_move(known, to):
             raise MoveRefused(request_uuid, current, to)
-        conn.execute("SELECT set_config('callcontrol.changed_by', %s, true),"
-                     " set_config('callcontrol.change_reason', %s, true)",
-                     (by, reason or ""))  # fmt: skip
+        record_who(conn, by, reason)
         conn.execute(_MOVE, {"to": to.value, "uuid": request_uuid, "attempt": int(attempt),
                              "notified": int(to is S.NOTIFIED)})  # fmt: skip
         return Moved(request_uuid, known, to)
@@ -169,9 +175,7 @@ async def snooze(
             raise MoveRefused(request_uuid, current, S.PENDING)
         if row["expires_at"] is not None and row["expires_at"] <= until:
             raise SnoozePastExpiry(request_uuid, row["expires_at"])
-        conn.execute("SELECT set_config('callcontrol.changed_by', %s, true),"
-                     " set_config('callcontrol.change_reason', %s, true)",
-                     (by, reason))  # fmt: skip
+        record_who(conn, by, reason)
         conn.execute(_SNOOZE, {"until": until, "uuid": request_uuid})
         if known is S.PENDING:
             conn.execute(_SNOOZE_HISTORY, {"uuid": request_uuid, "by": by, "reason": reason})
