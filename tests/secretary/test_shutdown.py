@@ -96,13 +96,15 @@ async def test_talking_to_the_ai_the_call_goes_to_the_dialplan_fallback(office):
     assert not _unplanned(logs)
 
 
-async def test_on_hold_while_an_agent_rings_the_leg_dies_and_the_music_stops(office):
-    office.sim.endpoints[SUPORTE] = Manual()
-    async with office.model([*HANDOFF, GoSilent()], strict=False) as (_ai, url):
+async def _stop_while_a_leg_rings_on_hold(office, script, dial_prefix):
+    """SIGTERM while the caller hears hold music and a leg dialled as ``dial_prefix`` rings;
+    checks what every such stop must do: that leg killed once before ``resume`` + ``exit``,
+    nothing left ringing, the music off and the dialplan's fallback reached, no traceback."""
+    async with office.model(script, strict=False) as (_ai, url):
         server = await _serve(office, url)
         call = await server.call()
         with trio.fail_after(10):
-            leg = await office.sim.wait_for_leg("sofia/internal/1001@")
+            leg = await office.sim.wait_for_leg(dial_prefix)
             await leg.wait_for(lambda: leg.ringing)
             await call.wait_for(lambda: call.playing == "local_stream://moh")
         with structlog.testing.capture_logs() as logs:
@@ -116,8 +118,15 @@ async def test_on_hold_while_an_agent_rings_the_leg_dies_and_the_music_stops(off
         await call.wait_for(lambda: call.reached is not None)
     assert call.playing is None  # the dialplan really ran: no endless music in its way
     assert call.reached == "9000 XML default"
-    assert await _row(office, call) == {"outcome": "handed_back", "handoff_status": "cancelled"}
     assert not _unplanned(logs)
+    return call, url
+
+
+async def test_on_hold_while_an_agent_rings_the_leg_dies_and_the_music_stops(office):
+    office.sim.endpoints[SUPORTE] = Manual()
+    call, _url = await _stop_while_a_leg_rings_on_hold(office, [*HANDOFF, GoSilent()],
+                                                       "sofia/internal/1001@")  # fmt: skip
+    assert await _row(office, call) == {"outcome": "handed_back", "handoff_status": "cancelled"}
 
 
 async def test_a_conversation_with_an_agent_is_left_alone(office):
@@ -194,26 +203,8 @@ async def test_in_the_ai_failure_path_the_default_leg_dies_and_the_dialplan_take
     # the AI went away, the fallback prompt played and the default destination rings on hold
     # music: SIGTERM kills that leg once, stops the music and resumes the dialplan's fallback
     office.sim.endpoints[ATENDIMENTO] = Manual()
-    async with office.model([*GREETING, Close(1011, "internal error")], strict=False) as (
-        _ai, url,
-    ):
-        server = await _serve(office, url)
-        call = await server.call()
-        with trio.fail_after(10):
-            leg = await office.sim.wait_for_leg("loopback/")
-            await leg.wait_for(lambda: leg.ringing)
-            await call.wait_for(lambda: call.playing == "local_stream://moh")
-        with structlog.testing.capture_logs() as logs:
-            await server.stop()
-    sent = lines(call)
+    call, url = await _stop_while_a_leg_rings_on_hold(
+        office, [*GREETING, Close(1011, "internal error")], "loopback/")
     prompt = office.services(url).settings.fallback_prompt
     assert any(v == prompt for c in call.commands for _, v in c.headers)  # it was played
-    kill = f"api uuid_kill {leg.uuid} ORIGINATOR_CANCEL"
-    assert sent.count(kill) == 1
-    assert sent.index(kill) < sent.index("resume") < sent.index("exit")
-    assert not leg.alive
-    with trio.fail_after(5):
-        await call.wait_for(lambda: call.reached is not None)
-    assert call.reached == "9000 XML default" and call.playing is None
     assert (await _row(office, call))["outcome"] == "handed_back"
-    assert not _unplanned(logs)
