@@ -416,6 +416,11 @@ class TransportBase:
             await trio.sleep_until(wake_at)
             now = trio.current_time()
             wake_at = now + tick
+            if self._last_rx == -math.inf:
+                # Not streaming yet: the transport is still asking FreeSWITCH for the audio
+                # (its own start-up timeouts cover a switch that never answers), so there is no
+                # silence to count until its first _grace().
+                continue
             if self._loss_watch_paused():
                 self._grace()
             elif self.active:

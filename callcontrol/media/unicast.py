@@ -323,6 +323,7 @@ class UnicastTransport(TransportBase):
         self._leg: _Leg | None = None
         self._armed_generation = -1
         self._arm_lock = trio.Lock()
+        self._arming = False
         self._progress = trio.lowlevel.ParkingLot()  # drained() waiters, woken per frame sent
         self._last_sent_at = -math.inf
         self._hub: _Hub | None = None
@@ -348,7 +349,14 @@ class UnicastTransport(TransportBase):
 
     async def rearm(self) -> bool:
         async with self._arm_lock:
-            return await self._rearm_locked()
+            # No caller audio can come while we are still asking FreeSWITCH for it: on a loaded
+            # box the arming round trips alone outlast a watchdog tick, and counting them as
+            # silence declared the media lost before the first unicast was even sent.
+            self._arming = True
+            try:
+                return await self._rearm_locked()
+            finally:
+                self._arming = False
 
     async def play(self, pcm: bytes, item_id: str) -> None:
         if self._suspended or self._finished:
@@ -560,7 +568,7 @@ class UnicastTransport(TransportBase):
 
     def _loss_watch_paused(self) -> bool:
         cs = self.channel_state
-        return cs.playing_app is not None or cs.bridged
+        return self._arming or cs.playing_app is not None or cs.bridged
 
     # -- sending ---------------------------------------------------------------------------
 

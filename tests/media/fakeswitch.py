@@ -53,12 +53,15 @@ class FakeSwitch:
         unicast: UnicastPeer | None = None,
         audio: AudioStreamPeer | None = None,
         playback_seconds: float = 0.2,
+        reply_delays: dict[str, float] | None = None,
     ) -> None:
         self.stream = stream
         self.uuid = uuid
         self.unicast = unicast
         self.audio = audio
         self.playback_seconds = playback_seconds
+        # A loaded switch answering some commands late: "unicast" (the sendmsg) or an api name.
+        self.reply_delays = reply_delays or {}
         self.reader = FrameReader()
         self.commands: list[str] = []
         self.playbacks: list[Playback] = []
@@ -114,8 +117,9 @@ class FakeSwitch:
         headers = dict(line.split(": ", 1) for line in lines if ": " in line)
         assert self._nursery is not None
         if first.startswith("sendmsg"):
-            await self.send(serialize.command_reply("+OK"))
             what = headers.get("call-command")
+            await trio.sleep(self.reply_delays.get(what or "", 0))
+            await self.send(serialize.command_reply("+OK"))
             if what == "unicast":
                 self._unicast(headers)
             elif what == "execute" and headers.get("execute-app-name") == "playback":
@@ -123,6 +127,7 @@ class FakeSwitch:
                     self._playback, headers["execute-app-arg"], headers.get("Event-UUID", "")
                 )
         elif first.startswith("api "):
+            await trio.sleep(self.reply_delays.get(first[4:].partition(" ")[0], 0))
             await self.send(serialize.api_response(await self._api(first[4:])))
         elif first.startswith("bgapi "):
             job = headers.get("Job-UUID") or str(uuid_module.uuid4())

@@ -39,7 +39,8 @@ async def registry(nursery):
     return reg
 
 
-async def setup(nursery, tmp_path: Path, uuid: str = A_UUID, freq: float = 440):
+async def setup(nursery, tmp_path: Path, uuid: str = A_UUID, freq: float = 440,
+                **switch_kwargs: object):
     holder: list[FakeSwitch] = []
     peer = AudioStreamPeer(
         lambda sub, u, body: holder[0].emit_custom(sub, u, body),
@@ -47,7 +48,7 @@ async def setup(nursery, tmp_path: Path, uuid: str = A_UUID, freq: float = 440):
         source=lambda _u, fmt: tone(freq, fmt),
     )
     await nursery.start(peer.run)
-    call, switch = await open_call(nursery, audio=peer, uuid=uuid)
+    call, switch = await open_call(nursery, audio=peer, uuid=uuid, **switch_kwargs)
     holder.append(switch)
     return peer, call, switch
 
@@ -66,6 +67,19 @@ async def take(media: AudioStreamTransport, n: int) -> list[bytes]:
             if len(out) == n:
                 break
     return out
+
+
+async def test_a_slow_start_is_not_taken_for_lost_media(nursery, registry, tmp_path):
+    # The loss clock runs from the moment the stream is up, not from start(): a switch slow to
+    # answer uuid_audio_stream is no "no caller audio".
+    _peer, call, _switch = await setup(
+        nursery, tmp_path, reply_delays={"uuid_audio_stream": 0.4}
+    )
+    async with AudioStreamTransport(call, registry, lost_after=0.2) as media:
+        await media.start()
+        assert not media.media_lost.is_set()
+        await take(media, 3)
+        assert not media.media_lost.is_set()
 
 
 async def test_caller_frames_reach_the_right_session(nursery, registry, tmp_path):

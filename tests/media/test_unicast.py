@@ -204,6 +204,19 @@ async def test_park_after_bridge_rearms_by_itself(nursery):
         await take(media, 2)
 
 
+async def test_a_slow_arming_is_not_taken_for_lost_media(nursery):
+    # Under load the unicast reply came after a watchdog tick; that silence, before any audio
+    # could have been asked for, was declared "no caller audio" and the call lost its media.
+    peer = UnicastPeer(L16_8K, tone(440, L16_8K))
+    await nursery.start(peer.run)
+    call, _switch = await open_call(nursery, unicast=peer, reply_delays={"unicast": 0.4})
+    async with UnicastTransport(call, ports(), lost_after=0.2) as media:
+        await media.start()
+        assert media.armed and not media.media_lost.is_set()
+        await take(media, 3)
+        assert not media.media_lost.is_set()
+
+
 async def test_second_unicast_in_one_park_is_never_sent(nursery):
     _peer, call, switch = await setup(nursery)
     async with UnicastTransport(call, ports()) as media:
