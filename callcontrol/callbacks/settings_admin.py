@@ -12,7 +12,7 @@ import trio
 from callcontrol.callbacks import domain_settings
 from callcontrol.config import Settings, load_settings
 from callcontrol.db import DatabaseUnavailable, PoolOptions, open_database
-from callcontrol.destinations.admin import AdminError, _domain
+from callcontrol.destinations.admin import AdminError, find_domain
 from callcontrol.logs import configure_logging
 
 
@@ -33,7 +33,7 @@ def run_callback(args: argparse.Namespace) -> int:
 
 async def _run(settings: Settings, name: str, changes: list[tuple[str, int | None]]) -> int:
     async with open_database(settings.database_url, PoolOptions(min_size=1, max_size=2)) as db:
-        domain = await _domain(db, name)
+        domain = await find_domain(db, name)
         for key, value in changes:
             await domain_settings.store(db, str(domain.uuid), key, value)
         own = await domain_settings.stored(db, str(domain.uuid))

@@ -88,7 +88,7 @@ def run_destinations(args: argparse.Namespace) -> int:
 
 async def _run(url: str | None, args: argparse.Namespace) -> int:
     async with open_database(url, PoolOptions(min_size=1, max_size=2)) as db:
-        domain = await _domain(db, args.domain)
+        domain = await find_domain(db, args.domain)
         command = args.destinations_command
         if command == "list":
             return await list_destinations(db, domain)
@@ -103,7 +103,8 @@ class Domain:
     name: str
 
 
-async def _domain(db: Database, name: str) -> Domain:
+async def find_domain(db: Database, name: str) -> Domain:
+    """The FusionPBX domain an admin named, or an AdminError that says what to fix."""
     tables = await db.fetch_one(
         "SELECT to_regclass('v_domains') IS NOT NULL AS pbx,"
         " to_regclass('v_voice_transfer_destinations') IS NOT NULL AS ours"
