@@ -63,10 +63,7 @@ class CallbackFilters:
             raise bad_request("`kind` must be callback or message")
         ext = params.extension(q["extension"]) if q.get("extension") else None
         dest_uuid, dest_name = _destination(q.get("destination") or None)
-        since = params.moment(q["from"], "from", zone) if q.get("from") else None
-        until = params.moment(q["to"], "to", zone, end_of_day=True) if q.get("to") else None
-        if since and until and since >= until:
-            raise bad_request("`from` must be before `to`")
+        since, until = params.period(q, zone)
         return cls(params.domain_uuid(request), statuses, kind, ext, dest_uuid, dest_name,
                    since, until)  # fmt: skip
 

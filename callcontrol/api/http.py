@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callcontrol.api import callbacks
+from callcontrol.api import callbacks, stats
 from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import EXCEPTION_HANDLERS
@@ -79,6 +79,7 @@ def build_app(
         Route("/api/callbacks/{id}", callbacks.get_callback),
         Route("/api/callbacks/{id}/snooze", callbacks.snooze_callback, methods=["POST"]),
         Route("/api/callbacks/{id}/cancel", callbacks.cancel_callback, methods=["POST"]),
+        Route("/api/stats", stats.stats),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.api = ApiContext(metrics, db, availability,

@@ -80,6 +80,16 @@ def moment(text: str, name: str, zone: tzinfo, *, end_of_day: bool = False) -> d
     return value if value.tzinfo is not None else value.replace(tzinfo=zone)
 
 
+def period(query: Mapping[str, str], zone: tzinfo) -> tuple[datetime | None, datetime | None]:
+    """``from`` (inclusive) and ``to`` (exclusive; a bare date means up to the end of that day),
+    either may be left out; ``from`` must come before ``to``."""
+    since = moment(query["from"], "from", zone) if query.get("from") else None
+    until = moment(query["to"], "to", zone, end_of_day=True) if query.get("to") else None
+    if since and until and since >= until:
+        raise bad_request("`from` must be before `to`")
+    return since, until
+
+
 def text(value: Any, name: str, *, max_length: int) -> str:
     if not isinstance(value, str):
         raise bad_request(f"`{name}` must be a string")
