@@ -2,7 +2,9 @@
 and ``trace stats``.
 
 A trace is what one Event Socket connection carried, byte for byte: ``recv`` lines are what
-FreeSWITCH sent, ``send`` lines what we sent. See "Recorded event streams" in DESIGN.md.
+FreeSWITCH sent, ``send`` lines what we sent. Version 2 adds the AI's websocket frames and the
+values the server generated (``callcontrol.trace.format``). See "Recorded event streams" in
+DESIGN.md.
 """
 
 from callcontrol.trace.format import (

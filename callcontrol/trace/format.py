@@ -1,4 +1,14 @@
-"""The JSON-lines trace: a header object, then one ``{"t", "dir", "data"}`` object per line.
+"""The JSON-lines trace: a header object, then one ``{"t", "dir", ...}`` object per line.
+
+Version 1 holds the Event Socket only: ``recv`` (what FreeSWITCH sent) and ``send`` (what we
+sent), each with ``data``. Version 2 (what ``serve --record`` writes now) adds what else decided
+the call, so that ``replay`` can reproduce it (docs/operations.md, "Recording calls"):
+
+- ``ai_open`` (``url`` without its query, or ``error``), ``ai_send`` / ``ai_recv`` (one websocket
+  text frame each, in ``data``), ``ai_close`` (``code``, ``reason``, ``by``: ``peer`` or ``us``);
+  ``ai_resolve`` (``value``: the delegated tool GPT-Live's resolver chose, or null);
+- ``gen``: a value the server generated (``kind``: ``uuid4``, ``token_hex``, ``now``, ``port``;
+  ``value``: its text), in the order the call asked for them.
 
 ``data`` is the exact bytes as text when they are UTF-8; otherwise ``data_b64`` holds them in
 base64, so a trace always gives back the bytes that crossed the socket. Lines are split on
@@ -19,13 +29,24 @@ from typing import Any, Literal
 import attrs
 
 FORMAT_NAME = "callcontrol-esl-trace"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 Mode = Literal["outbound", "inbound"]
-Direction = Literal["recv", "send"]
+Direction = Literal[
+    "recv", "send", "ai_open", "ai_send", "ai_recv", "ai_close", "ai_resolve", "gen"
+]
 _MODES: tuple[Mode, ...] = ("outbound", "inbound")
-_DIRECTIONS: tuple[Direction, ...] = ("recv", "send")
+_ESL_DIRECTIONS: tuple[Direction, ...] = ("recv", "send")
+_DIRECTIONS: dict[int, tuple[Direction, ...]] = {
+    1: _ESL_DIRECTIONS,
+    2: (*_ESL_DIRECTIONS, "ai_open", "ai_send", "ai_recv", "ai_close", "ai_resolve", "gen"),
+}
+# lines whose payload is bytes (``data`` / ``data_b64``); the others carry ``fields`` only
+_WITH_DATA = frozenset({"recv", "send", "ai_send", "ai_recv"})
+GENERATED_KINDS = ("uuid4", "token_hex", "now", "port")
 _HEADER_KEYS = frozenset({"format", "version", "mode"})
+_LINE_KEYS = frozenset({"t", "dir", "data", "data_b64"})
 
 
 class TraceFormatError(ValueError):
@@ -43,18 +64,27 @@ class TraceHeader:
     mode: Mode
     # Free-form fields a recorder adds (source, start time, unique_id, notes...), kept as read.
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    # what the file says; a trace built in memory is written as the current version
+    version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "mode": self.mode, **self.extra}
+        return {"format": FORMAT_NAME, "version": self.version, "mode": self.mode, **self.extra}
 
 
 @attrs.frozen
 class TraceLine:
     t: float
     dir: Direction
-    data: bytes
+    data: bytes = b""
     # 1-based line number in the file it was read from (0 when built in memory).
     lineno: int = attrs.field(default=0, eq=False)
+    # the other keys of the line (v2: ``kind``/``value`` of a ``gen``, ``code``/``reason`` of
+    # an ``ai_close``...), as JSON values
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def esl(self) -> bool:
+        return self.dir in _ESL_DIRECTIONS
 
 
 @attrs.frozen
@@ -70,6 +100,19 @@ class Trace:
         """Every line of one direction concatenated: the byte stream as it crossed the socket."""
         return b"".join(line.data for line in self.lines if line.dir == direction)
 
+    @property
+    def esl_lines(self) -> tuple[TraceLine, ...]:
+        """The Event Socket lines only (all of a version-1 trace)."""
+        return tuple(line for line in self.lines if line.esl)
+
+    def of(self, *directions: Direction) -> tuple[TraceLine, ...]:
+        return tuple(line for line in self.lines if line.dir in directions)
+
+    def generated(self, kind: str) -> list[str]:
+        """The recorded generated values of one kind, in the order they were asked for."""
+        return [str(line.fields["value"]) for line in self.lines
+                if line.dir == "gen" and line.fields.get("kind") == kind]  # fmt: skip
+
 
 def dump_header(header: TraceHeader) -> str:
     return json.dumps(header.to_json(), ensure_ascii=False)
@@ -77,10 +120,12 @@ def dump_header(header: TraceHeader) -> str:
 
 def dump_line(line: TraceLine) -> str:
     obj: dict[str, Any] = {"t": round(line.t, 6), "dir": line.dir}
-    try:
-        obj["data"] = line.data.decode("utf-8")
-    except UnicodeDecodeError:
-        obj["data_b64"] = base64.b64encode(line.data).decode("ascii")
+    if line.dir in _WITH_DATA:
+        try:
+            obj["data"] = line.data.decode("utf-8")
+        except UnicodeDecodeError:
+            obj["data_b64"] = base64.b64encode(line.data).decode("ascii")
+    obj.update((k, v) for k, v in line.fields.items() if k not in _LINE_KEYS)
     return json.dumps(obj, ensure_ascii=False)
 
 
@@ -109,7 +154,8 @@ def loads(raw: bytes, *, source: str = "") -> Trace:
     if first is None:
         raise TraceFormatError(1, "empty file: expected the trace header", source)
     header = _parse_header(*first, source)
-    return Trace(header, tuple(_parse_line(n, text, source) for n, text in numbered))
+    return Trace(header, tuple(_parse_line(n, text, source, header.version)
+                               for n, text in numbered))  # fmt: skip
 
 
 def _numbered_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
@@ -134,7 +180,8 @@ def _parse_header(number: int, text: bytes, source: str) -> TraceHeader:
         raise TraceFormatError(
             number, f"not a trace header: expected format {FORMAT_NAME!r}", source
         )
-    if obj.get("version") != FORMAT_VERSION:
+    version = obj.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise TraceFormatError(
             number, f"unsupported trace version {obj.get('version')!r}", source
         )
@@ -142,18 +189,37 @@ def _parse_header(number: int, text: bytes, source: str) -> TraceHeader:
     if mode not in _MODES:
         raise TraceFormatError(number, f"mode must be one of {_MODES}, got {mode!r}", source)
     extra = {k: v for k, v in obj.items() if k not in _HEADER_KEYS}
-    return TraceHeader(mode=mode, extra=extra)
+    return TraceHeader(mode=mode, extra=extra, version=version)
 
 
-def _parse_line(number: int, text: bytes, source: str) -> TraceLine:
+def _parse_line(number: int, text: bytes, source: str, version: int = FORMAT_VERSION) -> TraceLine:
     obj = _load_object(number, text, source)
     t = obj.get("t")
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
         raise TraceFormatError(number, f"'t' must be a number >= 0, got {t!r}", source)
     direction = obj.get("dir")
-    if direction not in _DIRECTIONS:
-        raise TraceFormatError(number, f"'dir' must be 'recv' or 'send', got {direction!r}", source)
-    return TraceLine(float(t), direction, _parse_data(number, obj, source), number)
+    allowed = _DIRECTIONS[version]
+    if direction not in allowed:
+        names = " or ".join(repr(d) for d in allowed)
+        raise TraceFormatError(number, f"'dir' must be {names}, got {direction!r}", source)
+    fields = {k: v for k, v in obj.items() if k not in _LINE_KEYS}
+    if direction == "gen":
+        _check_generated(number, fields, source)
+    if direction not in _WITH_DATA:
+        if "data" in obj or "data_b64" in obj:
+            raise TraceFormatError(number, f"a {direction!r} line has no 'data'", source)
+        return TraceLine(float(t), direction, b"", number, fields)
+    return TraceLine(float(t), direction, _parse_data(number, obj, source), number, fields)
+
+
+def _check_generated(number: int, fields: Mapping[str, Any], source: str) -> None:
+    kind = fields.get("kind")
+    if kind not in GENERATED_KINDS:
+        raise TraceFormatError(
+            number, f"a 'gen' line's 'kind' must be one of {GENERATED_KINDS}, got {kind!r}", source
+        )
+    if not isinstance(fields.get("value"), str):
+        raise TraceFormatError(number, "a 'gen' line's 'value' must be a string", source)
 
 
 def _parse_data(number: int, obj: Mapping[str, Any], source: str) -> bytes:

@@ -122,7 +122,7 @@ def build_script(trace: Trace) -> list[Feed | Expect]:
     script: list[Feed | Expect] = []
     splitter = CommandSplitter()
     first_line = 0
-    for line in trace.lines:
+    for line in trace.esl_lines:
         if line.dir == "recv":
             script.append(Feed(line.t, line.data, line.lineno))
             continue
@@ -133,7 +133,7 @@ def build_script(trace: Trace) -> list[Feed | Expect]:
             script.append(Expect(line.t, command, first_line))
             first_line = line.lineno
     if splitter.buffered:
-        script.append(Expect(trace.lines[-1].t, splitter.take_rest(), first_line))
+        script.append(Expect(trace.esl_lines[-1].t, splitter.take_rest(), first_line))
     return script
 
 

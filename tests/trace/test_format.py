@@ -23,6 +23,7 @@ from callcontrol.trace.format import (
 TRACES = Path(__file__).parent.parent / "data" / "traces"
 ALL_TRACES = sorted(TRACES.rglob("*.jsonl"))
 HEADER = '{"format": "callcontrol-esl-trace", "version": 1, "mode": "outbound"}'
+V2 = '{"format": "callcontrol-esl-trace", "version": 2, "mode": "outbound"}'
 
 
 def test_the_real_traces_are_all_found() -> None:
@@ -73,7 +74,14 @@ def test_non_utf8_bytes_go_in_data_b64_and_text_stays_readable(tmp_path: Path) -
     ("", 1, "empty file"),
     ("not json\n", 1, "not valid JSON"),
     ('{"format": "other", "version": 1, "mode": "outbound"}\n', 1, "expected format"),
-    ('{"format": "callcontrol-esl-trace", "version": 2, "mode": "outbound"}\n', 1, "version 2"),
+    ('{"format": "callcontrol-esl-trace", "version": 3, "mode": "outbound"}\n', 1, "version 3"),
+    # version 1 holds the Event Socket only
+    (HEADER + '\n{"t": 0, "dir": "ai_recv", "data": "{}"}\n', 2, "'dir'"),
+    (V2 + '\n{"t": 0, "dir": "gen", "kind": "dice", "value": "4"}\n', 2, "'kind'"),
+    (V2 + '\n{"t": 0, "dir": "gen", "kind": "uuid4", "value": 4}\n', 2, "'value'"),
+    (V2 + '\n{"t": 0, "dir": "gen", "kind": "uuid4"}\n', 2, "'value'"),
+    (V2 + '\n{"t": 0, "dir": "ai_close", "data": "x"}\n', 2, "no 'data'"),
+    (V2 + '\n{"t": 0, "dir": "ai_send"}\n', 2, "exactly one of"),
     ('{"format": "callcontrol-esl-trace", "version": 1, "mode": "sideways"}\n', 1, "mode"),
     (HEADER + '\n{"t": 0, "dir": "recv", "data": "x"}\n[1]\n', 3, "JSON object"),
     (HEADER + '\n{"t": -1, "dir": "recv", "data": "x"}\n', 2, "'t'"),
@@ -94,6 +102,41 @@ def test_errors_name_the_line(tmp_path: Path, text: str, line: int, words: str) 
     assert caught.value.line == line
     assert words in caught.value.problem
     assert str(caught.value).startswith(f"{path}:{line}: ")
+
+
+def test_a_version_1_trace_is_read_as_version_1_and_written_back_so(tmp_path: Path) -> None:
+    path = tmp_path / "v1.jsonl"
+    path.write_text(HEADER + '\n{"t": 0.5, "dir": "recv", "data": "x"}\n')
+    trace = read_trace(path)
+    assert trace.header.version == 1
+    assert trace.esl_lines == trace.lines and trace.generated("uuid4") == []
+    assert json.loads(dumps(trace).decode().splitlines()[0])["version"] == 1
+
+
+def test_version_2_lines_round_trip_with_their_fields() -> None:
+    uuid = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    lines = (
+        TraceLine(0.0, "send", b"connect\n\n"),
+        TraceLine(0.1, "gen", fields={"kind": "uuid4", "value": uuid}),
+        TraceLine(0.2, "ai_open", fields={"url": "wss://model.example/v1/realtime"}),
+        TraceLine(0.3, "ai_send", b'{"type": "session.update"}'),
+        TraceLine(0.4, "ai_recv", '{"type": "session.updated", "x": "ç"}'.encode()),
+        TraceLine(0.45, "ai_resolve", fields={"value": None}),
+        TraceLine(0.5, "gen", fields={"kind": "now", "value": "2026-12-07T09:00:00+00:00"}),
+        TraceLine(0.6, "ai_close", fields={"code": 1000, "reason": "call ended", "by": "us"}),
+        TraceLine(0.7, "recv", b""),
+    )
+    trace = Trace(TraceHeader("outbound"), lines)
+    text = dumps(trace).decode()
+    assert json.loads(text.splitlines()[0])["version"] == 2
+    assert json.loads(text.splitlines()[2]) == {"t": 0.1, "dir": "gen", "kind": "uuid4",
+                                                "value": uuid}
+    back = loads(text.encode())
+    assert back == trace
+    assert [line.dir for line in back.esl_lines] == ["send", "recv"]
+    assert back.generated("uuid4") == [uuid]
+    assert back.generated("now") == ["2026-12-07T09:00:00+00:00"]
+    assert back.data("ai_recv") == '{"type": "session.updated", "x": "ç"}'.encode()
 
 
 def test_missing_file_is_a_format_error(tmp_path: Path) -> None:
