@@ -6,7 +6,10 @@ key), ``X-Callcontrol-Event`` and, when ``OMNIPLAY_WEBHOOK_SECRET`` is set,
 HMAC-SHA256 with the secret of ``<timestamp>.<body bytes>``. The receiver recomputes it over the
 raw body, compares in constant time, and refuses a timestamp too far from its clock (replays).
 A 2xx is delivered; anything else (another status, a timeout, a refused connection) is retried
-with ``RetryPolicy``'s backoff, forever, and stays visible in ``callcontrol_outbox``.
+with ``RetryPolicy``'s backoff, forever, and stays visible in ``callcontrol_outbox``. A 429 or
+503 with ``Retry-After`` (seconds or an HTTP date) is not tried again before that time, up to
+``RETRY_AFTER_CAP`` — a receiver's wish to be left alone is honoured, but a typo there cannot park
+a ticket's news for a day.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import hmac
 import json
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import httpx
 import trio
@@ -30,6 +34,8 @@ from callcontrol.metrics import Metrics
 PATH = "/api/voice/callback"
 TIMEOUT_SECONDS = 10.0
 POLL_SECONDS = 2.0
+RETRY_AFTER_CAP = timedelta(hours=1)
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 _log = get_logger("callcontrol.callbacks.helpdesk")
 
@@ -50,6 +56,25 @@ def request_parts(
         headers["X-Callcontrol-Timestamp"] = timestamp
         headers["X-Callcontrol-Signature"] = signature(secret, timestamp, body)
     return body, headers
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """How long a ``Retry-After`` header asks us to wait (RFC 9110 §10.2.3), capped at
+    ``RETRY_AFTER_CAP``; None when absent or unreadable (then only the backoff applies)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        wait = timedelta(seconds=int(value[:9]))
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        wait = max(timedelta(0), when - now)
+    return min(wait, RETRY_AFTER_CAP)
 
 
 class HelpdeskDeliverer:
@@ -103,10 +128,13 @@ class HelpdeskDeliverer:
     async def _send(self, client: httpx.AsyncClient, row: outbox.Claimed) -> int:
         body, headers = request_parts(row, self._secret, self.clock())
         status: int | None = None
+        asked: timedelta | None = None
         try:
             reply = await client.post(self.url, content=body, headers=headers)
             status = reply.status_code
             error = None if 200 <= status < 300 else f"HTTP {status}: {reply.text[:200]}"
+            if status in _RETRY_AFTER_STATUSES:
+                asked = retry_after(reply.headers.get("Retry-After"), self.clock())
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         if error is None:
@@ -117,13 +145,17 @@ class HelpdeskDeliverer:
                       request_uuid=row.request_uuid, attempts=row.attempts,
                       http=status)  # fmt: skip
             return 1
-        retry_at = self.clock() + self.policy.delay(row.attempts, self.rng)
+        wait = self.policy.delay(row.attempts, self.rng)
+        if asked is not None and asked > wait:
+            wait = asked
+        retry_at = self.clock() + wait
         now_status = await outbox.failed(self.db, row, retry_at, error, status)
         self._count("failed")
         log = _log.error if now_status == "failing" else _log.warning
         log("outbox.delivery_failed", outbox_id=row.outbox_id, webhook=row.event,
             request_uuid=row.request_uuid, attempts=row.attempts, status=now_status,
-            error=error, retry_at=retry_at.isoformat(), url=self.url)  # fmt: skip
+            error=error, retry_at=retry_at.isoformat(), url=self.url,
+            retry_after=None if asked is None else asked.total_seconds())  # fmt: skip
         return 0
 
     def _count(self, result: str) -> None:

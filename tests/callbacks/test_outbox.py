@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,7 +21,7 @@ from starlette.routing import Route
 
 from callcontrol.api.http import serve_http
 from callcontrol.callbacks.availability import Snapshot
-from callcontrol.callbacks.helpdesk import HelpdeskDeliverer
+from callcontrol.callbacks.helpdesk import RETRY_AFTER_CAP, HelpdeskDeliverer, retry_after
 from callcontrol.callbacks.outbox import RetryPolicy, backlog
 from callcontrol.callbacks.requests import CallbackRequest, save_request
 from callcontrol.callbacks.scanner import scan_once
@@ -46,6 +48,7 @@ class Helpdesk:
 
     def __init__(self) -> None:
         self.status = 200
+        self.retry_after: str | None = None  # sent with a refusal when set
         self.received: list[tuple[str, dict]] = []  # (idempotency key, body)
         self.refused = 0
         self.got = trio.Event()
@@ -60,7 +63,8 @@ class Helpdesk:
                 return JSONResponse({"error": "bad signature"}, status_code=401)
             if self.status != 200:
                 self.refused += 1
-                return JSONResponse({"error": "down"}, status_code=self.status)
+                extra = {"Retry-After": self.retry_after} if self.retry_after else None
+                return JSONResponse({"error": "down"}, status_code=self.status, headers=extra)
             self.received.append((request.headers["Idempotency-Key"], json.loads(body)))
             self.got.set()
             return JSONResponse({"ok": True})
@@ -200,3 +204,42 @@ async def test_the_loop_sends_a_new_row_when_kicked(db, nursery):
     with trio.fail_after(10):
         await helpdesk.got.wait()
     assert len(helpdesk.received) == 1
+
+
+async def test_retry_after_is_honoured_beyond_the_backoff(db, nursery):
+    clinic = await _clinic(db)
+    await _save(db, clinic)
+    port = _free_port()
+    helpdesk = Helpdesk()
+    await nursery.start(serve_http, helpdesk.app(), HostPort("127.0.0.1", port))
+    now = [datetime.now(UTC)]
+    deliverer = HelpdeskDeliverer(db, _settings(port), clock=lambda: now[0],
+                                  policy=RetryPolicy(base=5, cap=60))  # fmt: skip
+    async with httpx.AsyncClient(timeout=5) as client:
+        helpdesk.status, helpdesk.retry_after = 429, "600"
+        assert await deliverer.deliver_once(client) == 0
+        [row] = await db.fetch_all("SELECT next_attempt_at FROM callcontrol_outbox")
+        assert row["next_attempt_at"] - now[0] == timedelta(seconds=600)
+        helpdesk.status = 200
+        now[0] += timedelta(minutes=5)  # the backoff alone (≤ 5 s) would send it now
+        assert await deliverer.deliver_once(client) == 0
+        now[0] += timedelta(minutes=6)
+        assert await deliverer.deliver_once(client) == 1
+    assert helpdesk.refused == 1 and len(helpdesk.received) == 1
+
+
+def test_retry_after_reads_seconds_and_dates_and_caps_them():
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    assert retry_after("120", now) == timedelta(seconds=120)
+    assert retry_after(" 0 ", now) == timedelta(0)
+    assert retry_after("Mon, 07 Dec 2026 12:10:00 GMT", now) == timedelta(minutes=10)
+    assert retry_after("Mon, 07 Dec 2026 11:00:00 GMT", now) == timedelta(0)  # past: now
+    assert retry_after("86400", now) == RETRY_AFTER_CAP
+    for unreadable in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo", "²"):
+        assert retry_after(unreadable, now) is None
+
+
+@given(st.text(max_size=60))
+def test_retry_after_never_fails_and_stays_within_the_cap(value):
+    wait = retry_after(value, datetime(2026, 12, 7, 12, 0, tzinfo=UTC))
+    assert wait is None or timedelta(0) <= wait <= RETRY_AFTER_CAP
