@@ -14,6 +14,7 @@ from callcontrol.testing.freeswitch import (
     Answer,
     CommandParser,
     FreeSwitchSim,
+    LocalStream,
     open_freeswitch_sim,
 )
 from callcontrol.testing.freeswitch._extract import extract
@@ -77,6 +78,47 @@ async def test_inbound_api_registrations_channels_and_events(autojump_clock: obj
         assert (await client.command(commands.exit_())).reply_text == "+OK bye"
         notice = await client.until_closed()
         assert [f.headers.get("Controlled-Session-UUID") for f in notice] == [None]
+
+
+async def test_inbound_version_modules_and_local_streams(autojump_clock: object) -> None:
+    async with open_freeswitch_sim() as sim:
+        client = await inbound(sim)
+        await client.command(commands.auth("ClueCon"))
+
+        async def api(*words: str) -> bytes:
+            return (await client.command(commands.api(*words))).body
+
+        assert await api("version") == (
+            b"FreeSWITCH Version 1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit "
+            b"(git a88d069 2024-08-02 21:02:27Z 64bit)\n")
+        assert await api("version", "short") == b"1.10.12\n"
+        assert await api("module_exists", "mod_local_stream") == b"true"
+        assert await api("module_exists", "mod_audio_stream") == b"false"
+        assert await api("module_exists") == b"-ERR no reply\n"
+        # a stock FusionPBX: Music on Hold's "default" category, no "moh"
+        listed = (await api("local_stream", "show")).decode().splitlines()
+        assert [line.split(",")[0] for line in listed] == [
+            "default/8000", "default/16000", "default/32000", "default/48000"]
+        assert listed[0] == "default/8000,/usr/share/freeswitch/sounds/music/default/8000"
+        assert await api("local_stream", "show", "moh") == \
+            b"-ERR Cannot locate local_stream moh!\n"
+        shown = (await api("local_stream", "show", "default/16000")).decode()
+        assert shown.startswith("default/16000\n  location: /usr/share/freeswitch/sounds/"
+                                "music/default/16000\n  channels: 1\n  rate:     16000\n")
+        assert "  samples:  320\n" in shown and shown.endswith("  reloading: false\n")
+
+        sim.version = "1.8.7-release+git~20190702T200609Z~6047ebddfc~64bit"
+        sim.local_streams = {"moh": LocalStream("/music", stopped=True)}
+        assert (await api("version")).startswith(b"FreeSWITCH Version 1.8.7-release+git")
+        assert await api("local_stream", "show") == b"moh,/music\n"
+        assert await api("local_stream", "show", "moh") == \
+            b"-ERR Cannot locate local_stream moh!\n"  # stopped: not located
+        sim.local_streams = {}
+        assert await api("local_stream", "show") == b"-ERR no reply\n"
+        sim.modules.discard("mod_local_stream")
+        assert await api("module_exists", "mod_local_stream") == b"false"
+        assert await api("local_stream", "show") == \
+            b"-ERR local_stream Command not found!\n"
 
 
 async def test_place_call_over_tcp() -> None:

@@ -24,8 +24,11 @@ the order the real recordings show (park, bridge, unbridge, transfer, hangup); `
 runs dialplan applications from the channel's private queue (answer, playback, set, hangup,
 sleep; ``park`` refused under socket control) and applies the native-unicast rules;
 ``_api`` implements the API commands; ``_originate`` rings B-legs according to scripted
-``Outcome``s (``_endpoints``). Events are built by ``_events`` from header templates that
-``_extract`` pulled out of the real traces (``callcontrol/testing/data/esl_templates.json``).
+``Outcome``s (``_endpoints``); ``version``, ``module_exists`` and ``local_stream show``
+answer from ``sim.version``, ``sim.modules`` and ``sim.local_streams`` (``_local_stream``:
+FusionPBX's ``default/<rate>`` streams unless a test says otherwise). Events are built by
+``_events`` from header templates that ``_extract`` pulled out of the real traces
+(``callcontrol/testing/data/esl_templates.json``).
 
 Everything timed (ringing, playback, linger, the ~20 ms FreeSWITCH takes to act on a
 command) sleeps on the trio clock, so tests run instantly on
@@ -75,6 +78,7 @@ from callcontrol.testing.freeswitch._endpoints import (
 )
 from callcontrol.testing.freeswitch._events import SimEvent
 from callcontrol.testing.freeswitch._handles import SimCall, SimLeg
+from callcontrol.testing.freeswitch._local_stream import LocalStream
 from callcontrol.testing.freeswitch._media import (
     CallerAudio,
     CallerAudioLike,
@@ -99,6 +103,7 @@ __all__ = [
     "Fail",
     "FreeSwitchSim",
     "HangupAfterRinging",
+    "LocalStream",
     "Manual",
     "NoAnswer",
     "Outcome",

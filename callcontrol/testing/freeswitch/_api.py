@@ -3,7 +3,11 @@
 Outputs are byte-for-byte those of the recordings: ``+OK\\n`` for uuid_kill / uuid_setvar /
 uuid_break / uuid_transfer, ``+OK <b>\\n`` for uuid_bridge, ``true``/``false`` (no newline)
 for uuid_exists, the bare value (no newline) or ``_undef_`` for uuid_getvar, ``-ERR <cmd>
-Command not found!\\n`` for an unknown command.
+Command not found!\\n`` for an unknown command (or one whose module is not loaded). From
+FreeSWITCH's source (mod_commands.c, mod_local_stream.c): ``FreeSWITCH Version <full>
+(<revision>)\\n`` for version, ``true``/``false`` (no newline) for module_exists, and
+``local_stream show`` (``_local_stream``). An empty output reaches the socket as ``-ERR no
+reply\\n`` (mod_event_socket; ``_listener``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import trio
 
 from callcontrol.testing.freeswitch._channel import Channel, Message
 from callcontrol.testing.freeswitch._dialplan import reach
+from callcontrol.testing.freeswitch._local_stream import local_stream_api
 from callcontrol.testing.freeswitch._originate import originate
 
 if TYPE_CHECKING:
@@ -45,13 +50,40 @@ async def _status(sim: FreeSwitchSim, args: str) -> str:
     return (
         f"UP 0 years, 0 days, {ms // 3_600_000} hours, {ms // 60_000 % 60} minutes, "
         f"{ms // 1000 % 60} seconds, {ms % 1000} milliseconds, 0 microseconds\n"
-        "FreeSWITCH (Version 1.10.12-release git a88d069 2024-08-02 21:02:27Z 64bit) is ready\n"
+        f"FreeSWITCH (Version {_full_human(sim)}) is ready\n"
         f"{sim.sessions_since_startup} session(s) since startup\n"
         f"{len(sim.channels)} session(s) - peak {sim.peak_sessions}, last 5min "
         f"{sim.peak_sessions} \n"
         "0 session(s) per Sec out of max 50, peak 2, last 5min 2 \n"
         "200 session(s) max\nmin idle cpu 0.00/99.00\nCurrent Stack Size/Max 240K/8192K\n"
     )
+
+
+def _full_human(sim: FreeSwitchSim) -> str:
+    # switch_version_full_human(): "1.10.12-release git a88d069 2024-08-02 21:02:27Z 64bit"
+    return f"{sim.version.split('+', 1)[0]} {sim.version_revision}"
+
+
+async def _version(sim: FreeSwitchSim, args: str) -> str:
+    """mod_commands' version_function: ``short`` gives major.minor.micro."""
+    if not args:
+        return f"FreeSWITCH Version {sim.version} ({sim.version_revision})\n"
+    if "short" in args.split(" ", 1)[0].lower():
+        numbers = sim.version.split("-", 1)[0].split(".")
+        return ".".join([*numbers, "0", "0"][:3]) + "\n"
+    return f"FreeSWITCH Version {sim.version} ({_full_human(sim)})\n"
+
+
+async def _module_exists(sim: FreeSwitchSim, args: str) -> str:
+    if not args:
+        return ""  # nothing written: "-ERR no reply" on the socket
+    return "true" if args in sim.modules else "false"
+
+
+async def _local_stream(sim: FreeSwitchSim, args: str) -> str:
+    if "mod_local_stream" not in sim.modules:
+        return "-ERR local_stream Command not found!\n"
+    return local_stream_api(sim.local_streams, args)
 
 
 async def _originate(sim: FreeSwitchSim, args: str) -> str:
@@ -256,6 +288,9 @@ async def _hupall(sim: FreeSwitchSim, args: str) -> str:
 
 _COMMANDS: dict[str, Handler] = {
     "status": _status,
+    "version": _version,
+    "module_exists": _module_exists,
+    "local_stream": _local_stream,
     "originate": _originate,
     "uuid_kill": _uuid_kill,
     "uuid_bridge": _uuid_bridge,

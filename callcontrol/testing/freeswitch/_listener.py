@@ -319,7 +319,8 @@ class Listener:
 
     async def _api(self, cmd: ClientCommand) -> None:
         # Runs inline: nothing else is read or sent on this socket until it returns.
-        output = await self.sim.api(cmd.arg, owner=self.channel)
+        # mod_event_socket answers an empty output with "-ERR no reply"
+        output = await self.sim.api(cmd.arg, owner=self.channel) or "-ERR no reply\n"
         if self.linger_notice_sent and cmd.arg.split(" ", 1)[0] in self.sim.unanswered_api:
             return  # a fault a test asked for: the command runs, its reply never comes
         await self._write(serialize.api_response(output))

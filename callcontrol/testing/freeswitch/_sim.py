@@ -23,6 +23,7 @@ from callcontrol.testing.freeswitch._endpoints import Endpoints
 from callcontrol.testing.freeswitch._events import EventFactory, SimEvent
 from callcontrol.testing.freeswitch._handles import SimCall, SimLeg
 from callcontrol.testing.freeswitch._listener import DEFAULT_PASSWORD, Listener
+from callcontrol.testing.freeswitch._local_stream import LocalStream, fusionpbx_streams
 from callcontrol.testing.freeswitch._media import (
     CallerAudio,
     CallerAudioLike,
@@ -33,6 +34,17 @@ from callcontrol.testing.freeswitch._originate import originate
 from callcontrol.testing.freeswitch._outbound import caller_channel, run_socket_app
 from callcontrol.testing.freeswitch._parser import ClientCommand
 from callcontrol.testing.media_peers import AudioStreamPeer, FrameSource
+
+# The modules a FusionPBX 5.x machine loads (its modules.conf.xml), as `module_exists` sees
+# them. Not mod_audio_stream: a third-party module, loaded here by ``media_peers=True``.
+FUSIONPBX_MODULES = frozenset({
+    "mod_commands", "mod_dptools", "mod_event_socket", "mod_sofia", "mod_loopback",
+    "mod_dialplan_xml", "mod_local_stream", "mod_tone_stream", "mod_sndfile",
+    "mod_native_file", "mod_lua", "mod_callcenter", "mod_voicemail", "mod_conference",
+    "mod_fifo", "mod_db", "mod_hash", "mod_expr", "mod_spandsp", "mod_opus", "mod_g729",
+    "mod_xml_cdr", "mod_say_en", "mod_logfile", "mod_syslog", "mod_console",
+})
+
 
 # 2026-11-25 17:07:23 UTC, the day of the recordings: fixed so event dates are reproducible.
 DEFAULT_EPOCH = 1795626443.0
@@ -61,6 +73,13 @@ class FreeSwitchSim:
     caller_audio: CallerAudioLike = None  # every call's caller audio unless the call says
     media_tmpdir: str | None = None  # mod_audio_stream's temp dir (a fresh one by default)
     audio_stream: AudioStreamPeer | None = attrs.field(default=None, init=False)
+    # What `api version` and `api status` report: switch_version_full() and
+    # switch_version_revision_human() of the recorded FreeSWITCH.
+    version: str = "1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit"
+    version_revision: str = "git a88d069 2024-08-02 21:02:27Z 64bit"
+    modules: set[str] = attrs.field(factory=lambda: set(FUSIONPBX_MODULES))
+    # mod_local_stream's streams by name (`local_stream show`): FusionPBX's by default.
+    local_streams: dict[str, LocalStream] = attrs.field(factory=fusionpbx_streams)
     sessions_since_startup: int = 0
     peak_sessions: int = 0
     factory: EventFactory = attrs.field(init=False)
@@ -183,6 +202,7 @@ class FreeSwitchSim:
         peer = AudioStreamPeer(self._emit_custom, self.media_tmpdir, source=self._stream_source)
         await self.nursery.start(peer.run)
         self.audio_stream = peer
+        self.modules.add("mod_audio_stream")
 
     def _emit_custom(self, subclass: str, uuid: str, body: str) -> None:
         """mod_audio_stream's ``responseHandler``: a CUSTOM event with the channel's data."""
