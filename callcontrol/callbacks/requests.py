@@ -29,12 +29,12 @@ _INSERT = """
 INSERT INTO callcontrol_callback_requests
     (request_uuid, kind, call_uuid, domain_uuid, secretary_uuid, destination_uuid,
      destination_name, caller_name, phone_number, preferred_time, scheduled_at,
-     time_understood, expires_at, reason, message)
+     time_understood, expires_at, reason, message, min_interval_minutes)
 VALUES (%(request_uuid)s, %(kind)s, %(call_uuid)s, %(domain_uuid)s, %(secretary_uuid)s,
         %(destination_uuid)s, %(destination_name)s, %(caller_name)s, %(phone_number)s,
         %(preferred_time)s, %(scheduled_at)s, %(time_understood)s,
         COALESCE(%(expires_at)s::timestamptz, now() + interval '24 hours'), %(reason)s,
-        %(message)s)
+        %(message)s, COALESCE(%(min_interval_minutes)s::integer, 10))
 ON CONFLICT (request_uuid) DO UPDATE SET
     caller_name = EXCLUDED.caller_name, phone_number = EXCLUDED.phone_number,
     preferred_time = EXCLUDED.preferred_time, scheduled_at = EXCLUDED.scheduled_at,
@@ -43,7 +43,8 @@ ON CONFLICT (request_uuid) DO UPDATE SET
 RETURNING (xmax = 0) AS inserted
 """
 
-_SPOOLED_DEFAULTS = {"scheduled_at": None, "time_understood": None, "expires_at": None}
+_SPOOLED_DEFAULTS = {"scheduled_at": None, "time_understood": None, "expires_at": None,
+                     "min_interval_minutes": None}
 
 _log = get_logger("callcontrol.callbacks")
 
@@ -64,6 +65,8 @@ class CallbackRequest:
     secretary_uuid: str | None = None
     destination_uuid: str | None = None
     destination_name: str | None = None
+    # CALLBACK_MIN_INTERVAL_MINUTES as it was for the ticket's domain when it was taken
+    min_interval_minutes: int | None = None
     request_uuid: str = attrs.field(factory=lambda: str(uuid_module.uuid4()))
 
     def row(self) -> dict[str, Any]:

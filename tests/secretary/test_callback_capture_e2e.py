@@ -61,6 +61,21 @@ async def test_the_model_hears_the_read_back_and_the_row_has_scheduled_at(office
         await call.hangup()
 
 
+async def test_the_ticket_keeps_the_configured_interval_between_notifications(office):
+    async with office.model(
+        [*GREETING, callback("011 98888-7777", "amanhã"), AwaitToolOutput(), GoSilent()],
+        strict=False,
+    ) as (server, url):
+        call = office.call(office.services(url, callback_min_interval_minutes=25))
+        with trio.fail_after(15):
+            await server.wait_for(lambda: bool(server.sessions and server.last.tool_outputs))
+        rows = await office.db.fetch_all(
+            "SELECT min_interval_minutes FROM callcontrol_callback_requests"
+        )
+        assert rows == [{"min_interval_minutes": 25}]
+        await call.hangup()
+
+
 async def test_a_withheld_number_is_a_tool_error_and_no_row(office):
     async with office.model(
         [*GREETING, callback("anonymous", "amanhã de manhã"), AwaitToolOutput(), GoSilent()],
