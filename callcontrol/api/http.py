@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callcontrol.api import callbacks, stats
+from callcontrol.api import callbacks, openapi, stats
 from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import EXCEPTION_HANDLERS
@@ -69,10 +69,14 @@ def build_app(
     async def metrics_endpoint(_request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    async def openapi_endpoint(_request: Request) -> Response:
+        return JSONResponse(openapi.document())
+
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi_endpoint),
         Route("/api/extension/status/{extension}", extension_status),
         Route("/api/callbacks", callbacks.list_callbacks),
         Route("/api/callbacks/report.csv", report_csv),

@@ -1,0 +1,260 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document of every endpoint, written by hand here.
+
+It cannot drift from the app unnoticed: ``tests/api/test_openapi.py`` checks that every route of
+the Starlette app is in it and nothing else, with the same path parameters, that each documented
+query parameter (and body field) is one the endpoint reads and each one it reads is documented,
+and the hostile-input property test checks every answer against the schema documented for it.
+
+Behind the service token like the rest (docs/api.md says why).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callcontrol import __version__
+from callcontrol.callbacks.tickets import TicketStatus
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _maybe(kind: str, **more: Any) -> Schema:
+    return {"type": [kind, "null"], **more}
+
+
+def _object(required: list[str], properties: dict[str, Schema], *, closed: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "required": required, "properties": properties}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _query(name: str, description: str, schema: Schema, *, required: bool = False) -> Schema:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+def _path(name: str, description: str, schema: Schema) -> Schema:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+STATUSES = [s.value for s in TicketStatus]
+DATE = {"type": "string", "maxLength": 40,
+        "description": "ISO 8601 date or date-time; without an offset, in CALLCONTROL_TIMEZONE"}
+
+DOMAIN = _query("domain_uuid", "the FusionPBX domain (v_domains.domain_uuid); every answer "
+                "is about this domain only", {"type": "string", "format": "uuid"},
+                required=True)  # fmt: skip
+FROM = _query("from", "when the caller asked (calls: when they started), inclusive", DATE)
+TO = _query("to", "exclusive; a bare date includes that day", DATE)
+FILTERS = [
+    DOMAIN,
+    _query("status", "one or more ticket statuses, comma-separated",
+           {"type": "string", "description": ", ".join(STATUSES)}),
+    _query("kind", "callback or message", {"type": "string", "enum": ["callback", "message"]}),
+    _query("extension", "the agent's extension (the ticket's own, else its destination's)",
+           {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z_.+-]{0,31}$"}),
+    _query("destination", "a destination's UUID, or its name (case does not matter)",
+           {"type": "string", "maxLength": 200}),
+    FROM,
+    TO,
+]  # fmt: skip
+PAGES = [
+    _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
+    _query("offset", "rows to skip (not with cursor)",
+           {"type": "integer", "minimum": 0, "maximum": 10_000_000, "default": 0}),
+    _query("cursor", "the previous page's next_cursor (not with offset)", {"type": "string"}),
+]  # fmt: skip
+TICKET_ID = _path("id", "the ticket's id", {"type": "string", "format": "uuid"})
+
+_TICKET_FIELDS: dict[str, Schema] = {
+    "id": {"type": "string", "format": "uuid"},
+    "kind": {"type": "string", "enum": ["callback", "message"]},
+    "status": {"type": "string", "enum": STATUSES},
+    "phone_number": {"type": "string"},
+    **{k: _maybe("string") for k in ("caller_name", "reason", "message", "preferred_time",
+                                     "extension", "destination_name", "intended_for",
+                                     "department")},
+    **{k: _maybe("string", format="date-time") for k in ("scheduled_at", "expires_at",
+                                                         "last_notified_at", "completed_at")},
+    **{k: {"type": "string", "format": "date-time"} for k in ("created_at", "updated_at")},
+    **{k: _maybe("string", format="uuid") for k in ("destination_uuid", "call_uuid")},
+    "time_understood": _maybe("boolean"),
+    **{k: {"type": "integer"} for k in ("attempts", "max_attempts", "notification_count")},
+    "notify_via_whatsapp": {"type": "boolean"},
+    "waited_seconds": _maybe("integer", description="since the caller asked (open), or until "
+                             "completed; null for other closed tickets"),
+}  # fmt: skip
+
+_TICKET_MORE: dict[str, Schema] = {
+    "transcript": {"type": "array", "items": _object(["role", "text"], {
+        "t": _maybe("number"), "role": {"type": "string"}, "text": {"type": "string"}})},
+    "history": {"type": "array", "items": _object(
+        ["from_status", "to_status", "changed_by", "changed_at"], {
+            "from_status": _maybe("string"),
+            "to_status": {"type": "string"}, "changed_by": {"type": "string"},
+            "reason": _maybe("string"), "changed_at": {"type": "string", "format": "date-time"}},
+        )},
+    "recording": {"type": ["object", "null"], "properties": {"path": {"type": "string"}}},
+    "summary": _maybe("string"),
+    "call": {"type": ["object", "null"], "properties": {
+        "started_at": _maybe("string"), "ended_at": _maybe("string"),
+        "duration_seconds": _maybe("integer"), "outcome": _maybe("string"),
+        "handoff_status": _maybe("string"), "handoff_destination": _maybe("string"),
+        "hangup_cause": _maybe("string")}},
+}  # fmt: skip
+
+_RATE = _maybe("number", minimum=0, maximum=1)
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+_HANDOFF_OUTCOMES = ["answered", "busy", "no_answer", "offline", "dnd", "rejected",
+                     "unavailable", "caller_hung_up", "failed"]  # fmt: skip
+_BY_OUTCOME = _object(_HANDOFF_OUTCOMES, {k: {"type": "integer", "minimum": 0}
+                                          for k in _HANDOFF_OUTCOMES})  # fmt: skip
+
+SCHEMAS: dict[str, Schema] = {
+    "Refusal": _object(["error", "reason"], {
+        "error": {"type": "string", "description": "a code: bad_request, unauthorized, "
+                  "not_found, method_not_allowed, illegal_move, expires_first, too_large, "
+                  "no_token_configured, database_unavailable"},
+        "reason": {"type": "string", "description": "what to fix, in a sentence"}}),
+    "ExtensionStatus": _object(["extension", "status", "available", "reason"], {
+        "extension": {"type": "string"},
+        "status": {"type": "string", "enum": ["AVAILABLE", "IN_CALL", "RINGING", "DND",
+                                              "OFFLINE", "UNKNOWN"]},
+        "available": {"type": "boolean"}, "reason": {"type": "string"}}),
+    "Ticket": _object(list(_TICKET_FIELDS), _TICKET_FIELDS),
+    "TicketDetail": _object([*_TICKET_FIELDS, *_TICKET_MORE], {**_TICKET_FIELDS, **_TICKET_MORE}),
+    "TicketPage": _object(["items", "total", "limit", "offset", "next_cursor"], {
+        "items": {"type": "array", "items": _ref("Ticket")},
+        "total": {"type": "integer"}, "limit": {"type": "integer"},
+        "offset": {"type": "integer"}, "next_cursor": _maybe("string")}),
+    "Stats": _object(["domain_uuid", "period", "calls", "handoffs", "callbacks", "destinations"], {
+        "domain_uuid": {"type": "string", "format": "uuid"},
+        "period": _object(["from", "to"], {"from": _maybe("string", format="date-time"),
+                                           "to": _maybe("string", format="date-time")}),
+        "calls": _object(["total", "by_outcome"], {"total": {"type": "integer"},
+                                                   "by_outcome": _COUNTS}),
+        "handoffs": _object(["total", "by_outcome", "answer_rate", "not_attempted"], {
+            "total": {"type": "integer"}, "by_outcome": _BY_OUTCOME, "answer_rate": _RATE,
+            "not_attempted": _COUNTS}),
+        "callbacks": _object(["total", "by_status", "open", "completion_rate",
+                              "time_to_callback_seconds", "open_waiting_seconds"], {
+            "total": {"type": "integer"}, "open": {"type": "integer"},
+            "by_status": _object(STATUSES, {s: {"type": "integer"} for s in STATUSES}),
+            "completion_rate": _RATE,
+            "time_to_callback_seconds": _object(["count", "mean", "median", "p90"], {
+                "count": {"type": "integer"}, "mean": _maybe("number"),
+                "median": _maybe("number"), "p90": _maybe("number")}),
+            "open_waiting_seconds": _object(["mean", "longest"], {
+                "mean": _maybe("number"), "longest": _maybe("number")})}),
+        "destinations": {"type": "array", "items": _object(
+            ["destination", "destination_type", "destination_number", "handoffs", "by_outcome",
+             "answer_rate"], {
+                "destination": {"type": "string"}, "destination_type": _maybe("string"),
+                "destination_number": _maybe("string"), "handoffs": {"type": "integer"},
+                "by_outcome": _BY_OUTCOME, "answer_rate": _RATE})},
+    }),
+}  # fmt: skip
+
+
+def _json(description: str, schema: Schema) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _refused(*codes: int) -> dict[str, Schema]:
+    why = {400: "a parameter is not what it must be (the reason names it)",
+           401: "no service token, or the wrong one", 404: "not in this domain",
+           409: "the ticket's status does not allow it", 413: "the body is over 16 KiB",
+           503: "the database is not answering, or no service token is configured"}  # fmt: skip
+    return {str(code): _json(why[code], _ref("Refusal")) for code in codes}
+
+
+_PROBE = {"security": [], "tags": ["probes"]}
+_DATA = (400, 401, 503)
+
+
+def _body(required: list[str], properties: dict[str, Schema]) -> Schema:
+    """A JSON object body; fields it does not name are ignored (and so not accepted here)."""
+    schema = _object(required, properties)
+    return {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+
+
+PATHS: dict[str, dict[str, Schema]] = {
+    "/healthz": {"get": {**_PROBE, "operationId": "healthz", "summary": "liveness",
+                         "responses": {"200": _json("the process is up", {"type": "object"})}}},
+    "/readyz": {"get": {**_PROBE, "operationId": "readyz",
+                        "summary": "readiness: the database and FreeSWITCH answer",
+                        "responses": {
+                            "200": _json("ready", {"type": "object"}),
+                            "503": _json("not ready, with what is not", {"type": "object"})}}},
+    "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                         "tags": ["operations"], "responses": {
+                             "200": {"description": "Prometheus text format",
+                                     "content": {"text/plain": {"schema": {"type": "string"}}}},
+                             **_refused(401, 503)}}},
+    "/openapi.json": {"get": {"operationId": "openapi", "summary": "this document",
+                              "tags": ["operations"], "responses": {
+                                  "200": _json("OpenAPI 3.1", {"type": "object"}),
+                                  **_refused(401, 503)}}},
+    "/api/extension/status/{extension}": {"get": {
+        "operationId": "extensionStatus", "summary": "may this agent be called now?",
+        "tags": ["callbacks"],
+        "parameters": [_path("extension", "the extension number", {
+            "type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z_.+-]{0,31}$"}), DOMAIN],
+        "responses": {"200": _json("its status", _ref("ExtensionStatus")),
+                      **_refused(*_DATA, 404)}}},
+    "/api/callbacks": {"get": {
+        "operationId": "listCallbacks", "summary": "the domain's tickets, newest first",
+        "tags": ["callbacks"], "parameters": [*FILTERS, *PAGES],
+        "responses": {"200": _json("a page", _ref("TicketPage")), **_refused(*_DATA)}}},
+    "/api/callbacks/report.csv": {"get": {
+        "operationId": "callbacksReport", "summary": "the same filters, as a spreadsheet",
+        "tags": ["callbacks"], "parameters": FILTERS,
+        "responses": {"200": {"description": "RFC 4180, UTF-8 with BOM, pt-BR headers",
+                              "content": {"text/csv": {"schema": {"type": "string"}}}},
+                      **_refused(*_DATA)}}},
+    "/api/callbacks/{id}": {"get": {
+        "operationId": "getCallback", "summary": "one ticket with transcript and history",
+        "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
+        "responses": {"200": _json("the ticket", _ref("TicketDetail")),
+                      **_refused(*_DATA, 404)}}},
+    "/api/callbacks/{id}/snooze": {"post": {
+        "operationId": "snoozeCallback", "summary": "put it off", "tags": ["callbacks"],
+        "parameters": [TICKET_ID, DOMAIN],
+        "requestBody": _body(["minutes"], {"minutes": {"type": "integer", "minimum": 1,
+                                                       "maximum": 1440}}),
+        "responses": {"200": _json("the ticket now", _ref("Ticket")),
+                      **_refused(*_DATA, 404, 409, 413)}}},
+    "/api/callbacks/{id}/cancel": {"post": {
+        "operationId": "cancelCallback", "summary": "cancel an open ticket",
+        "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
+        "requestBody": _body([], {"reason": {"type": "string", "maxLength": 500}}),
+        "responses": {"200": _json("the ticket now", _ref("Ticket")),
+                      **_refused(*_DATA, 404, 409, 413)}}},
+    "/api/stats": {"get": {
+        "operationId": "stats", "summary": "the domain's figures over a period",
+        "tags": ["reports"], "parameters": [DOMAIN, FROM, TO],
+        "responses": {"200": _json("the figures", _ref("Stats")), **_refused(*_DATA)}}},
+}  # fmt: skip
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "callcontrol", "version": __version__,
+                 "description": "callback tickets, extension status and figures of an AI "
+                                "voice secretary on FusionPBX; see docs/api.md"},
+        "security": [{"serviceToken": []}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {"serviceToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "VOICE_AI_SERVICE_TOKEN, as Authorization: Bearer <token>"}},
+            "schemas": SCHEMAS,
+        },
+    }  # fmt: skip
