@@ -5,9 +5,11 @@ fix. Checks: the configuration, the database and its migrations, the FusionPBX s
 and which release's shape they have, per domain its destinations and default, the dialplan
 entry that hands calls to ``CALLCONTROL_ESL_LISTEN``, rows pointing at the nil UUID or a domain
 that does not exist, voicemail boxes of destinations that fall back to voicemail),
-FreeSWITCH's inbound Event Socket (connect, ``auth/request``, ``auth``, ``api status``), the
-outbound-socket listen port, the unicast port range and the realtime provider's key. Exit
-status 0 when nothing failed (warnings included), 1 otherwise.
+FreeSWITCH's inbound Event Socket (connect, ``auth/request``, ``auth``, ``api status``) and
+over it what FreeSWITCH runs (its version, the module the media transport needs,
+mod_local_stream, the stream the hold music plays), the outbound-socket listen port, the
+unicast port range and the realtime provider's key. Exit status 0 when nothing failed
+(warnings included), 1 otherwise.
 Secrets are never printed: a DSN is shown without its password, a key only as "set".
 
 Every network step has a short deadline (``TIMEOUT_SECONDS``), so a firewall that drops
@@ -40,7 +42,7 @@ from callcontrol.config import (
     unknown_variables,
 )
 from callcontrol.db.database import redact_url
-from callcontrol.esl import ConnectionClosed, ProtocolError, commands
+from callcontrol.esl import CommandArgumentError, ConnectionClosed, ProtocolError, commands
 from callcontrol.esl.connection import EslConnection
 from callcontrol.logs import configure_logging
 
@@ -502,26 +504,30 @@ def _voicemail_check(conn: psycopg.Connection[Any]) -> Check:
 # -- inbound Event Socket -------------------------------------------------------------------
 
 
-async def check_inbound_esl(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> Check:
-    """TCP connect, ``auth/request``, ``auth``, ``api status``, each within ``timeout``."""
+async def check_inbound_esl(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> list[Check]:
+    """TCP connect, ``auth/request``, ``auth``, ``api status``, each within ``timeout``; then,
+    once FreeSWITCH is up, what it must have loaded (``check_loaded``)."""
     where = f"{settings.esl_host}:{settings.esl_port}"
     try:
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(settings.esl_host, settings.esl_port)
     except trio.TooSlowError:
-        return _esl_timeout(where, timeout, "connect")
+        return [_esl_timeout(where, timeout, "connect")]
     except OSError as exc:
-        return _fail(
+        return [_fail(
             _ESL,
             f"cannot connect to {where}: {_reason(exc)}",
             "start FreeSWITCH with mod_event_socket loaded, or correct ESL_HOST/ESL_PORT "
             "(fs-conf/autoload_configs/event_socket.conf.xml)",
-        )
+        )]  # fmt: skip
     conn = EslConnection(stream, reply_timeout=timeout)
     async with trio.open_nursery() as nursery:
         await nursery.start(conn.run)
         try:
-            return await _esl_conversation(conn, settings.esl_password, where, timeout)
+            up = await _esl_conversation(conn, settings.esl_password, where, timeout)
+            if up.failed:
+                return [up]
+            return [up, *await check_loaded(_Switch(conn, where, timeout), settings)]
         finally:
             with trio.CancelScope(shield=True):
                 await conn.aclose()
@@ -540,6 +546,13 @@ def _esl_timeout(where: str, timeout: float, step: str) -> Check:
     )
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """FreeSWITCH's words, safe to print: one line of printable characters, at most ``limit``
+    (a reply is the switch's text, not ours: a control character or a page of it stays out)."""
+    flat = "".join(c if c.isprintable() else " " for c in text.strip())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 async def _esl_conversation(
     conn: EslConnection, password: str, where: str, timeout: float
 ) -> Check:
@@ -552,7 +565,7 @@ async def _esl_conversation(
             if not reply.ok:
                 return _fail(
                     _ESL,
-                    f"{where} refused the password ({reply.reply_text.strip()})",
+                    f"{where} refused the password ({_shown(reply.reply_text)})",
                     "set ESL_PASSWORD to the password in event_socket.conf.xml",
                 )
             step = "api status"
@@ -563,19 +576,213 @@ async def _esl_conversation(
         rejected = "ACL" in str(exc)
         return _fail(
             _ESL,
-            f"{where} closed the connection during {step}: {exc}",
+            f"{where} closed the connection during {step}: {_shown(str(exc))}",
             "allow this host in event_socket.conf.xml apply-inbound-acl"
             if rejected
             else "is this port FreeSWITCH's inbound Event Socket? (event_socket.conf.xml)",
         )
-    first = status.splitlines()[0] if status else ""
+    first = _shown(status.splitlines()[0]) if status else ""
     if not first.startswith("UP"):
         return _fail(
             _ESL,
-            f"{where}: `api status` answered {first[:80]!r}",
+            f"{where}: `api status` answered {first!r}",
             "FreeSWITCH is not fully up (fs_cli -x status)",
         )
-    return _ok(_ESL, f"{where} accepted the password; {first[:80]}")
+    return _ok(_ESL, f"{where} accepted the password; {first}")
+
+
+# -- what FreeSWITCH has loaded -------------------------------------------------------------
+
+# callcontrol is developed against FreeSWITCH 1.10 (the recordings: 1.10.12).
+OLDEST_FREESWITCH = (1, 10)
+_VERSION = re.compile(r"FreeSWITCH Version (\d+)\.(\d+)")
+LOCAL_STREAM = "local_stream://"
+# mod_local_stream looks a stream up at the caller's channel rate (PCMU/PCMA 8 kHz, G.722
+# 16 kHz, Opus 48 kHz on a FusionPBX): a name may exist at one rate and not at another.
+HOLD_RATES = (8000, 16000, 48000)
+_LISTED = 10  # streams named in a hold-music failure
+
+
+@attrs.define
+class _Switch:
+    """``api`` over the authenticated socket, each within ``timeout``; ``step`` names the one
+    under way, for the line that says where FreeSWITCH stopped answering."""
+
+    conn: EslConnection
+    where: str
+    timeout: float
+    step: str = ""
+
+    async def api(self, command: str, *args: str) -> str:
+        self.step = " ".join(("api", command, *args))
+        with trio.fail_after(self.timeout):
+            return await self.conn.api(command, *args)
+
+
+async def check_loaded(switch: _Switch, settings: Settings) -> list[Check]:
+    """The version, the module the media transport needs, mod_local_stream, the hold music."""
+    checks: list[Check] = []
+    music = settings.transfer_music_on_hold
+    try:
+        checks.append(_version_check(await switch.api("version")))
+        checks.append(await _transport_check(switch, settings.media_transport))
+        local = await _local_stream_check(switch, music)
+        checks.append(local)
+        checks.append(await _hold_music_check(switch, music, loaded=local.status == "OK"))
+    except (trio.TooSlowError, ConnectionClosed, ProtocolError) as exc:
+        slow = isinstance(exc, trio.TooSlowError)
+        why = f"no answer within {switch.timeout:g} s" if slow else _shown(str(exc))
+        checks.append(_fail(
+            _ESL,
+            f"{switch.where} stopped answering at `{switch.step}`: {why}",
+            "is FreeSWITCH overloaded or restarting? (fs_cli -x status)",
+        ))  # fmt: skip
+    return checks
+
+
+def _version_check(reply: str) -> Check:
+    name = "freeswitch version"
+    found = _VERSION.match(reply.strip())
+    if found is None:
+        return _warn(name, f"`api version` answered {_shown(reply)!r}, not a version",
+                     "look at it by hand: fs_cli -x version")  # fmt: skip
+    shown = _shown(reply.strip().removeprefix("FreeSWITCH Version "), 120)
+    if (int(found[1]), int(found[2])) < OLDEST_FREESWITCH:
+        oldest = ".".join(map(str, OLDEST_FREESWITCH))
+        return _warn(name, f"FreeSWITCH {shown}: older than {oldest}, the release callcontrol "
+                     "is developed and tested against", f"upgrade FreeSWITCH to {oldest} or "
+                     "newer")  # fmt: skip
+    return _ok(name, f"FreeSWITCH {shown}")
+
+
+def _module_check(name: str, module: str, reply: str, missing: str, fix: str) -> Check:
+    """``api module_exists <module>`` answers ``true`` or ``false`` (mod_commands)."""
+    if reply == "true":
+        return _ok(name, f"{module} is loaded")
+    if reply == "false":
+        return _fail(name, f"{module} is not loaded: {missing}", fix)
+    return _fail(name, f"`api module_exists {module}` answered {_shown(reply)!r}",
+                 f"look at it by hand: fs_cli -x 'module_exists {module}'")  # fmt: skip
+
+
+async def _transport_check(switch: _Switch, transport: str) -> Check:
+    name = "media transport"
+    if transport != "audio_stream":
+        return _ok(name, f"{transport}: built into FreeSWITCH's core (sendmsg unicast), "
+                   "no module to load")  # fmt: skip
+    reply = await switch.api("module_exists", "mod_audio_stream")
+    check = _module_check(
+        name, "mod_audio_stream", reply,
+        "CALLCONTROL_MEDIA_TRANSPORT=audio_stream needs it, without it no caller reaches the AI",
+        "install mod_audio_stream and load it (fs_cli -x 'load mod_audio_stream', and add it "
+        "to modules.conf.xml), or set CALLCONTROL_MEDIA_TRANSPORT=unicast (no module needed)",
+    )  # fmt: skip
+    return attrs.evolve(check, detail=f"audio_stream: {check.detail}")
+
+
+async def _local_stream_check(switch: _Switch, music: str) -> Check:
+    name = "mod_local_stream"
+    if not music.startswith(LOCAL_STREAM):
+        return Check(name, "SKIP", "not needed: TRANSFER_MUSIC_ON_HOLD is not a local_stream://")
+    reply = await switch.api("module_exists", "mod_local_stream")
+    return _module_check(
+        name, "mod_local_stream", reply,
+        f"no hold music ({LOCAL_STREAM}...) while an agent is rung",
+        "load it (fs_cli -x 'load mod_local_stream', and enable it in modules.conf.xml or "
+        "FusionPBX's Advanced > Modules)",
+    )  # fmt: skip
+
+
+async def _hold_music_check(switch: _Switch, music: str, *, loaded: bool) -> Check:
+    """Which stream ``local_stream://NAME`` plays at each of ``HOLD_RATES``: NAME, else
+    FreeSWITCH's fallback ``default`` (a warning), else none (a failure)."""
+    name = "hold music"
+    if not music.startswith(LOCAL_STREAM):
+        return Check(name, "SKIP", f"TRANSFER_MUSIC_ON_HOLD={_shown(music)!r}: not a "
+                     "local_stream, not checked")  # fmt: skip
+    if not loaded:
+        return Check(name, "SKIP", f"{_shown(music)}: not checked, mod_local_stream is not "
+                     "loaded")  # fmt: skip
+    stream = music.removeprefix(LOCAL_STREAM)
+    try:
+        commands.check_token(stream, "local stream")
+    except CommandArgumentError:
+        return _fail(name, f"TRANSFER_MUSIC_ON_HOLD={_shown(music)!r}: not a stream name",
+                     "set TRANSFER_MUSIC_ON_HOLD=local_stream://NAME, NAME as fs_cli -x "
+                     "'local_stream show' lists it")  # fmt: skip
+    located: dict[str, bool] = {}
+
+    async def runs(candidate: str) -> bool:
+        # `local_stream show NAME` prints NAME and its fields, or -ERR Cannot locate... for a
+        # name that is not a running stream: the same lookup as a playback (get_source)
+        if candidate not in located:
+            reply = await switch.api("local_stream", "show", candidate)
+            located[candidate] = reply.startswith(f"{candidate}\n")
+        return located[candidate]
+
+    plays: dict[int, str | None] = {}
+    for rate in HOLD_RATES:
+        plays[rate] = None
+        for candidate in _lookup_order(stream, rate):
+            if await runs(candidate):
+                plays[rate] = candidate
+                break
+    own = {stream, *(f"{stream}/{rate}" for rate in HOLD_RATES)}
+    silent = [rate for rate, played in plays.items() if played is None]
+    if silent:
+        listing = await switch.api("local_stream", "show")
+        return _fail(
+            name,
+            f"{music}: no stream plays at {_khz(silent)} (tried "
+            f"{', '.join(_lookup_order(stream, silent[0]))}): callers on hold hear no music",
+            f"add a stream named {stream} (FusionPBX: Music on Hold; or callcontrol fs-conf's "
+            "autoload_configs/local_stream.conf.xml), or set TRANSFER_MUSIC_ON_HOLD to "
+            "local_stream:// and one of the streams listed",
+            _stream_names(listing),
+        )
+    found = {rate: played for rate, played in plays.items() if played is not None}
+    fallback = {rate: played for rate, played in found.items() if played not in own}
+    if fallback:
+        return _warn(
+            name,
+            f"{music}: no {stream!r} stream at {_khz(list(fallback))}, FreeSWITCH plays "
+            f"{_plays(fallback)} instead",
+            f"set TRANSFER_MUSIC_ON_HOLD=local_stream://default to name what plays, or add a "
+            f"{stream!r} stream (FusionPBX: Music on Hold, a category named {stream})",
+        )
+    return _ok(name, f"{music} plays {_plays(found)}")
+
+
+def _lookup_order(stream: str, rate: int) -> list[str]:
+    # mod_local_stream's local_stream_file_open: NAME/RATE, NAME, then, unless the name says
+    # "default" (any case), default/RATE and default.
+    order = [f"{stream}/{rate}", stream]
+    if "default" not in stream.lower():
+        order += [f"default/{rate}", "default"]
+    return order
+
+
+def _khz(rates: list[int]) -> str:
+    return "/".join(f"{rate // 1000}" for rate in rates) + " kHz"
+
+
+def _plays(plays: Mapping[int, str]) -> str:
+    rates: dict[str, list[int]] = {}
+    for rate, stream in plays.items():
+        rates.setdefault(stream, []).append(rate)
+    return ", ".join(f"{stream} at {_khz(at)}" for stream, at in rates.items())
+
+
+def _stream_names(listing: str) -> tuple[str, ...]:
+    """The names in ``local_stream show``'s ``NAME,LOCATION`` lines (``-ERR no reply``: none)."""
+    names = [_shown(line.split(",", 1)[0], 60) for line in listing.splitlines()
+             if "," in line and not line.startswith("-")]  # fmt: skip
+    if not names:
+        return ("FreeSWITCH has no local stream at all",)
+    shown = [f"stream {n}" for n in names[:_LISTED]]
+    if len(names) > _LISTED:
+        shown.append(f"and {len(names) - _LISTED} more (fs_cli -x 'local_stream show')")
+    return tuple(shown)
 
 
 def _reason(exc: OSError) -> str:
@@ -705,7 +912,7 @@ async def run_checks(
     checks += database
     if not any(c.failed and c.name == "database" for c in database):
         checks += await trio.to_thread.run_sync(check_fusionpbx, settings, timeout)
-    checks.append(await check_inbound_esl(settings, timeout))
+    checks += await check_inbound_esl(settings, timeout)
     checks.append(await check_listen_port(settings.esl_listen, timeout))
     checks.append(check_unicast_ports(settings))
     checks.append(check_realtime_key(settings))

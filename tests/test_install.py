@@ -166,7 +166,8 @@ def _applied(done: subprocess.CompletedProcess[str]) -> list[list[int]]:
 
 @pytest.fixture
 def esl_port() -> Iterator[int]:
-    """A FreeSWITCH inbound Event Socket (test_doctor's: greeting, auth, api status)."""
+    """A FreeSWITCH inbound Event Socket (test_doctor's: greeting, auth, api status, version,
+    module_exists, local_stream show of a stock FusionPBX's streams)."""
     server = _ThreadedEsl(("127.0.0.1", 0), _EslHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -197,6 +198,7 @@ def test_the_installed_wheel_writes_the_fs_files_migrates_and_passes_doctor(
             # above the kernel's ephemeral range: a free port found now stays free
             CALLCONTROL_UNICAST_PORTS="127.0.0.1:61000-61999",
             OPENAI_API_KEY="sk-not-used",
+            TRANSFER_MUSIC_ON_HOLD="local_stream://default",  # as install.md's env file says
         )
 
         # callcontrol fs-conf --out DIR: every file, the settings written in.
@@ -267,4 +269,6 @@ def test_the_installed_wheel_writes_the_fs_files_migrates_and_passes_doctor(
                    for line in lines)  # fmt: skip
         assert f"OK    migrations: all {len(versions)} applied" in lines
         assert any(line.startswith("OK    freeswitch event socket:") for line in lines)
+        assert ("OK    hold music: local_stream://default plays default/8000 at 8 kHz, "
+                "default/16000 at 16 kHz, default/48000 at 48 kHz") in lines  # fmt: skip
         assert PASSWORD not in done.stdout

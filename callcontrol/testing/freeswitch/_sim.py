@@ -63,6 +63,7 @@ class FreeSwitchSim:
     channels: dict[str, Channel] = attrs.field(factory=dict)
     history: list[Channel] = attrs.field(factory=list)
     listeners: list[Listener] = attrs.field(factory=list)
+    inbound: list[Listener] = attrs.field(factory=list)  # every inbound client, closed ones too
     calls: list[SimCall] = attrs.field(factory=list)
     events: list[SimEvent] = attrs.field(factory=list)
     registrations: dict[str, dict[str, str]] = attrs.field(factory=dict)
@@ -360,6 +361,7 @@ class FreeSwitchSim:
         """Serve one inbound Event Socket client on ``stream`` until it leaves."""
         listener = Listener(self, stream, outbound=False, password=password)
         self.listeners.append(listener)
+        self.inbound.append(listener)
         await listener.run()
 
     async def serve_inbound(self, host: str = "127.0.0.1", port: int = 0,
