@@ -748,7 +748,7 @@ async def _hold_music_check(switch: _Switch, music: str, *, loaded: bool) -> Che
             f"{music}: no {stream!r} stream at {_khz(list(fallback))}, FreeSWITCH plays "
             f"{_plays(fallback)} instead",
             f"set TRANSFER_MUSIC_ON_HOLD=local_stream://default to name what plays, or add a "
-            f"{stream!r} stream (FusionPBX: Music on Hold, a category named {stream})",
+            f"{stream!r} stream (fs_cli -x 'local_stream show' lists the names FreeSWITCH has)",
         )
     return _ok(name, f"{music} plays {_plays(found)}")
 

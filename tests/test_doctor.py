@@ -263,7 +263,8 @@ async def test_freeswitch_of_a_stock_fusionpbx() -> None:
         "WARN  hold music: local_stream://moh: no 'moh' stream at 8/16/48 kHz, FreeSWITCH "
         "plays default/8000 at 8 kHz, default/16000 at 16 kHz, default/48000 at 48 kHz "
         "instead -- fix: set TRANSFER_MUSIC_ON_HOLD=local_stream://default to name what "
-        "plays, or add a 'moh' stream (FusionPBX: Music on Hold, a category named moh)")
+        "plays, or add a 'moh' stream (fs_cli -x 'local_stream show' lists the names "
+        "FreeSWITCH has)")
     # no module check for unicast; each stream name asked once, in mod_local_stream's order
     assert sent == [
         "api status", "api version", "api module_exists mod_local_stream",
