@@ -137,11 +137,15 @@ class CallSession:
         self.context: CallContext | None = None
         self.finished = trio.Event()
         self._flow_scope = trio.CancelScope()
+        # told when serve hands the call back (the recorder writes it into the trace)
+        self.on_hand_back: Callable[[], None] | None = None
 
     def hand_back(self) -> None:
         """End our part in the call while the caller is still there (``serve`` stopping):
         the flow is cancelled, its cleanups run (ringing legs killed), everything we play
         is stopped and the dialplan takes the call on (``return_to_dialplan``)."""
+        if self.on_hand_back is not None:
+            self.on_hand_back()
         if self.context is not None:
             self.context.handing_back = True
         self._flow_scope.cancel()

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from callcontrol import generated
 from callcontrol.ai.transcript import Transcript
 from callcontrol.db.database import Database, DatabaseUnavailable
 from callcontrol.handoff.service import CallIdentity, HandoffReply
@@ -31,7 +32,7 @@ class CallRecord:
     who: CallIdentity
     instance: str
     transcript: Transcript = attrs.field(factory=Transcript)
-    started_at: datetime = attrs.field(factory=lambda: datetime.now(UTC))
+    started_at: datetime = attrs.field(factory=lambda: generated.now(UTC))
     outcome: str = "caller_hangup"
     handoff: HandoffReply | None = None
     hangup_cause: str | None = None
@@ -45,7 +46,7 @@ class CallRecord:
             "caller_name": self.who.caller_name,
             "instance": self.instance,
             "started_at": self.started_at,
-            "ended_at": datetime.now(UTC),
+            "ended_at": generated.now(UTC),
             "outcome": self.outcome,
             "handoff_status": self.handoff.status if self.handoff else None,
             "handoff_destination": self.handoff.destination if self.handoff else None,

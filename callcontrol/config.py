@@ -50,6 +50,9 @@ class PortRange:
     def __len__(self) -> int:
         return self.last - self.first + 1
 
+    def __str__(self) -> str:
+        return f"{self.host}:{self.first}-{self.last}"
+
 
 @attrs.frozen
 class Settings:
@@ -381,6 +384,15 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError(problems)
     kwargs.update(overrides)
     return Settings(**kwargs)
+
+
+def parse_field(field: str, text: str) -> Any:
+    """A setting's value from its variable's spelling, by field name (a trace's header holds
+    ``HostPort`` and ``PortRange`` fields that way); ``KeyError`` for an unknown field."""
+    for known, parse in _FIELDS.values():
+        if known == field:
+            return parse(text)
+    raise KeyError(field)
 
 
 def _is_secret(field: str) -> bool:

@@ -37,12 +37,12 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any, cast
 
 import attrs
 import trio
 
+from callcontrol import generated
 from callcontrol.ai.instructions import CallContext as AiCallContext
 from callcontrol.ai.instructions import Destination as AiDestination
 from callcontrol.ai.instructions import Language, build_instructions, say_instruction
@@ -287,7 +287,7 @@ async def offer_callback_by_dtmf(
     last = record.handoff
     hours = await callback_hours(services.directory, who, last)
     own = await for_domain(services.db, services.settings, who.domain_uuid)
-    when = callback_time(ASAP_WORDS, datetime.now(own.tz), own, hours)
+    when = callback_time(ASAP_WORDS, generated.now(own.tz), own, hours)
     request = CallbackRequest(
         "callback", phone, caller_name=who.caller_name, reason="AI unavailable; asked by DTMF",
         scheduled_at=when.scheduled_at, time_understood=when.understood, expires_at=when.expires_at,
@@ -373,7 +373,7 @@ async def session_config(
                  destinations=len(destinations))  # fmt: skip
     instructions = build_instructions(
         AiCallContext(
-            now=datetime.now(settings.tz),
+            now=generated.now(settings.tz),
             timezone=settings.tz,
             destinations=destinations,
             caller_number=who.caller_number,
@@ -706,7 +706,7 @@ class Conversation:
         assert isinstance(number, PhoneNumber)  # the tool parser let only valid numbers through
         hours = await callback_hours(self.services.directory, self.who, self.record.handoff)
         own = await for_domain(self.services.db, self.settings, self.who.domain_uuid)
-        when = callback_time(request.preferred_time, datetime.now(own.tz), own, hours)
+        when = callback_time(request.preferred_time, generated.now(own.tz), own, hours)
         extra = {"request_uuid": self.callback_request_uuid} if self.callback_request_uuid else {}
         saved_request = CallbackRequest(
             "callback", preferred_time=request.preferred_time, reason=request.reason,

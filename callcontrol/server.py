@@ -10,6 +10,8 @@ continue with the actions after ``socket`` (our dialplan puts the fallback there
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import signal
 import sys
@@ -85,6 +87,13 @@ async def handle_call(stream: trio.abc.Stream, app: App) -> None:
     """Serve one outbound-socket connection (one call) until it ends."""
     if app.wrap_stream is not None:
         stream = app.wrap_stream(stream)
+    # a recorder (serve --record) or a replay sees the call's AI frames and generated values
+    context = getattr(stream, "call_context", None)
+    with context() if context is not None else contextlib.nullcontext():
+        await _handle_call(stream, app)
+
+
+async def _handle_call(stream: trio.abc.Stream, app: App) -> None:
     log = get_logger("callcontrol.call")
     conn = EslConnection(stream, log=log)
     app.calls_handled += 1
@@ -102,6 +111,11 @@ async def handle_call(stream: trio.abc.Stream, app: App) -> None:
             log = log.bind(**call.describe())
             conn.log = log
             session = CallSession(call, app.flow, log, app.services, app.shutting_down)
+            note = getattr(stream, "note_server", None)
+            if note is not None:  # a recorder: what serve does to the call goes in its trace
+                session.on_hand_back = functools.partial(note, "hand_back")
+                nursery.start_soon(_note_when_set, app.shutting_down, note, "shutting_down")
+                nursery.start_soon(_note_when_set, app.stop_now, note, "stop_now")
             app.active[key] = session
             try:
                 await session.run()
@@ -119,6 +133,11 @@ async def handle_call(stream: trio.abc.Stream, app: App) -> None:
             if metrics is not None:
                 metrics.protocol_errors.inc()
         await trio.aclose_forcefully(stream)
+
+
+async def _note_when_set(event: trio.Event, note: Callable[[str], None], what: str) -> None:
+    await event.wait()
+    note(what)
 
 
 async def serve(
@@ -249,7 +268,7 @@ def build_app(settings: Settings, *, record_dir: Path | None = None) -> App:
     if record_dir is not None:
         from callcontrol.trace.recorder import recording_wrapper  # noqa: PLC0415
 
-        app.wrap_stream = recording_wrapper(record_dir)
+        app.wrap_stream = recording_wrapper(record_dir, settings=settings)
     return app
 
 

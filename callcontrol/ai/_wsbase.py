@@ -13,9 +13,11 @@ own ``open_websocket_url`` does not bound it: after a peer's close its reader wa
 server's TCP close, whatever ``disconnect_timeout`` says (measured on the real switch: 10 s, the
 peer's close timeout, while a sender kept sending audio).
 
-The wire goes through two points only, ``JsonWebsocketProvider.send_text`` and
-``receive_text`` (plus ``StreamOpener`` below the websocket), so a recorder or a simulator can
-wrap them.
+The wire goes through two points only, ``send_frame`` and ``receive_frame`` (used by
+``JsonWebsocketProvider.send_text``/``receive_text`` and by GPT-Live's session start), plus
+``StreamOpener`` below the websocket. ``serve --record`` sets the call's ``wire_tap``, which sees
+each frame there, the connection's opening and its end: what the trace's ``ai_*`` lines hold.
+The handshake's headers (the API key) are below these points and are never seen by a tap.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import trio
@@ -50,6 +53,43 @@ CLOSE_GRACE_SECONDS = 0.25
 # (host, port, tls) -> a byte stream to the server. The default opens TCP (and TLS for wss://);
 # tests give ScriptedRealtime's in-memory pipe, a replayer could give a recorded one.
 StreamOpener = Callable[[str, int, bool], Awaitable[trio.abc.Stream]]
+
+
+class WireTap(Protocol):
+    """Sees what crosses the AI's websocket (the recorder of ``serve --record``)."""
+
+    def frame(self, direction: Literal["ai_send", "ai_recv"], data: str | bytes) -> None: ...
+
+    def event(self, direction: Literal["ai_open", "ai_close", "ai_resolve"],
+              **fields: Any) -> None: ...  # fmt: skip
+
+
+# The call's tap, if its trace is being recorded (set per call, inherited by its tasks).
+wire_tap: ContextVar[WireTap | None] = ContextVar("callcontrol_ai_wire_tap", default=None)
+
+
+async def send_frame(ws: WebSocketConnection, text: str) -> None:
+    tap = wire_tap.get()
+    if tap is not None:
+        tap.frame("ai_send", text)
+    await ws.send_message(text)
+
+
+async def receive_frame(ws: WebSocketConnection, *, ours_closed: bool = False) -> str | bytes:
+    """The next message; ``ours_closed``: we closed the connection, so its end is ours."""
+    tap = wire_tap.get()
+    try:
+        message = await ws.get_message()
+    except ConnectionClosed as exc:
+        if tap is not None:
+            reason = exc.reason
+            tap.event("ai_close", code=None if reason is None else int(reason.code),
+                      reason=None if reason is None else reason.reason,
+                      by="us" if ours_closed else "peer")  # fmt: skip
+        raise
+    if tap is not None:
+        tap.frame("ai_recv", message)
+    return message
 
 
 def tcp_opener(ssl_context: ssl.SSLContext | None = None) -> StreamOpener:
@@ -84,6 +124,29 @@ async def connect(
 ) -> AsyncIterator[WebSocketConnection]:
     """Open the websocket, turning every way of failing to connect into ``ProviderUnavailable``;
     on exit, close it within ``CLOSE_GRACE_SECONDS`` whatever the peer does."""
+    tap = wire_tap.get()
+    try:
+        async with _connect(url, headers, connect_timeout=connect_timeout,
+                            ssl_context=ssl_context, opener=opener) as ws:  # fmt: skip
+            if tap is not None:
+                tap.event("ai_open", url=_safe_url(url))
+                tap = None  # what follows is the call's, not the opening's
+            yield ws
+    except ProviderUnavailable as exc:
+        if tap is not None:
+            tap.event("ai_open", url=_safe_url(url), error=str(exc))
+        raise
+
+
+@asynccontextmanager
+async def _connect(
+    url: str,
+    headers: Iterable[tuple[str, str]],
+    *,
+    connect_timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    opener: StreamOpener | None,
+) -> AsyncIterator[WebSocketConnection]:
     host, port, tls, resource = _target(url)
     host_header = host if port in (80, 443) else f"{host}:{port}"
     open_stream = opener or tcp_opener(ssl_context)
@@ -179,10 +242,10 @@ class JsonWebsocketProvider:
     # -- the two wire points ----------------------------------------------------------------
 
     async def send_text(self, text: str) -> None:
-        await self._ws.send_message(text)
+        await send_frame(self._ws, text)
 
     async def receive_text(self) -> str | bytes:
-        return await self._ws.get_message()
+        return await receive_frame(self._ws, ours_closed=self._closed)
 
     # ----------------------------------------------------------------------------------------
 

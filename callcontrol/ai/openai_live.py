@@ -242,11 +242,18 @@ class OpenAILive(_wsbase.JsonWebsocketProvider):
             self._last_role = "caller"
 
     async def _resolve(self, delegation_id: str) -> None:
+        tap = _wsbase.wire_tap.get()
         try:
             call = await self._resolver.resolve(list(self.conversation), self.config.tools)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             self._log.warning("ai.delegation_failed", delegation_id=delegation_id, error=repr(exc))
             call = None
+            if tap is not None:
+                tap.event("ai_resolve", value=None, error=type(exc).__name__)
+        else:
+            if tap is not None:  # the result only: the request carried the API key
+                tap.event("ai_resolve", value=None if call is None else
+                          {"name": call.name, "raw_arguments": call.raw_arguments})  # fmt: skip
         if call is None:
             await self.send_event(
                 append(THINKING_APPEND, "No action was taken; ask the caller.", delegation_id)
@@ -282,7 +289,7 @@ class OpenAILive(_wsbase.JsonWebsocketProvider):
 
 async def _await_started(ws: Any, timeout: float) -> None:
     with trio.move_on_after(timeout):
-        raw = await ws.get_message()
+        raw = await _wsbase.receive_frame(ws)
         message = json.loads(raw)
         if message.get("type") == SESSION_STARTED:
             return
@@ -306,7 +313,7 @@ async def open_openai_live(
         endpoint.url, endpoint.headers(), connect_timeout=endpoint.connect_timeout,
         opener=endpoint.opener,
     ) as ws:
-        await ws.send_message(json.dumps(start, ensure_ascii=False))
+        await _wsbase.send_frame(ws, json.dumps(start, ensure_ascii=False))
         try:
             await _await_started(ws, endpoint.connect_timeout)
         except ConnectionClosed as exc:

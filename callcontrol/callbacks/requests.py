@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid as uuid_module
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import attrs
 import trio
 
+from callcontrol import generated
 from callcontrol.callbacks import outbox
 from callcontrol.callbacks.tickets import record_who
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
@@ -67,7 +67,7 @@ class CallbackRequest:
     destination_name: str | None = None
     # CALLBACK_MIN_INTERVAL_MINUTES as it was for the ticket's domain when it was taken
     min_interval_minutes: int | None = None
-    request_uuid: str = attrs.field(factory=lambda: str(uuid_module.uuid4()))
+    request_uuid: str = attrs.field(factory=generated.uuid4_text)
 
     def row(self) -> dict[str, Any]:
         """The row, JSON-ready (the spool's line): ``scheduled_at`` in ISO 8601."""

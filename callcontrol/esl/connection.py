@@ -22,7 +22,6 @@ A single reader task turns received bytes into frames and routes each one:
 from __future__ import annotations
 
 import math
-import uuid as uuid_module
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from typing import Any
 
 import trio
 
+from callcontrol import generated
 from callcontrol.esl import _commands as commands
 from callcontrol.esl._errors import CommandError, ConnectionClosed, ProtocolError
 from callcontrol.esl._frames import (
@@ -323,7 +323,7 @@ class EslConnection:
         ``before``: commands pipelined ahead of it (e.g. the filter for the leg it creates);
         any of them answered ``-ERR`` raises ``CommandError`` like the bgapi itself.
         """
-        job_uuid = job_uuid or str(uuid_module.uuid4())
+        job_uuid = job_uuid or generated.uuid4_text()
         slot = _Slot()
         self._jobs[job_uuid] = slot
         request = commands.bgapi(command, *args, job_uuid=job_uuid)
@@ -345,7 +345,7 @@ class EslConnection:
         loops: int | None = None,
     ) -> Execution:
         """``sendmsg execute``; the returned handle completes on CHANNEL_EXECUTE_COMPLETE."""
-        app_uuid = str(uuid_module.uuid4())
+        app_uuid = generated.uuid4_text()
         slot = _Slot()
         started = trio.Event()
         self._executes[app_uuid] = slot

@@ -14,7 +14,6 @@ a cleanup so it runs even when the call is being torn down.
 from __future__ import annotations
 
 import math
-import uuid as uuid_module
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import attrs
 import trio
 
+from callcontrol import generated
 from callcontrol.esl import CommandError, ConnectionClosed, Event, commands
 from callcontrol.esl.connection import Subscription
 from callcontrol.esl.outbound import OutboundCall
@@ -67,7 +67,7 @@ class HandoffRunner:
         log: Any,
         *,
         whisper: Callable[[str], Awaitable[None]] | None = None,
-        new_leg_id: Callable[[], str] = lambda: str(uuid_module.uuid4()),
+        new_leg_id: Callable[[], str] = generated.uuid4_text,
     ) -> None:
         self.call = call
         self.conn = call.conn
@@ -244,7 +244,7 @@ class HandoffRunner:
     async def _originate(self, action: m.Originate) -> None:
         leg = action.leg
         argument = self.dial(leg, action.attempt)
-        job_uuid = str(uuid_module.uuid4())
+        job_uuid = generated.uuid4_text()
         self._jobs[job_uuid] = leg
         self.log.info("handoff.originate", leg=leg, attempt=action.attempt)
         try:

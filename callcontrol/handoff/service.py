@@ -10,7 +10,6 @@ AI gets a ``HandoffReply``: a status, the pt-BR sentence to say, and what can be
 
 from __future__ import annotations
 
-import uuid as uuid_module
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from uuid import UUID
 
 import attrs
 
+from callcontrol import generated
 from callcontrol.config import Settings
 from callcontrol.db.database import Database, DatabaseUnavailable
 from callcontrol.destinations.directory import Directory, availability
@@ -130,7 +130,7 @@ class HandoffService:
     db: Database
     settings: Settings
     metrics: Metrics
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    now: Callable[[], datetime] = lambda: generated.now(UTC)
 
     async def transfer(
         self,
@@ -206,7 +206,7 @@ class HandoffService:
                          reason="v_extensions.forward_all_enabled")  # fmt: skip
         try:
             dial = self._dial_function(who, target)
-            dial(str(uuid_module.uuid4()), 1)  # refuse a hostile row before ringing anything
+            dial(generated.uuid4_text(), 1)  # refuse a hostile row before ringing anything
         except UnsafeDialStringValue as exc:
             log.error("handoff.unsafe_destination", error=str(exc))
             return self._reply(destination, Outcome.FAILED, "INVALID_DESTINATION", 0, 0.0)

@@ -48,6 +48,7 @@ import attrs
 import trio
 import trio_websocket
 
+from callcontrol import generated
 from callcontrol.esl import CommandError, ConnectionClosed, Event
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import get_logger
@@ -201,7 +202,7 @@ class AudioStreamTransport(TransportBase):
             call, model_format=model_format, line_format=LINE, lost_after=lost_after, log=log
         )
         self.registry = registry
-        self.token = secrets.token_hex(16)
+        self.token = generated.token_hex(16)
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._ws_seen = False
         self._closing = False

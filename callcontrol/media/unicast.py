@@ -59,6 +59,7 @@ from typing import Any
 import attrs
 import trio
 
+from callcontrol import generated
 from callcontrol.config import PortRange
 from callcontrol.esl import CommandError, ConnectionClosed, Event, commands
 from callcontrol.esl.outbound import OutboundCall
@@ -125,6 +126,14 @@ class UnicastPorts:
                 "use; widen CALLCONTROL_UNICAST_PORTS or lower the call limit"
             )
         pair = self._free.popleft()
+        # the choice goes through the call's generated values: a replay takes the recorded one
+        wanted = generated.port(pair.our_port)
+        if wanted != pair.our_port:
+            self._free.appendleft(pair)
+            pair = next((p for p in self._free if p.our_port == wanted),
+                        PortPair(self.range.host, wanted - 1, wanted))  # fmt: skip
+            if pair in self._free:
+                self._free.remove(pair)
         self._used.add(pair)
         return pair
 

@@ -35,6 +35,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from callcontrol import generated
 from callcontrol.db.database import Database
 from callcontrol.db.migrations import apply_pending, load_migrations
 
@@ -236,7 +237,7 @@ def _process_alive(pid: int) -> bool:
 
 
 async def add_domain(db: Database, name: str = "example.com", *, enabled: bool = True) -> uuid.UUID:
-    domain_uuid = uuid.uuid4()
+    domain_uuid = generated.uuid4()
     await db.execute(
         "INSERT INTO v_domains (domain_uuid, domain_name, domain_enabled, insert_date)"
         " VALUES (%s, %s, %s, now())",
@@ -261,7 +262,7 @@ async def add_extension(
     """Insert an extension; flags are written as text literals so the same call works whether
     the columns are boolean (5.5) or text (5.4). ``forward_all`` turns FusionPBX's forward-all
     on to that destination."""
-    extension_uuid = uuid.uuid4()
+    extension_uuid = generated.uuid4()
     await db.execute(
         "INSERT INTO v_extensions (extension_uuid, domain_uuid, extension,"
         " effective_caller_id_name, user_context, dial_string, do_not_disturb, enabled,"
@@ -330,7 +331,7 @@ async def add_secretary(
     it: a callcontrol row holding ``company_name`` and, where the other voice-secretary app is
     installed (``StockPBX(secretary_app=True)``), that app's row too, with the company name
     there instead (so a test shows callcontrol reading it)."""
-    secretary_uuid = uuid.uuid4()
+    secretary_uuid = generated.uuid4()
     if await voice_secretary_app_installed(db):
         await add_voice_secretary_app_row(db, domain_uuid, secretary_uuid, name,
                                           company_name=company_name,
@@ -364,7 +365,7 @@ async def add_voicemail(
     db: Database, domain_uuid: uuid.UUID, voicemail_id: str, *, enabled: bool = True
 ) -> uuid.UUID:
     """A voicemail box (``v_voicemails``) as FusionPBX creates one for an extension."""
-    voicemail_uuid = uuid.uuid4()
+    voicemail_uuid = generated.uuid4()
     await db.execute(
         "INSERT INTO v_voicemails (domain_uuid, voicemail_uuid, voicemail_id, voicemail_enabled,"
         " insert_date) VALUES (%s, %s, %s, %s, now())",
@@ -382,7 +383,7 @@ async def add_ring_group(
     description: str | None = None,
     enabled: bool = True,
 ) -> uuid.UUID:
-    ring_group_uuid = uuid.uuid4()
+    ring_group_uuid = generated.uuid4()
     await db.execute(
         "INSERT INTO v_ring_groups (domain_uuid, ring_group_uuid, ring_group_name,"
         " ring_group_extension, ring_group_context, ring_group_enabled, ring_group_description,"
@@ -403,7 +404,7 @@ async def add_queue(
     description: str | None = None,
 ) -> uuid.UUID:
     """A call-center queue (``v_call_center_queues``; FusionPBX has no enabled flag on them)."""
-    queue_uuid = uuid.uuid4()
+    queue_uuid = generated.uuid4()
     await db.execute(
         "INSERT INTO v_call_center_queues (call_center_queue_uuid, domain_uuid, queue_name,"
         " queue_extension, queue_context, queue_description, insert_date)"
@@ -426,7 +427,7 @@ async def add_destination(
 ) -> uuid.UUID:
     """Insert a v_voice_transfer_destinations row; ``columns`` sets any other column
     (``aliases`` and ``working_hours`` as Python lists/dicts)."""
-    destination_uuid = uuid.uuid4()
+    destination_uuid = generated.uuid4()
     values: dict[str, Any] = {
         "transfer_destination_uuid": destination_uuid,
         "domain_uuid": domain_uuid,
@@ -461,7 +462,7 @@ async def add_dialplan(
     """A Dialplan Manager entry whose action is ``socket <socket_data>``, as FusionPBX stores
     one: a ``v_dialplans`` row (with its ``dialplan_xml`` unless ``xml`` is False) and, unless
     ``details`` is False, its condition and action rows in ``v_dialplan_details``."""
-    dialplan_uuid = uuid.uuid4()
+    dialplan_uuid = generated.uuid4()
     body = (f'<extension name="{name}" continue="false" uuid="{dialplan_uuid}">\n'
             f'  <condition field="destination_number" expression="^{number}$">\n'
             f'    <action application="socket" data="{socket_data}"/>\n'
@@ -484,7 +485,7 @@ async def add_dialplan(
                 " dialplan_detail_tag, dialplan_detail_type, dialplan_detail_data,"
                 " dialplan_detail_group, dialplan_detail_order, dialplan_detail_enabled)"
                 " VALUES (%s, %s, %s, %s, %s, %s, 0, %s, true)",
-                (domain_uuid, dialplan_uuid, uuid.uuid4(), tag, kind, data, order),
+                (domain_uuid, dialplan_uuid, generated.uuid4(), tag, kind, data, order),
             )
     return dialplan_uuid
 
@@ -493,7 +494,7 @@ async def add_default_setting(
     db: Database, category: str, subcategory: str, value: str, *, enabled: bool = True
 ) -> uuid.UUID:
     """A FusionPBX Default Setting (Advanced > Default Settings), e.g. ``cache`` ``method``."""
-    setting_uuid = uuid.uuid4()
+    setting_uuid = generated.uuid4()
     await db.execute(
         "INSERT INTO v_default_settings (default_setting_uuid, default_setting_category,"
         " default_setting_subcategory, default_setting_name, default_setting_value,"

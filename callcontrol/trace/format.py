@@ -8,7 +8,9 @@ the call, so that ``replay`` can reproduce it (docs/operations.md, "Recording ca
   text frame each, in ``data``), ``ai_close`` (``code``, ``reason``, ``by``: ``peer`` or ``us``);
   ``ai_resolve`` (``value``: the delegated tool GPT-Live's resolver chose, or null);
 - ``gen``: a value the server generated (``kind``: ``uuid4``, ``token_hex``, ``now``, ``port``;
-  ``value``: its text), in the order the call asked for them.
+  ``value``: its text), in the order the call asked for them;
+- ``server``: what the server did to the call from outside it (``what``: ``shutting_down`` on
+  SIGTERM, ``stop_now`` on a second one, ``hand_back`` when the drain is over).
 
 ``data`` is the exact bytes as text when they are UTF-8; otherwise ``data_b64`` holds them in
 base64, so a trace always gives back the bytes that crossed the socket. Lines are split on
@@ -34,17 +36,19 @@ READABLE_VERSIONS = (1, 2)
 
 Mode = Literal["outbound", "inbound"]
 Direction = Literal[
-    "recv", "send", "ai_open", "ai_send", "ai_recv", "ai_close", "ai_resolve", "gen"
+    "recv", "send", "ai_open", "ai_send", "ai_recv", "ai_close", "ai_resolve", "gen", "server"
 ]
 _MODES: tuple[Mode, ...] = ("outbound", "inbound")
 _ESL_DIRECTIONS: tuple[Direction, ...] = ("recv", "send")
 _DIRECTIONS: dict[int, tuple[Direction, ...]] = {
     1: _ESL_DIRECTIONS,
-    2: (*_ESL_DIRECTIONS, "ai_open", "ai_send", "ai_recv", "ai_close", "ai_resolve", "gen"),
+    2: (*_ESL_DIRECTIONS, "ai_open", "ai_send", "ai_recv", "ai_close", "ai_resolve", "gen",
+        "server"),
 }
 # lines whose payload is bytes (``data`` / ``data_b64``); the others carry ``fields`` only
 _WITH_DATA = frozenset({"recv", "send", "ai_send", "ai_recv"})
 GENERATED_KINDS = ("uuid4", "token_hex", "now", "port")
+SERVER_EVENTS = ("shutting_down", "stop_now", "hand_back")
 _HEADER_KEYS = frozenset({"format", "version", "mode"})
 _LINE_KEYS = frozenset({"t", "dir", "data", "data_b64"})
 
@@ -205,6 +209,9 @@ def _parse_line(number: int, text: bytes, source: str, version: int = FORMAT_VER
     fields = {k: v for k, v in obj.items() if k not in _LINE_KEYS}
     if direction == "gen":
         _check_generated(number, fields, source)
+    if direction == "server" and fields.get("what") not in SERVER_EVENTS:
+        raise TraceFormatError(number, f"a 'server' line's 'what' must be one of "
+                               f"{SERVER_EVENTS}, got {fields.get('what')!r}", source)  # fmt: skip
     if direction not in _WITH_DATA:
         if "data" in obj or "data_b64" in obj:
             raise TraceFormatError(number, f"a {direction!r} line has no 'data'", source)

@@ -5,6 +5,11 @@ same FrameReader the server uses, so the lines concatenate to exactly the bytes 
 and every ``send_all`` one ``send`` line; ``t`` is trio time since the wrapper was created. End of
 stream from FreeSWITCH is a ``recv`` line with empty data.
 
+The same stream records the rest of the call (trace format 2) while ``call_context()`` is
+entered (``handle_call`` does it): the AI's websocket frames through ``_wsbase.wire_tap`` and
+the values the call generates through ``callcontrol.generated``. The header holds the settings
+that shape a call (``settings_snapshot``), never a secret.
+
 Lines are buffered in memory and written by a worker thread, in a shielded scope, when the
 buffer passes ``flush_bytes`` and when the stream is closed: the event loop never waits on the
 disk, and a cancelled call (``aclose_forcefully``) still gets its trace. A failure to write is
@@ -13,15 +18,21 @@ logged once and recording of that call stops; the call itself never sees it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import attrs
 import trio
 
+from callcontrol import generated
+from callcontrol.ai import _wsbase
+from callcontrol.config import Settings
 from callcontrol.esl import FrameReader, ProtocolError
 from callcontrol.logs import get_logger
 from callcontrol.trace.format import (
@@ -35,6 +46,39 @@ from callcontrol.trace.format import (
 
 FLUSH_BYTES = 256 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+_URL_SCHEMES = ("http://", "https://", "ws://", "wss://")
+
+
+def settings_snapshot(settings: Settings) -> dict[str, Any]:
+    """The settings a replay needs to decide like the recorded call, by field name.
+
+    A secret is never in it: fields kept out of ``repr`` (keys, tokens, passwords) are left
+    out, ``database_url`` too, and URLs lose their user info and query (some gateways take the
+    key as a query parameter). What is left is whether an API key was set, not the key.
+    """
+    snapshot: dict[str, Any] = {}
+    for field in attrs.fields(Settings):
+        if not field.repr or field.name == "database_url":
+            continue
+        value = getattr(settings, field.name)
+        if isinstance(value, str) and value.startswith(_URL_SCHEMES):
+            value = _without_credentials(value)
+        elif value is not None and not isinstance(value, str | int | float | bool):
+            value = str(value)  # HostPort, PortRange: their variable's own spelling
+        snapshot[field.name] = value
+    snapshot["openai_api_key_set"] = bool(settings.openai_api_key)
+    return snapshot
+
+
+def _without_credentials(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "<unparseable URL>"
 
 
 class TraceFile:
@@ -95,11 +139,19 @@ class RecordingStream(trio.abc.Stream):
         mode: Mode = "outbound",
         meta: Mapping[str, Any] | None = None,
         flush_bytes: int = FLUSH_BYTES,
+        settings: Settings | None = None,
+        inline: bool = False,
     ) -> None:
         self.stream = stream
+        # write on the trio thread (tests on an autojump MockClock: while a worker thread
+        # writes, trio looks idle and the clock jumps to the call's next deadline)
+        self._inline = inline
         self._start = trio.current_time()
         started = dt.datetime.now(dt.UTC)
-        extra = {"recorder": "callcontrol", "started": started.isoformat(), **(meta or {})}
+        extra: dict[str, Any] = {"recorder": "callcontrol", "started": started.isoformat()}
+        if settings is not None:
+            extra["settings"] = settings_snapshot(settings)
+        extra.update(meta or {})
         self.file = TraceFile(Path(directory), started, TraceHeader(mode, extra))
         self.unique_id: str | None = None
         self._flush_bytes = flush_bytes
@@ -139,6 +191,35 @@ class RecordingStream(trio.abc.Stream):
             self._guarded(self._emit_unsplit)
             await self._flush(final=True)
 
+    # the rest of the call: the AI's frames and the generated values (trace format 2)
+
+    @contextlib.contextmanager
+    def call_context(self) -> Iterator[None]:
+        """While entered, this call's AI frames and generated values go into this trace."""
+        with generated.using(generated.RecordingSource(self._generated)):
+            token = _wsbase.wire_tap.set(self)
+            try:
+                yield
+            finally:
+                _wsbase.wire_tap.reset(token)
+
+    def frame(self, direction: Direction, data: str | bytes) -> None:
+        """``_wsbase.WireTap``: one websocket message."""
+        binary = isinstance(data, bytes)
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        self._guarded(self._add, direction, raw, {"binary": True} if binary else {})
+
+    def event(self, direction: Direction, **fields: Any) -> None:
+        """``_wsbase.WireTap``: the websocket opened or ended, a delegated tool resolved."""
+        self._guarded(self._add, direction, b"", fields)
+
+    def note_server(self, what: str) -> None:
+        """What ``serve`` did to the call from outside it (SIGTERM, the hand-back)."""
+        self._guarded(self._add, "server", b"", {"what": what})
+
+    def _generated(self, kind: str, value: str) -> None:
+        self._guarded(self._add, "gen", b"", {"kind": kind, "value": value})
+
     # recording
 
     def _guarded(self, record: Callable[..., None], *args: Any) -> None:
@@ -154,10 +235,13 @@ class RecordingStream(trio.abc.Stream):
             what, error=repr(exc), directory=str(self.file.directory), path=str(self.path)
         )
 
-    def _add(self, direction: Direction, data: bytes) -> None:
+    def _add(
+        self, direction: Direction, data: bytes, fields: Mapping[str, Any] | None = None
+    ) -> None:
         if self._failed:
             return
-        text = dump_line(TraceLine(trio.current_time() - self._start, direction, data)) + "\n"
+        line = TraceLine(trio.current_time() - self._start, direction, data, fields=fields or {})
+        text = dump_line(line) + "\n"
         self._pending.append(text)
         self._pending_size += len(text)
 
@@ -215,7 +299,10 @@ class RecordingStream(trio.abc.Stream):
                 self._pending.clear()
                 self._pending_size = 0
                 try:
-                    await trio.to_thread.run_sync(self._write, text, final)
+                    if self._inline:
+                        self._write(text, final)
+                    else:
+                        await trio.to_thread.run_sync(self._write, text, final)
                 except Exception as exc:  # disk full, permissions...: the call goes on
                     self._fail("trace.write_failed", exc)
 
@@ -227,12 +314,16 @@ class RecordingStream(trio.abc.Stream):
 
 
 def recording_wrapper(
-    directory: str | Path, *, mode: Mode = "outbound"
+    directory: str | Path,
+    *,
+    mode: Mode = "outbound",
+    settings: Settings | None = None,
+    inline: bool = False,
 ) -> Callable[[trio.abc.Stream], trio.abc.Stream]:
     """What ``serve --record DIR`` installs: wrap each call's stream in a RecordingStream."""
     target = Path(directory)
 
     def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
-        return RecordingStream(stream, target, mode=mode)
+        return RecordingStream(stream, target, mode=mode, settings=settings, inline=inline)
 
     return wrap
