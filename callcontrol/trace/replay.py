@@ -14,25 +14,46 @@ so the substitution never changes a Content-Length.
 
 A ``recv`` line with empty data marks FreeSWITCH closing the socket (the recorder writes one on
 EOF); without it the player closes its side after the last line and a grace period.
+
+A trace recorded by ``serve --record`` (format 2, with the settings in its header) replays the
+whole secretary flow (``replay_call``): the player is also the AI — the server's websocket
+reaches it in memory (the provider's ``StreamOpener``), it sends the recorded ``ai_recv`` frames
+at their times and compares what the server sends with the ``ai_send`` lines — and the recorded
+generated values are given back in order (``callcontrol.generated.PlaybackSource``), so the
+server makes the recorded decisions with the recorded UUIDs and ports. The flow's services run
+on a real database; ``callcontrol replay`` rolls back everything it writes (``RollbackDatabase``).
+Not replayed: the caller's audio (not in the trace: ``input_audio_buffer.append`` frames are
+neither fed nor compared) and mod_audio_stream's websocket (a trace of that transport
+replays its ESL side only).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import functools
+import json
 import logging
 import math
 import re
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 import trio
 import trio.testing
 
-from callcontrol.trace.format import Trace, TraceFormatError, read_trace
+from callcontrol import generated
+from callcontrol.trace.format import GENERATED_KINDS, Trace, TraceFormatError, read_trace
+
+if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
+
+    from callcontrol.ai.openai_live import ResolvedCall
+    from callcontrol.ai.provider import ToolSpec
+    from callcontrol.config import Settings
 
 # How long past its recorded time the player waits for a command (virtual seconds, MockClock).
 DEFAULT_SLACK = 10.0
@@ -117,12 +138,91 @@ class Expect:
     lineno: int  # the trace line where the command starts
 
 
-def build_script(trace: Trace) -> list[Feed | Expect]:
+@attrs.frozen
+class AiOpen:
+    """The server opened the AI's websocket (``error``: and failed to)."""
+
+    t: float
+    lineno: int
+    error: str | None = None
+
+
+@attrs.frozen
+class AiFeed:
+    """A message the AI sent."""
+
+    t: float
+    data: bytes
+    lineno: int
+    binary: bool = False
+
+
+@attrs.frozen
+class AiExpect:
+    """A message the server sent the AI, as recorded."""
+
+    t: float
+    data: bytes
+    lineno: int
+
+
+@attrs.frozen
+class AiClose:
+    """The websocket ended; ``by`` the AI (``peer``) or the server (``us``)."""
+
+    t: float
+    lineno: int
+    code: int | None = None
+    reason: str | None = None
+    by: str = "peer"
+
+
+@attrs.frozen
+class ServerEvent:
+    """What serve did to the call from outside it: ``shutting_down``, ``stop_now``,
+    ``hand_back``."""
+
+    t: float
+    what: str
+    lineno: int
+
+
+Step = Feed | Expect | AiOpen | AiFeed | AiExpect | AiClose | ServerEvent
+
+
+def is_caller_audio(data: bytes | str) -> bool:
+    """The caller's audio going to the AI: not in what replay feeds, so never compared."""
+    head = data[:80] if isinstance(data, str) else data[:80].decode("utf-8", "replace")
+    return '"input_audio_buffer.append"' in head
+
+
+def _ai_step(line: Any) -> Step | None:
+    fields = line.fields
+    if line.dir == "ai_open":
+        return AiOpen(line.t, line.lineno, fields.get("error"))
+    if line.dir == "ai_recv":
+        return AiFeed(line.t, line.data, line.lineno, bool(fields.get("binary")))
+    if line.dir == "ai_send":
+        return None if is_caller_audio(line.data) else AiExpect(line.t, line.data, line.lineno)
+    if line.dir == "ai_close":
+        return AiClose(line.t, line.lineno, fields.get("code"), fields.get("reason"),
+                       str(fields.get("by", "peer")))  # fmt: skip
+    if line.dir == "server":
+        return ServerEvent(line.t, str(fields["what"]), line.lineno)
+    return None  # gen, ai_resolve: given back by the sources, not played
+
+
+def build_script(trace: Trace) -> list[Step]:
     """The trace as steps; send lines are re-split into commands (a send_all may hold several)."""
-    script: list[Feed | Expect] = []
+    script: list[Step] = []
     splitter = CommandSplitter()
     first_line = 0
-    for line in trace.esl_lines:
+    for line in trace.lines:
+        if not line.esl:
+            step = _ai_step(line)
+            if step is not None:
+                script.append(step)
+            continue
         if line.dir == "recv":
             script.append(Feed(line.t, line.data, line.lineno))
             continue
@@ -198,7 +298,10 @@ class UuidRoles:
 
 # --- the result ------------------------------------------------------------------------
 
-Kind = Literal["differs", "missing", "extra", "handler-error"]
+Kind = Literal[
+    "differs", "missing", "extra", "handler-error", "ai-differs", "ai-missing", "ai-extra",
+    "generated",
+]
 
 
 def _text(data: bytes) -> str:
@@ -232,6 +335,23 @@ class Difference:
             return f"{where}: the server sent a command the recording does not have\n" + _indent(
                 self.actual or b""
             )
+        if self.kind == "ai-differs":
+            assert self.expected is not None and self.actual is not None
+            diff = difflib.unified_diff(
+                _json_lines(self.expected), _json_lines(self.actual),
+                f"recorded (trace line {self.lineno})", "sent to the AI by the server",
+                lineterm="",
+            )  # fmt: skip
+            return f"{where}: the server told the AI something else\n" + "\n".join(diff)
+        if self.kind == "ai-missing":
+            return (f"{where}: the server did not send the AI this ({self.detail})\n"
+                    + _indent(self.expected or b""))
+        if self.kind == "ai-extra":
+            return f"{where}: the server sent the AI what the recording does not have\n" + _indent(
+                self.actual or b""
+            )
+        if self.kind == "generated":
+            return f"generated values: {self.detail}"
         return f"the handler raised an exception:\n{self.detail}"
 
 
@@ -240,6 +360,22 @@ def _diff_lines(data: bytes) -> list[str]:
     text = _text(data)
     body = text.rstrip("\r\n")
     return [*body.split("\n"), f"<end: {text[len(body):]!r}>"]
+
+
+def _json_lines(data: bytes) -> list[str]:
+    try:
+        return json.dumps(json.loads(data), indent=1, ensure_ascii=False).split("\n")
+    except ValueError:
+        return _text(data).split("\n")
+
+
+def _same_message(recorded: bytes, actual: bytes) -> bool:
+    if recorded == actual:
+        return True
+    try:
+        return bool(json.loads(recorded) == json.loads(actual))
+    except ValueError:
+        return False
 
 
 def _indent(data: bytes) -> str:
@@ -251,6 +387,8 @@ class ReplayResult:
     recorded: int = 0
     matched: int = 0
     by_role: int = 0
+    ai_recorded: int = 0
+    ai_matched: int = 0
     differences: list[Difference] = attrs.field(factory=list)
     notes: list[str] = attrs.field(factory=list)
 
@@ -260,9 +398,11 @@ class ReplayResult:
 
     def render(self, source: str = "trace") -> str:
         verdict = "OK" if self.ok else f"{len(self.differences)} difference(s)"
+        ai = (f", {self.ai_matched}/{self.ai_recorded} messages to the AI matched"
+              if self.ai_recorded else "")  # fmt: skip
         lines = [
             f"replay {source}: {verdict} — {self.matched}/{self.recorded} recorded commands "
-            f"matched ({self.by_role} generated UUIDs matched by role)"
+            f"matched ({self.by_role} generated UUIDs matched by role){ai}"
         ]
         lines.extend(d.render() for d in self.differences)
         lines.extend(f"note: {note}" for note in self.notes)
@@ -272,6 +412,41 @@ class ReplayResult:
 # --- the player ------------------------------------------------------------------------
 
 
+class RecordedAi:
+    """The AI of a recorded call: the provider's ``StreamOpener`` (each connection the server
+    opens is the next recorded ``ai_open``; a recorded failure fails the same way) and the
+    GPT-Live delegation resolver (the recorded ``ai_resolve`` results, in order)."""
+
+    def __init__(self, trace: Trace) -> None:
+        self._opens = [line.fields.get("error") for line in trace.of("ai_open")]
+        self._resolved = [line.fields.get("value") for line in trace.of("ai_resolve")]
+        self._send, self.connections = trio.open_memory_channel[trio.abc.Stream](math.inf)
+        self.unexpected_opens = 0
+
+    async def open_stream(self, host: str, port: int, tls: bool) -> trio.abc.Stream:
+        await trio.lowlevel.checkpoint()
+        if not self._opens:
+            self.unexpected_opens += 1
+            raise OSError("the recorded call opened no more AI connections")
+        error = self._opens.pop(0)
+        if error is not None:
+            raise OSError(f"as recorded: {error}")
+        ours, theirs = trio.testing.memory_stream_pair()
+        self._send.send_nowait(theirs)
+        return ours
+
+    async def resolve(
+        self, conversation: Sequence[tuple[str, str]], tools: Sequence[ToolSpec]
+    ) -> ResolvedCall | None:
+        from callcontrol.ai.openai_live import ResolvedCall  # noqa: PLC0415
+
+        await trio.lowlevel.checkpoint()
+        value = self._resolved.pop(0) if self._resolved else None
+        if not isinstance(value, Mapping):
+            return None
+        return ResolvedCall(str(value["name"]), str(value["raw_arguments"]))
+
+
 class _Player:
     def __init__(
         self,
@@ -279,11 +454,20 @@ class _Player:
         commands: trio.MemoryReceiveChannel[bytes],
         result: ReplayResult,
         slack: float,
+        nursery: trio.Nursery | None = None,
+        ai: RecordedAi | None = None,
+        server: Callable[[str], None] | None = None,
     ) -> None:
+        self.server = server
         self.fs = fs
         self.commands = commands
         self.result = result
         self.slack = slack
+        self.nursery = nursery
+        self.ai = ai
+        self.ai_ws: WebSocketConnection | None = None
+        self.ai_stream: trio.abc.Stream | None = None
+        self.ai_messages: trio.MemoryReceiveChannel[bytes] | None = None
         self.roles = UuidRoles()
         self.start = trio.current_time()
         # How far the server runs behind the recording; later lines shift by as much.
@@ -294,12 +478,93 @@ class _Player:
     def _at(self, t: float) -> float:
         return self.start + self.lag + t
 
-    async def play(self, script: Sequence[Feed | Expect]) -> None:
+    async def play(self, script: Sequence[Step]) -> None:
         for step in script:
             if isinstance(step, Feed):
                 await self._feed(step)
-            else:
+            elif isinstance(step, Expect):
                 await self._expect(step)
+            elif isinstance(step, ServerEvent):
+                if self.server is not None:
+                    await trio.sleep_until(self._at(step.t))
+                    self.server(step.what)
+            elif self.ai is not None:
+                await self._ai(step)
+
+    # -- the AI's side
+
+    async def _ai(self, step: AiOpen | AiFeed | AiExpect | AiClose) -> None:
+        if isinstance(step, AiOpen):
+            if step.error is None:
+                await self._ai_accept(step)
+        elif isinstance(step, AiFeed):
+            await self._ai_feed(step)
+        elif isinstance(step, AiExpect):
+            await self._ai_expect(step)
+        elif step.by == "peer":
+            await self._ai_close(step)
+
+    async def _ai_accept(self, step: AiOpen) -> None:
+        from trio_websocket import wrap_server_stream  # noqa: PLC0415
+
+        assert self.ai is not None and self.nursery is not None
+        self.ai_ws = self.ai_messages = None
+        with trio.move_on_at(self._at(step.t) + self.slack):
+            stream = await self.ai.connections.receive()
+            request = await wrap_server_stream(self.nursery, stream)
+            self.ai_ws = await request.accept()
+            self.ai_stream = stream
+            send, self.ai_messages = trio.open_memory_channel[bytes](math.inf)
+            self.nursery.start_soon(_collect_ai_messages, self.ai_ws, send)
+            return
+        self.result.differences.append(Difference(
+            "ai-missing", step.lineno, b"(the AI's websocket)",
+            detail=f"no connection within {self.slack:g}s of its recorded time"))  # fmt: skip
+
+    async def _ai_feed(self, step: AiFeed) -> None:
+        from trio_websocket import ConnectionClosed  # noqa: PLC0415
+
+        await trio.sleep_until(self._at(step.t))
+        if self.ai_ws is None:
+            return
+        try:
+            await self.ai_ws.send_message(step.data if step.binary else step.data.decode())
+        except ConnectionClosed:
+            self.result.notes.append(f"the server had closed the AI's websocket before trace "
+                                     f"line {step.lineno}")  # fmt: skip
+            self.ai_ws = None
+
+    async def _ai_expect(self, step: AiExpect) -> None:
+        self.result.ai_recorded += 1
+        actual: bytes | None = None
+        why = "the AI's websocket was not open"
+        if self.ai_messages is not None:
+            why = f"nothing sent within {self.slack:g}s of its recorded time"
+            with trio.move_on_at(self._at(step.t) + self.slack):
+                try:
+                    actual = await self.ai_messages.receive()
+                except trio.EndOfChannel:
+                    why = "the websocket was closed"
+        if actual is None:
+            self.result.differences.append(Difference("ai-missing", step.lineno, step.data,
+                                                      detail=why))  # fmt: skip
+        elif _same_message(step.data, actual):
+            self.result.ai_matched += 1
+        else:
+            self.result.differences.append(Difference("ai-differs", step.lineno, step.data,
+                                                      actual))  # fmt: skip
+
+    async def _ai_close(self, step: AiClose) -> None:
+        await trio.sleep_until(self._at(step.t))
+        if self.ai_ws is None:
+            return
+        ws, self.ai_ws = self.ai_ws, None
+        if step.code is None or step.code == 1006:  # dropped without a close frame
+            assert self.ai_stream is not None
+            await trio.aclose_forcefully(self.ai_stream)
+            return
+        with trio.move_on_after(self.slack):
+            await ws.aclose(step.code, step.reason)
 
     async def _feed(self, step: Feed) -> None:
         await trio.sleep_until(self._at(step.t))
@@ -354,8 +619,29 @@ class _Player:
             try:
                 command = self.commands.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
-                return
+                break
             self.result.differences.append(Difference("extra", None, actual=command))
+        while self.ai_messages is not None:
+            try:
+                message = self.ai_messages.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            self.result.differences.append(Difference("ai-extra", None, actual=message))
+
+
+async def _collect_ai_messages(
+    ws: WebSocketConnection, channel: trio.MemorySendChannel[bytes]
+) -> None:
+    from trio_websocket import ConnectionClosed  # noqa: PLC0415
+
+    async with channel:
+        while True:
+            try:
+                message = await ws.get_message()
+            except ConnectionClosed:
+                return
+            if not is_caller_audio(message):
+                channel.send_nowait(message if isinstance(message, bytes) else message.encode())
 
 
 async def _collect_commands(
@@ -394,8 +680,14 @@ async def replay(
     *,
     slack: float = DEFAULT_SLACK,
     grace: float = DEFAULT_GRACE,
+    ai: RecordedAi | None = None,
+    server_events: Callable[[str], None] | None = None,
 ) -> ReplayResult:
-    """Play ``trace`` against ``handler``; run it on MockClock(autojump_threshold=0)."""
+    """Play ``trace`` against ``handler``; run it on MockClock(autojump_threshold=0).
+
+    ``ai``: the player also plays the AI's side, on the connections ``ai.open_stream`` gives the
+    server (without it the trace's ``ai_*`` lines are ignored). ``server_events``: does to the
+    app what a ``server`` line says serve did (SIGTERM, the hand-back)."""
     if trace.mode != "outbound":
         raise ValueError("replay plays outbound traces (FreeSWITCH dialling the server)")
     script = build_script(trace)
@@ -406,11 +698,111 @@ async def replay(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_run_handler, handler, server, result, done)
         nursery.start_soon(_collect_commands, fs, send)
-        player = _Player(fs, receive, result, slack)
+        player = _Player(fs, receive, result, slack, nursery, ai, server_events)
         await player.play(script)
         await player.finish(done, grace)
         nursery.cancel_scope.cancel()
     result.by_role = player.roles.generated
+    if ai is not None and ai.unexpected_opens:
+        result.differences.append(Difference(
+            "ai-extra", None, actual=b"(a websocket to the AI)",
+            detail=f"{ai.unexpected_opens} more than recorded"))  # fmt: skip
+    return result
+
+
+# --- a whole recorded call: the secretary flow, its AI and its generated values ---------
+
+
+def is_call_recording(trace: Trace) -> bool:
+    """A trace ``serve --record`` wrote with format 2: it carries the call's settings."""
+    return trace.header.version >= 2 and isinstance(trace.header.extra.get("settings"), Mapping)
+
+
+def settings_of(trace: Trace) -> Settings:
+    """The recorded call's settings; an API key stands in for the one it had (never recorded:
+    the AI is the player, nothing leaves the process)."""
+    from callcontrol.config import Settings, load_settings, parse_field  # noqa: PLC0415
+
+    snapshot = dict(trace.header.extra["settings"])
+    key_set = bool(snapshot.pop("openai_api_key_set", False))
+    names = {field.name: field for field in attrs.fields(Settings)}
+    defaults = load_settings({})
+    typed: dict[str, Any] = {}
+    for name, value in snapshot.items():
+        if name not in names:
+            continue  # a setting this version does not have
+        default = getattr(defaults, name)
+        needs_parsing = isinstance(value, str) and default is not None and not isinstance(
+            default, str)
+        typed[name] = parse_field(name, value) if needs_parsing else value
+    typed["openai_api_key"] = "replay-no-key" if key_set else None
+    return load_settings({}, **typed)
+
+
+def playback_source(trace: Trace) -> generated.PlaybackSource:
+    return generated.PlaybackSource({kind: trace.generated(kind) for kind in GENERATED_KINDS})
+
+
+def secretary_handler(
+    trace: Trace, db: Any, ai: RecordedAi, values: generated.PlaybackSource
+) -> tuple[CallHandler, Callable[[str], None]]:
+    """The server's handler with the secretary flow and its real services on ``db``, the AI
+    and the generated values of the recording; and what does a ``server`` line to its app."""
+    from callcontrol.ai.factory import open_provider  # noqa: PLC0415
+    from callcontrol.destinations.directory import Directory  # noqa: PLC0415
+    from callcontrol.handoff.service import HandoffService  # noqa: PLC0415
+    from callcontrol.media.unicast import UnicastPorts  # noqa: PLC0415
+    from callcontrol.metrics import Metrics  # noqa: PLC0415
+    from callcontrol.secretary import secretary_flow  # noqa: PLC0415
+    from callcontrol.server import App, handle_call  # noqa: PLC0415
+    from callcontrol.services import Services  # noqa: PLC0415
+
+    settings = settings_of(trace)
+    directory = Directory(db)
+    metrics = Metrics()
+    services = Services(
+        settings=settings, db=db, directory=directory,
+        handoff=HandoffService(directory, db, settings, metrics), metrics=metrics,
+        unicast_ports=UnicastPorts(settings.unicast_ports),
+        open_provider=functools.partial(open_provider, opener=ai.open_stream, resolver=ai),
+        # the caller's audio is not in the trace: its silence is not a lost stream
+        media_lost_after=math.inf,
+    )  # fmt: skip
+    app = App(settings=settings, flow=secretary_flow, services=services)
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        with generated.using(values):
+            await handle_call(stream, app)
+
+    def act(what: str) -> None:
+        if what == "shutting_down":
+            app.shutting_down.set()
+        elif what == "stop_now":
+            app.stop_now.set()
+        else:
+            for session in list(app.active.values()):
+                session.hand_back()
+
+    return handle, act
+
+
+async def replay_call(
+    trace: Trace, db: Any, *, slack: float = DEFAULT_SLACK, grace: float = DEFAULT_GRACE
+) -> ReplayResult:
+    """Replay a call ``serve --record`` recorded, on ``db`` (with the rows the call found)."""
+    ai = RecordedAi(trace)
+    values = playback_source(trace)
+    handler, act = secretary_handler(trace, db, ai, values)
+    result = await replay(trace, handler, ai=ai, server_events=act, slack=slack,
+                          grace=grace)
+    if values.missing:
+        result.differences.append(Difference(
+            "generated", None, detail=f"the server asked for more values than recorded: "
+            f"{values.missing}"))  # fmt: skip
+    if values.unused:
+        result.differences.append(Difference(
+            "generated", None, detail=f"recorded values the server never asked for: "
+            f"{values.unused}"))  # fmt: skip
     return result
 
 
@@ -427,7 +819,11 @@ def server_handler() -> CallHandler:
 
 
 def replay_file(
-    path: str, factory: HandlerFactory = server_handler, **options: float
+    path: str,
+    factory: HandlerFactory = server_handler,
+    *,
+    slack: float = DEFAULT_SLACK,
+    grace: float = DEFAULT_GRACE,
 ) -> ReplayResult:
     """Read and replay a trace on MockClock (a fresh trio run)."""
     trace = read_trace(path)
@@ -435,7 +831,7 @@ def replay_file(
         raise TraceFormatError(1, "replay plays outbound traces (FreeSWITCH dialling us)", path)
 
     async def main() -> ReplayResult:
-        return await replay(trace, factory(), **options)
+        return await replay(trace, factory(), slack=slack, grace=grace)
 
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
