@@ -14,6 +14,8 @@ colon, space or newline); every other block takes the strict parser, which is th
 
 from __future__ import annotations
 
+import re
+from binascii import a2b_qp
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 
 from callcontrol.esl._errors import ProtocolError
@@ -64,59 +66,106 @@ def find_raw(block: bytes, name: bytes) -> bytes | None:
 
 # Deleting every other byte leaves a block's "shape": its colons, whitespace and percent signs.
 _NOT_SHAPE = bytes(b for b in range(256) if b not in b":\n \t\r\x0b\x0c%")
+# The shape of a block of up to 4096 lines in FreeSWITCH's shape, once its '%' are removed:
+# comparing against a prefix of it allocates nothing. Longer blocks take the strict parser.
+_SHAPES = b": \n" * 4096
 
 
-def _simple_lines(block: bytes) -> int:
+# A colon not followed by its space (sre finds this faster than bytes.count(b": ") counts).
+_LOOSE_COLON = re.compile(b":[^ ]")
+
+
+def _shaped_lines(block: bytes) -> int:
     """How many lines ``block`` has if it is in FreeSWITCH's own shape, else 0.
 
-    FreeSWITCH's shape: ASCII; every line ``Name: value`` where the name holds no ``%``, and
+    FreeSWITCH's shape: every line ``Name: value`` where the name holds no ``%``, and
     neither name nor value holds a colon or any whitespace (values are URL-encoded). For
     such a block the strict parser's pairs are exactly the pieces between the ``": "`` and
-    ``"\\n"`` separators, which ``_split`` cuts in one go (``_fast_pairs`` checks that no name
-    is empty).
+    ``"\\n"`` separators, which ``_cut`` cuts in one go, unless a name is empty (the strict
+    parser refuses a line that starts with its colon): the callers check that.
     """
-    if not block.isascii():
-        return 0
-    lines = block.count(b"\n") + 1
     shape = block.translate(None, _NOT_SHAPE)
     if b"%" in shape:
         if shape.startswith(b"%") or b"\n%" in shape:  # a '%' before a colon: in a name
             return 0
         shape = shape.replace(b"%", b"")
-    # one colon and one whitespace byte per line, in that order, and adjacent
-    if shape != b": \n" * (lines - 1) + b": " or block.count(b": ") != lines:
+    # one colon and one whitespace byte per line, in that order, and nothing else ...
+    size = len(shape)
+    if size % 3 != 2 or not _SHAPES.startswith(shape):
         return 0
-    return lines
+    # ... and adjacent (the shape cannot tell: it has lost the bytes between them)
+    return 0 if _LOOSE_COLON.search(block) else size // 3 + 1
 
 
-def _split(text: str) -> tuple[list[str], list[str]]:
-    parts = text.replace(": ", "\n").split("\n")
-    return parts[0::2], parts[1::2]
+# In a shaped block every space follows a colon: dropping the spaces and making the colons
+# line ends leaves ``name\nvalue\nname\nvalue...``, cut by one str.split("\n"). Both
+# separators are single bytes: sre and str.replace look for ": " several times slower.
+_CUT = bytes.maketrans(b":", b"\n")
+# The same, ready for binascii.a2b_qp (quoted-printable, which decodes "=XX" as unquote
+# decodes "%XX"): '%' becomes '=', and both separators NUL, which no '=' can join into a
+# soft line break ("=" + line end, dropped by a2b_qp) as it could a line end.
+_CUT_QP = bytes.maketrans(b"%:\n", b"=\0\0")
+
+
+def _cut(block: bytes) -> list[str]:
+    """``name, value, name, value, ...`` of a shaped block, values as sent."""
+    return block.translate(_CUT, b" ").decode("utf-8", "surrogateescape").split("\n")
+
+
+def _decoded_parts(block: bytes, lines: int) -> list[str]:
+    """``_cut`` of a shaped block of ``lines`` lines, its values percent-decoded.
+
+    An ASCII block is decoded at once: names hold no ``%`` and the separators are not hex
+    digits, so only values change, and UTF-8 decoding restarts at every ASCII byte, so
+    decoding the values joined by separators equals decoding each one.
+
+    ``a2b_qp`` decodes it in C exactly as ``unquote`` would when the block holds no ``=``
+    or NUL of its own and every ``%`` starts an escape. Where a ``=`` starts none, a2b_qp
+    keeps it (``unquote`` keeps a ``%``), or drops it at the very end, or drops one of
+    ``==``: each escape makes 3 bytes 1, none of these shrinks the text by 2 per ``=``, so
+    the length of the output tells them apart. Should a decoded value hold a NUL itself
+    (``%00``), every such byte adds one piece,
+    which the count of pieces shows; those blocks, and all the others (non-ASCII ones:
+    ``unquote`` decodes each ASCII run of a str apart), are cut first and their values
+    decoded one by one.
+    """
+    if block.isascii() and b"=" not in block and b"\0" not in block:
+        percents = block.count(b"%")
+        cut = block.translate(_CUT_QP, b" ")
+        if not percents:
+            return cut.decode("ascii").split("\0")
+        decoded = a2b_qp(cut)
+        if len(decoded) + 2 * percents == len(cut):
+            parts = decoded.decode("utf-8", "surrogateescape").split("\0")
+            if len(parts) == 2 * lines:
+                return parts
+    parts = _cut(block)
+    parts[1::2] = [url_decode(value) for value in parts[1::2]]
+    return parts
+
+
+def _fast_parts(block: bytes, *, decode: bool) -> list[str] | None:
+    """Names and values, interleaved, of a block in FreeSWITCH's shape; None for any other."""
+    lines = _shaped_lines(block)
+    if not lines or block.startswith(b":") or b"\n:" in block:  # no line, or an empty name
+        return None
+    return _decoded_parts(block, lines) if decode else _cut(block)
+
+
+def _fast_fields(block: bytes) -> dict[str, str] | None:
+    """The decoded Mapping of a block in FreeSWITCH's shape, or None for any other block."""
+    lines = _shaped_lines(block)
+    if not lines:
+        return None
+    fields = _first_values(_decoded_parts(block, lines))
+    # an empty name is a key like any other here: one lookup instead of a scan of the block
+    return None if "" in fields else fields
 
 
 def _fast_pairs(block: bytes, *, decode: bool) -> tuple[list[str], list[str]] | None:
-    """(names, values) of a block in FreeSWITCH's shape, or None for any other block.
-
-    With ``decode``, the values come back percent-decoded. The whole block is decoded at
-    once: names hold no ``%`` and the separators are not hex digits, so only values change,
-    and UTF-8 decoding restarts at every ASCII byte, so decoding the values joined by
-    separators equals decoding each one. Should a decoded value contain a separator itself
-    (an SDP's ``%0D%0A``), the cut would be off by one, which the count of pieces shows; those
-    blocks are cut first and their values decoded one by one.
-    """
-    lines = _simple_lines(block)
-    if not lines:
-        return None
-    text = block.decode("ascii")
-    if decode and "%" in text:
-        names, values = _split(url_decode(text))
-        if len(names) != lines or len(values) != lines:
-            names, values = _split(text)
-            values = [url_decode(value) for value in values]
-    else:
-        names, values = _split(text)
-    # the strict parser refuses an empty name (a line starting with the colon)
-    return None if "" in names else (names, values)
+    """(names, values) of a block in FreeSWITCH's shape, or None for any other block."""
+    parts = _fast_parts(block, decode=decode)
+    return None if parts is None else (parts[0::2], parts[1::2])
 
 
 # Below this size the strict parser is as fast: it is a few lines.
@@ -125,16 +174,20 @@ _SMALL_BLOCK = 256
 
 def split_header_block(block: bytes) -> list[tuple[str, str]]:
     """``parse_header_lines(block)``, fast for the blocks FreeSWITCH writes."""
-    fast = None if len(block) < _SMALL_BLOCK else _fast_pairs(block, decode=False)
-    if fast is None:
+    parts = None if len(block) < _SMALL_BLOCK else _fast_parts(block, decode=False)
+    if parts is None:
         return parse_header_lines(block)
-    return list(zip(*fast, strict=True))
+    it = iter(parts)
+    return list(zip(it, it, strict=True))
 
 
-def _first_values(names: list[str], values: list[str]) -> dict[str, str]:
-    fields = dict(zip(names, values, strict=True))
-    if len(fields) != len(names):  # a repeated header (Hangup-Cause): the first value wins
-        for name, value in zip(reversed(names), reversed(values), strict=True):
+def _first_values(parts: list[str]) -> dict[str, str]:
+    """``{name: value}`` of interleaved names and values; the first value of a name wins."""
+    it = iter(parts)
+    fields = dict(zip(it, it, strict=True))
+    if 2 * len(fields) != len(parts):  # a repeated header (Hangup-Cause)
+        names, values = parts[-2::-2], parts[::-2]
+        for name, value in zip(names, values, strict=True):
             fields[name] = value
     return fields
 
@@ -187,18 +240,15 @@ class Headers(Mapping[str, str]):
     def _first(self) -> dict[str, str]:
         """Every name with its first value, decoded (the Mapping's contents)."""
         if self._fields is None:
-            fast = None
+            fields = None
             if len(self._block) >= _SMALL_BLOCK and not self._decoded:
-                fast = _fast_pairs(self._block, decode=True)
-            if fast is None:
-                pairs = self._ensure()
-                names = [name for name, _ in pairs]
-                if self._decoded:
-                    values = [value for _, value in pairs]
-                else:
-                    values = [url_decode(value) for _, value in pairs]
-                fast = names, values
-            self._fields = _first_values(*fast)
+                fields = _fast_fields(self._block)
+            if fields is None:
+                parts = [text for pair in self._ensure() for text in pair]
+                if not self._decoded:
+                    parts[1::2] = [url_decode(value) for value in parts[1::2]]
+                fields = _first_values(parts)
+            self._fields = fields
         return self._fields
 
     def raw(self, name: str) -> str | None:

@@ -14,7 +14,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from callcontrol.esl import Event, FrameReader, Headers, ProtocolError, url_decode, url_encode
-from callcontrol.esl._headers import _fast_pairs, find_raw, parse_header_lines, split_header_block
+from callcontrol.esl._headers import (
+    _fast_fields,
+    _fast_pairs,
+    find_raw,
+    parse_header_lines,
+    split_header_block,
+)
 from callcontrol.esl._reader import _envelope
 from tests.esl.traces import ALL_TRACES, recv_stream
 
@@ -39,6 +45,11 @@ def test_url_decode_is_unquote(value):
     assert url_decode(value) == unquote(value, errors="surrogateescape")
 
 
+# what a2b_qp treats apart from unquote: '=', '==', '=' at the end or before a line end, '_'
+qp_pieces = st.one_of(
+    pieces,
+    st.sampled_from(["=", "==", "=41", "%=", "%%41", "%\n", "%\r\n", "%\r", "_", "%5F", "%3D"]),
+)
 def _reference(block: bytes, *, decode: bool) -> tuple[list[str], list[str]] | None:
     try:
         pairs = parse_header_lines(block)
@@ -82,6 +93,42 @@ def test_fast_split_agrees_with_the_strict_parser(block, decode):
     fast = _fast_pairs(block, decode=decode)
     if fast is not None:
         assert fast == _reference(block, decode=decode)
+
+
+# blocks in FreeSWITCH's shape whose values hold what a2b_qp reads apart from unquote
+qp_lines = st.builds(
+    lambda n, ps: f"{n}: {''.join(ps).replace(' ', '').replace(':', '')}",
+    st.sampled_from(["Event-Name", "Unique-ID", "Hangup-Cause", "A", "variable_x", ""]),
+    st.lists(st.one_of(qp_pieces, st.sampled_from(["%00", "%0A", "%3A%20", "\x00"])), max_size=6),
+)
+qp_blocks = st.lists(qp_lines, min_size=1, max_size=12).map(
+    lambda ls: "\n".join(ls).encode("utf-8", "surrogateescape")
+)
+
+
+def _first_of(reference: tuple[list[str], list[str]] | None) -> dict[str, str] | None:
+    if reference is None:
+        return None
+    first: dict[str, str] = {}
+    for name, value in zip(*reference, strict=True):
+        first.setdefault(name, value)
+    return first
+
+
+@settings(max_examples=3000)
+@given(st.one_of(qp_blocks, blocks))
+@example(b"A: %g0\nB: %41")  # a '%' that starts no escape: a2b_qp would make it '='
+@example(b"A: x%\nB: %0A")  # a soft line break, made up for by a decoded line end
+@example(b"A: %00\nB: c")  # a decoded NUL, the separator of the one-pass cut
+@example(b"A: =41%g0\nB: c")  # a raw "=XX" (decoded by a2b_qp) and a lone "%": same length
+@example(b": x\nB: c")  # an empty name, which the strict parser refuses
+@example(b"A: 1\nA: 2")
+@example(b"A:b%3A c")  # the colon's space not next to it, yet one appears once decoded
+@example(b"A:b c\nD: x%3A%20y")
+def test_fast_fields_agree_with_the_strict_parser(block):
+    fields = _fast_fields(block)
+    if fields is not None:
+        assert fields == _first_of(_reference(block, decode=True))
 
 
 @settings(max_examples=500)
