@@ -76,6 +76,7 @@ class App:
     # the callback scanner and its FreeSWITCH connection (callbacks.service), once started
     callbacks: Any = None
     helpdesk: Any = None  # the outbox's helpdesk deliverer, when OMNIPLAY_API_URL is set
+    whatsapp: Any = None  # the outbox's WhatsApp deliverer, when WHATSAPP_TOKEN etc. are set
 
     @classmethod
     def for_replay(cls, flow: CallFlow = answer_and_wait) -> App:
@@ -322,26 +323,18 @@ async def _start_callbacks(
 ) -> None:
     """The scanner, a sibling of the calls: only on an up-to-date schema (its queries need the
     tickets' columns) and when CALLBACK_ENABLED is on."""
-    from callcontrol.callbacks.helpdesk import HelpdeskDeliverer  # noqa: PLC0415
     from callcontrol.callbacks.service import (  # noqa: PLC0415
         build_callbacks,
-        keep_running,
         run_callbacks,
     )
 
-    notify = None
-    if app.settings.omniplay_api_url and migrated:
-        # delivers what the outbox holds, also when callbacks are off (rows already written)
-        deliverer = HelpdeskDeliverer(services.db, app.settings, metrics=services.metrics)
-        app.helpdesk = deliverer
-        nursery.start_soon(keep_running, "helpdesk", deliverer.run)
-        log.info("outbox.delivering", url=deliverer.url,
-                 signed=bool(app.settings.omniplay_webhook_secret))  # fmt: skip
+    deliverers = _start_deliverers(app, services, nursery, log) if migrated else []
 
-        async def kick(_ticket: object) -> None:
+    async def kick(_ticket: object) -> None:
+        for deliverer in deliverers:
             deliverer.kick()
 
-        notify = kick
+    notify = kick if deliverers else None
     if not app.settings.callback_enabled:
         log.info("callbacks.not_started", reason="CALLBACK_ENABLED is false")
         return
@@ -351,6 +344,32 @@ async def _start_callbacks(
         return
     callbacks = build_callbacks(app.settings, services.db, services.metrics, notify=notify)
     app.callbacks = await nursery.start(run_callbacks, callbacks)
+
+
+def _start_deliverers(app: App, services: Any, nursery: trio.Nursery, log: Any) -> list[Any]:
+    """The outbox's deliverers that are configured; they deliver what the outbox holds, also
+    when callbacks are off (rows already written)."""
+    from callcontrol.callbacks.helpdesk import HelpdeskDeliverer  # noqa: PLC0415
+    from callcontrol.callbacks.service import keep_running  # noqa: PLC0415
+    from callcontrol.callbacks.whatsapp_delivery import (  # noqa: PLC0415
+        WhatsAppDeliverer,
+        sending_configured,
+    )
+
+    started: list[Any] = []
+    if app.settings.omniplay_api_url:
+        app.helpdesk = HelpdeskDeliverer(services.db, app.settings, metrics=services.metrics)
+        nursery.start_soon(keep_running, "helpdesk", app.helpdesk.run)
+        log.info("outbox.delivering", kind="helpdesk_webhook", url=app.helpdesk.url,
+                 signed=bool(app.settings.omniplay_webhook_secret))  # fmt: skip
+        started.append(app.helpdesk)
+    if sending_configured(app.settings):
+        app.whatsapp = WhatsAppDeliverer(services.db, app.settings, metrics=services.metrics)
+        nursery.start_soon(keep_running, "whatsapp", app.whatsapp.run)
+        log.info("outbox.delivering", kind="whatsapp", url=app.whatsapp.url,
+                 template=app.settings.whatsapp_template_name)  # fmt: skip
+        started.append(app.whatsapp)
+    return started
 
 
 def warn_about_settings(settings: Settings, log: Any) -> None:

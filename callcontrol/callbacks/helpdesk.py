@@ -17,27 +17,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import random
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
-import trio
 
 from callcontrol.callbacks import outbox
+from callcontrol.callbacks.delivery import RETRY_AFTER_CAP, Deliverer, retry_after
 from callcontrol.config import Settings
-from callcontrol.db.database import Database, DatabaseUnavailable
-from callcontrol.logs import get_logger
-from callcontrol.metrics import Metrics
+from callcontrol.db.database import Database
+
+__all__ = ["RETRY_AFTER_CAP", "HelpdeskDeliverer", "request_parts", "retry_after", "signature"]
 
 PATH = "/api/voice/callback"
-TIMEOUT_SECONDS = 10.0
-POLL_SECONDS = 2.0
-RETRY_AFTER_CAP = timedelta(hours=1)
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
-
-_log = get_logger("callcontrol.callbacks.helpdesk")
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -58,74 +51,18 @@ def request_parts(
     return body, headers
 
 
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """How long a ``Retry-After`` header asks us to wait (RFC 9110 §10.2.3), capped at
-    ``RETRY_AFTER_CAP``; None when absent or unreadable (then only the backoff applies)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        wait = timedelta(seconds=int(value[:9]))
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        wait = max(timedelta(0), when - now)
-    return min(wait, RETRY_AFTER_CAP)
+class HelpdeskDeliverer(Deliverer):
+    """The outbox's ``helpdesk_webhook`` rows, POSTed to OmniPlay."""
 
+    kind = outbox.HELPDESK
 
-class HelpdeskDeliverer:
-    """Sends due rows (``deliver_once``) and loops (``run``); updates the backlog metrics."""
-
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        *,
-        metrics: Metrics | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        policy: outbox.RetryPolicy | None = None,
-        rng: random.Random | None = None,
-        timeout: float = TIMEOUT_SECONDS,
-    ) -> None:
+    def __init__(self, db: Database, settings: Settings, **options: Any) -> None:
         assert settings.omniplay_api_url
-        self.db = db
+        super().__init__(db, **options)
         self.url = settings.omniplay_api_url.rstrip("/") + PATH
         self._secret = settings.omniplay_webhook_secret
-        self.metrics = metrics
-        self.clock = clock
-        self.policy = policy or outbox.RetryPolicy()
-        self.rng = rng or random.Random()
-        self.timeout = timeout
-        self.wake = trio.Event()  # set by whoever wrote a row, to send it now
 
-    def kick(self) -> None:
-        self.wake.set()
-        self.wake = trio.Event()
-
-    async def run(self, poll: float = POLL_SECONDS) -> None:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            while True:
-                woken = self.wake
-                try:
-                    await self.deliver_once(client)
-                    await self.measure()
-                except DatabaseUnavailable as exc:
-                    _log.error("outbox.not_read", error=str(exc), next="in a moment")
-                with trio.move_on_after(poll):
-                    await woken.wait()
-
-    async def deliver_once(self, client: httpx.AsyncClient) -> int:
-        """Send every due row once; how many were delivered."""
-        done = 0
-        for row in await outbox.claim(self.db, self.clock()):
-            done += await self._send(client, row)
-        return done
-
-    async def _send(self, client: httpx.AsyncClient, row: outbox.Claimed) -> int:
+    async def send(self, client: httpx.AsyncClient, row: outbox.Claimed) -> int:
         body, headers = request_parts(row, self._secret, self.clock())
         status: int | None = None
         asked: timedelta | None = None
@@ -139,33 +76,6 @@ class HelpdeskDeliverer:
             error = f"{type(exc).__name__}: {exc}"
         if error is None:
             assert status is not None
-            await outbox.delivered(self.db, row, self.clock(), status)
-            self._count("delivered")
-            _log.info("outbox.delivered", outbox_id=row.outbox_id, webhook=row.event,
-                      request_uuid=row.request_uuid, attempts=row.attempts,
-                      http=status)  # fmt: skip
-            return 1
-        wait = self.policy.delay(row.attempts, self.rng)
-        if asked is not None and asked > wait:
-            wait = asked
-        retry_at = self.clock() + wait
-        now_status = await outbox.failed(self.db, row, retry_at, error, status)
-        self._count("failed")
-        log = _log.error if now_status == "failing" else _log.warning
-        log("outbox.delivery_failed", outbox_id=row.outbox_id, webhook=row.event,
-            request_uuid=row.request_uuid, attempts=row.attempts, status=now_status,
-            error=error, retry_at=retry_at.isoformat(), url=self.url,
-            retry_after=None if asked is None else asked.total_seconds())  # fmt: skip
+            return await self.delivered(row, status)
+        await self.retry_later(row, error, status, asked=asked, url=self.url)
         return 0
-
-    def _count(self, result: str) -> None:
-        if self.metrics is not None:
-            self.metrics.outbox_deliveries.labels(kind=outbox.HELPDESK, result=result).inc()
-
-    async def measure(self) -> outbox.Backlog:
-        found = await outbox.backlog(self.db, self.clock())
-        if self.metrics is not None:
-            self.metrics.outbox_backlog.labels(kind=outbox.HELPDESK).set(found.rows)
-            self.metrics.outbox_failing.labels(kind=outbox.HELPDESK).set(found.failing)
-            self.metrics.outbox_oldest.labels(kind=outbox.HELPDESK).set(found.oldest_age_seconds)
-        return found

@@ -16,6 +16,7 @@ outcome; ``backlog`` is what is waiting and for how long.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ import attrs
 from callcontrol.db.database import Connection, Database
 
 HELPDESK = "helpdesk_webhook"
+WHATSAPP = "whatsapp"  # whatsapp_delivery
 # after this many tries without a 2xx a row is ``failing`` (still retried, and shown as such)
 FAILING_AFTER_ATTEMPTS = 3
 LEASE_SECONDS = 120.0  # longer than one send can take (the HTTP timeout): a live claim holds
@@ -70,7 +72,7 @@ UPDATE callcontrol_outbox o
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED)
 RETURNING o.outbox_id, o.idempotency_key::text AS idempotency_key, o.event, o.payload,
-          o.attempts, o.request_uuid::text AS request_uuid
+          o.attempts, o.request_uuid::text AS request_uuid, o.last_error
 """
 
 # Only the holder of the lease records the outcome (a row whose lease ran out and was claimed
@@ -78,7 +80,7 @@ RETURNING o.outbox_id, o.idempotency_key::text AS idempotency_key, o.event, o.pa
 _DELIVERED = """
 UPDATE callcontrol_outbox
    SET status = 'delivered', delivered_at = %(now)s, response_status = %(http)s,
-       lease_until = NULL, last_error = NULL
+       lease_until = NULL, last_error = NULL, external_id = %(external_id)s
  WHERE outbox_id = %(id)s AND status = 'sending' AND attempts = %(attempts)s
 """
 
@@ -92,7 +94,7 @@ UPDATE callcontrol_outbox
 _BACKLOG = """
 SELECT count(*) AS rows, min(created_at) AS oldest,
        count(*) FILTER (WHERE status = 'failing') AS failing
-  FROM callcontrol_outbox WHERE kind = %(kind)s AND status <> 'delivered'
+  FROM callcontrol_outbox WHERE kind = %(kind)s AND status NOT IN ('delivered', 'failed')
 """
 
 
@@ -104,6 +106,7 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int  # this try included
     request_uuid: str | None
+    last_error: str | None = None  # the previous try's, if any
 
 
 @attrs.frozen
@@ -134,19 +137,52 @@ async def claim(
     return await db.transaction(work)
 
 
-async def delivered(db: Database, row: Claimed, now: datetime, http_status: int) -> None:
-    await db.execute(_DELIVERED, {"id": row.outbox_id, "attempts": row.attempts, "now": now,
-                                  "http": http_status})  # fmt: skip
+async def delivered(
+    db: Database,
+    row: Claimed,
+    now: datetime,
+    http_status: int,
+    *,
+    external_id: str | None = None,
+    also: Callable[[Connection], object] | None = None,
+) -> bool:
+    """Record the delivery (with the receiver's ``external_id`` for it) and, in the same
+    transaction, ``also`` (what the delivery changes elsewhere); False when the lease was lost."""
+
+    def work(conn: Connection) -> bool:
+        done = conn.execute(_DELIVERED, {"id": row.outbox_id, "attempts": row.attempts,
+                                         "now": now, "http": http_status,
+                                         "external_id": external_id}).rowcount  # fmt: skip
+        if done and also is not None:
+            also(conn)
+        return bool(done)
+
+    return await db.transaction(work)
 
 
 async def failed(
-    db: Database, row: Claimed, retry_at: datetime, error: str, http_status: int | None
+    db: Database,
+    row: Claimed,
+    retry_at: datetime,
+    error: str,
+    http_status: int | None,
+    *,
+    permanent: bool = False,
+    also: Callable[[Connection], object] | None = None,
 ) -> str:
-    """Back to the queue for ``retry_at``; the status it now has (pending or failing)."""
+    """Back to the queue for ``retry_at``; the status it now has (pending or failing). A
+    ``permanent`` failure is ``failed``, never tried again; ``also`` runs in its transaction."""
     status = "failing" if row.attempts >= FAILING_AFTER_ATTEMPTS else "pending"
-    await db.execute(_FAILED, {"id": row.outbox_id, "attempts": row.attempts, "status": status,
-                               "next": retry_at, "error": error[:500],
-                               "http": http_status})  # fmt: skip
+    if permanent:
+        status = "failed"
+    params = {"id": row.outbox_id, "attempts": row.attempts, "status": status,
+              "next": retry_at, "error": error[:500], "http": http_status}  # fmt: skip
+
+    def work(conn: Connection) -> None:
+        if conn.execute(_FAILED, params).rowcount and also is not None:
+            also(conn)
+
+    await db.transaction(work)
     return status
 
 

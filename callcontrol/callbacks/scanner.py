@@ -14,7 +14,10 @@ an extension may have become free:
    UPDATE finds the row already notified and changes nothing, so a ticket is notified once per
    interval whatever the number of scanners; an instance killed mid-scan leaves the tickets as
    they were;
-5. ``notify`` is called for each ticket that moved, after the commit.
+5. in the same transaction, the outbox rows for what leaves the process: the helpdesk webhook
+   (``OMNIPLAY_API_URL``) and, for a ticket that asks for it, the WhatsApp template to the
+   customer (``whatsapp_delivery``);
+6. ``notify`` is called for each ticket that moved, after the commit.
 
 UNKNOWN availability (FreeSWITCH cannot be asked) notifies nobody; three scans in a row without
 it raise an alert (``callbacks.availability_alert``), and the scanner goes on. A scan that
@@ -30,7 +33,7 @@ from datetime import datetime
 import attrs
 import trio
 
-from callcontrol.callbacks import outbox
+from callcontrol.callbacks import outbox, whatsapp_delivery
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
 from callcontrol.callbacks.tickets import record_who
 from callcontrol.config import Settings
@@ -142,8 +145,7 @@ async def scan_once(
     free = [t for t in due if _is_free(snapshot, t)]
     moved: set[str] = set()
     if free:
-        helpdesk = bool(settings.omniplay_api_url)
-        moved = await db.transaction(lambda conn: _mark_notified(conn, free, now, helpdesk))
+        moved = await db.transaction(lambda conn: _mark_notified(conn, free, now, settings))
     notified = tuple(t for t in free if t.request_uuid in moved)
     for ticket in notified:
         _log.info("callbacks.agent_notified", request_uuid=ticket.request_uuid,
@@ -173,13 +175,16 @@ def _close_out(conn: Connection, settings: Settings, now: datetime) -> tuple[tup
 
 
 def _mark_notified(
-    conn: Connection, free: list[DueTicket], now: datetime, helpdesk: bool
+    conn: Connection, free: list[DueTicket], now: datetime, settings: Settings
 ) -> set[str]:
     record_who(conn, "scanner", "the agent's extension is available")
     rows = conn.execute(_NOTIFY, {"now": now, "uuids": [t.request_uuid for t in free]})
     moved = {r["request_uuid"] for r in rows.fetchall()}
-    if helpdesk:  # in this transaction: the helpdesk hears of exactly the committed moves
+    # in this transaction: the helpdesk and the customers hear of exactly the committed moves
+    if settings.omniplay_api_url:
         outbox.enqueue_helpdesk(conn, "callback.notified", sorted(moved), now)
+    if whatsapp_delivery.sending_configured(settings):
+        whatsapp_delivery.enqueue_template(conn, settings, sorted(moved), now)
     return moved
 
 

@@ -148,30 +148,36 @@ async def test_a_task_that_raises_is_logged_and_run_again(autojump_clock):
     ]
 
 
-async def test_inside_serve_the_helpdesk_gets_the_notification_signed(db, db_url, nursery):
+async def _serve_until_delivered(db_url, nursery, receiver, which: str, **env: str) -> None:
+    """``serve`` with FreeSWITCH's 1001 registered, until ``which`` deliverer (helpdesk or
+    whatsapp) has sent one row to ``receiver`` (a local server) and recorded it."""
     from callcontrol.api.http import serve_http
+
+    port = _free_port()
+    await nursery.start(serve_http, receiver.app(), HostPort("127.0.0.1", port))
+    env = {k: v.replace("{port}", str(port)) for k, v in env.items()}
+    async with open_freeswitch_sim(domain=DOMAIN) as sim:
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
+        sim.register("1001", DOMAIN)
+        app = App(settings=_settings(db_url, esl_port, **env))
+        with trio.fail_after(20):
+            async with trio.open_nursery() as inner:
+                await inner.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                await receiver.got.wait()  # the first scan notifies; the kick sends it at once
+                deliverer = getattr(app, which)
+                while deliverer.delivered_rows < 1:  # and records it
+                    await deliverer.recorded.wait()
+                app.shutting_down.set()
+
+
+async def test_inside_serve_the_helpdesk_gets_the_notification_signed(db, db_url, nursery):
     from tests.callbacks.test_outbox import SECRET, Helpdesk
 
     ticket = await _ticket(db)
     helpdesk = Helpdesk()
-    http_port = _free_port()
-    await nursery.start(serve_http, helpdesk.app(), HostPort("127.0.0.1", http_port))
-    async with open_freeswitch_sim(domain=DOMAIN) as sim:
-        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
-        sim.register("1001", DOMAIN)
-        app = App(
-            settings=_settings(
-                db_url,
-                esl_port,
-                OMNIPLAY_API_URL=f"http://127.0.0.1:{http_port}",
-                OMNIPLAY_WEBHOOK_SECRET=SECRET,
-            )
-        )
-        with trio.fail_after(20):
-            async with trio.open_nursery() as inner:
-                await inner.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
-                await helpdesk.got.wait()  # the first scan notifies; the kick sends it at once
-                app.shutting_down.set()
+    await _serve_until_delivered(db_url, nursery, helpdesk, "helpdesk",
+                                 OMNIPLAY_API_URL="http://127.0.0.1:{port}",
+                                 OMNIPLAY_WEBHOOK_SECRET=SECRET)  # fmt: skip
     [(_key, body)] = helpdesk.received
     assert (body["event"], body["ticketUuid"], body["destinationExtension"]) == (
         "callback.notified",
@@ -179,3 +185,20 @@ async def test_inside_serve_the_helpdesk_gets_the_notification_signed(db, db_url
         "1001",
     )
     assert await db.fetch_value("SELECT status FROM callcontrol_outbox") == "delivered"
+
+
+async def test_inside_serve_the_customer_gets_the_whatsapp_template(db, db_url, nursery):
+    from tests.callbacks import graph_api
+
+    ticket = await _ticket(db)
+    await db.execute("UPDATE callcontrol_callback_requests SET notify_via_whatsapp = true")
+    graph = graph_api.GraphApi()
+    await _serve_until_delivered(db_url, nursery, graph, "whatsapp",
+                                 WHATSAPP_API_URL="http://127.0.0.1:{port}/v21.0",
+                                 WHATSAPP_TOKEN=graph_api.TOKEN,
+                                 WHATSAPP_PHONE_NUMBER_ID=graph_api.PHONE_NUMBER_ID)  # fmt: skip
+    [body] = graph.sent
+    assert (body["type"], body["to"]) == ("template", "5511988887777")
+    [wamid] = graph.wamids()
+    assert await db.fetch_value("SELECT whatsapp_message_id FROM callcontrol_callback_requests"
+                                " WHERE request_uuid = %s", (ticket,)) == wamid  # fmt: skip
