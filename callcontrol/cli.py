@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="play a recorded trace's FreeSWITCH side against us")
     replay.add_argument("trace", help="a .jsonl trace written by serve --record")
+    replay.add_argument("--database", metavar="URL",
+                        help="where a recorded call's flow reads its rows (default: "
+                             "DATABASE_URL); everything it writes is rolled back")  # fmt: skip
 
     trace = sub.add_parser("trace", help="inspect recorded traces")
     trace_sub = trace.add_subparsers(dest="trace_command", required=True)

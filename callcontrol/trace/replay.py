@@ -836,15 +836,48 @@ def replay_file(
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+def replay_call_file(path: str, database_url: str) -> ReplayResult:
+    """Replay a recorded call on the database at ``database_url``, writing nothing to it."""
+    from callcontrol.db.rollback import open_rollback_database  # noqa: PLC0415
+
+    trace = read_trace(path)
+
+    async def main() -> ReplayResult:
+        async with open_rollback_database(database_url) as db:
+            return await replay_call(trace, db)
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
 def run_replay(args: argparse.Namespace, *, factory: HandlerFactory = server_handler) -> int:
+    from callcontrol.db.database import DatabaseUnavailable  # noqa: PLC0415
     from callcontrol.logs import configure_logging  # noqa: PLC0415
 
     # The server's own logs go to stderr, warnings only: the report is on stdout.
     configure_logging(level=logging.WARNING)
     try:
-        result = replay_file(args.trace, factory)
+        trace = read_trace(args.trace)
+        if is_call_recording(trace):
+            url = getattr(args, "database", None) or _database_url()
+            if not url:
+                print("callcontrol replay: a call recorded by serve --record replays its flow "
+                      "on the database it used\n  fix: pass --database URL (or set "
+                      "DATABASE_URL); nothing is written to it", file=sys.stderr)  # fmt: skip
+                return 2
+            result = replay_call_file(args.trace, url)
+        else:
+            result = replay_file(args.trace, factory)
     except TraceFormatError as exc:
+        print(f"callcontrol replay: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:
         print(f"callcontrol replay: {exc}", file=sys.stderr)
         return 2
     print(result.render(args.trace))
     return 0 if result.ok else 1
+
+
+def _database_url() -> str | None:
+    from callcontrol.config import load_settings  # noqa: PLC0415
+
+    return load_settings().database_url

@@ -5,13 +5,16 @@ or command is reported."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
+import trio
 import trio.testing
 
+from callcontrol.db import PoolOptions, open_database
 from callcontrol.trace.format import read_trace
-from callcontrol.trace.replay import replay_call
+from callcontrol.trace.replay import replay_call, run_replay
 from tests.trace.flows import FLOWS, RECORDINGS, build_office
 
 ALL = sorted(RECORDINGS.glob("*.jsonl"))
@@ -30,6 +33,8 @@ async def test_a_recorded_call_replays_with_no_difference(
     assert result.ok, result.render(path.name)
     assert result.recorded > 0 and result.matched == result.recorded
     assert result.ai_recorded > 0 and result.ai_matched == result.ai_recorded
+    # the flow ran on the database: the call's row is there, as the recorded call wrote it
+    assert await db.fetch_value("SELECT count(*) FROM callcontrol_calls") == 1
 
 
 def _tampered(
@@ -89,3 +94,28 @@ async def test_a_changed_message_to_the_ai_is_reported(
     (difference,) = result.differences
     assert difference.kind == "ai-differs"
     assert "told the AI something else" in result.render()
+
+
+def test_the_command_replays_a_recorded_call_and_writes_nothing(db_url: str, capsys) -> None:
+    async def rows(build: bool) -> int:
+        options = PoolOptions(min_size=1, max_size=1, inline=True)
+        async with open_database(db_url, options) as db:
+            if build:
+                await build_office(db)
+            return int(await db.fetch_value("SELECT count(*) FROM callcontrol_calls"))
+
+    assert trio.run(rows, True) == 0
+    path = RECORDINGS / "busy.jsonl"
+    code = run_replay(argparse.Namespace(trace=str(path), database=db_url))
+    out = capsys.readouterr().out  # (the test's own database logs come first)
+    assert code == 0, out
+    assert f"replay {path}: OK — 13/13 recorded commands matched" in out
+    assert trio.run(rows, False) == 0  # the call's row was written, and rolled back
+
+
+def test_the_command_asks_for_the_database_of_a_recorded_call(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("CALLCONTROL_CONFIG", raising=False)
+    path = RECORDINGS / "busy.jsonl"
+    assert run_replay(argparse.Namespace(trace=str(path), database=None)) == 2
+    assert "--database URL" in capsys.readouterr().err
