@@ -86,6 +86,9 @@ def build_app(
         Route("/api/stats", stats.stats),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    # "/api/callbacks/" is a 404 with a reason like any other unknown path, not a 307 with an
+    # empty body to the path without the slash: one answer shape for machine clients
+    app.router.redirect_slashes = False
     app.state.api = ApiContext(metrics, db, availability,
                                timezone or ZoneInfo("America/Sao_Paulo"))  # fmt: skip
     app.add_middleware(RequireToken, token=token)
