@@ -60,7 +60,7 @@ class Frame:
     @property
     def headers(self) -> Headers:
         if self._headers is None:
-            self._headers = Headers(self._block)
+            self._headers = Headers.of_envelope(self._block)
         return self._headers
 
     @property

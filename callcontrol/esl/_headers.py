@@ -218,6 +218,21 @@ class Headers(Mapping[str, str]):
         return headers
 
     @classmethod
+    def of_envelope(cls, block: bytes) -> Headers:
+        """The headers of a block ``_reader._envelope`` accepted, split without checks.
+
+        Such a block is ``Content-Length: N`` and ``Content-Type: T`` (one of each, or the
+        type alone), T one of the known types: it is in FreeSWITCH's shape and holds no
+        ``%``, so its values as sent are its decoded values.
+        """
+        it = iter(_cut(block))
+        pairs = list(zip(it, it, strict=True))
+        headers = cls(block, decoded=True)
+        headers._pairs = pairs
+        headers._fields = dict(pairs)
+        return headers
+
+    @classmethod
     def parsed(cls, block: bytes) -> Headers:
         """The headers of ``block``, split now: a malformed block raises ProtocolError here."""
         headers = cls(block)

@@ -181,6 +181,14 @@ def test_envelope_agrees_with_the_strict_parser(text):
         return
     plain = dict(parse_header_lines(block))
     assert envelope == (plain["Content-Type"], int(plain.get("Content-Length", "0")))
+    # the envelope's headers, split without the parser's checks, are the parser's
+    fast, reference = Headers.of_envelope(block), Headers(block)
+    assert fast.raw_items() == reference.raw_items() == parse_header_lines(block)
+    assert dict(fast.items()) == dict(reference.items())
+    assert list(fast) == list(reference)
+    for name in plain:
+        assert fast.get_all(name) == reference.get_all(name)
+        assert fast.raw(name) == reference.raw(name)
 
 
 @settings(max_examples=500)
