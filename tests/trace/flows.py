@@ -23,6 +23,7 @@ import trio.testing
 
 from callcontrol import generated
 from callcontrol.ai.factory import open_provider
+from callcontrol.ai.openai_live import ResolvedCall
 from callcontrol.config import Settings, load_settings
 from callcontrol.db import Database, PoolOptions, open_database
 from callcontrol.destinations.directory import Directory
@@ -61,6 +62,7 @@ from callcontrol.testing.realtime import (
     Close,
     GoSilent,
     Say,
+    ScriptedLive,
     ScriptedRealtime,
 )
 from callcontrol.trace.recorder import recording_wrapper
@@ -83,7 +85,8 @@ def settings(**env: str) -> Settings:
         "OPENAI_API_KEY": API_KEY,
         "VOICE_AI_SERVICE_TOKEN": "service-token-never-in-a-trace",
         "ESL_PASSWORD": "esl-password-never-in-a-trace",
-        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:46000-46999",
+        # a range no other test uses: replay binds the recorded ports again
+        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47700-47799",
         **env,
     })  # fmt: skip
 
@@ -129,6 +132,23 @@ class Flow:
     script: list[Any]
     drive: Drive
     endpoint: Any = None  # what SUPORTE does when rung
+    live: bool = False  # GPT-Live (ScriptedLive), its delegation resolved by LIVE_RESOLVER
+
+
+class FixedResolver:
+    """GPT-Live's delegation resolver (the Responses API in production): always this call."""
+
+    def __init__(self, call: ResolvedCall | None) -> None:
+        self.call = call
+
+    async def resolve(self, conversation: Any, tools: Any) -> ResolvedCall | None:
+        await trio.lowlevel.checkpoint()
+        return self.call
+
+
+LIVE_RESOLVER = FixedResolver(
+    ResolvedCall("request_handoff", '{"destination": "Suporte", "reason": "exame"}'))
+LIVE_ENV = {"REALTIME_PROVIDER": "openai-live", "REALTIME_URL": "ws://model.test/v1/live/sessions"}
 
 
 @attrs.define
@@ -200,6 +220,11 @@ FLOWS = {
         Flow("ai_failure", [*GREETING, Close(code=1011, reason="boom")],
              _bridged_then_caller_hangs_up),
         Flow("sigterm", [*GREETING, GoSilent()], _sigterm_while_talking),
+        Flow("live_busy", [Say("Clínica Exemplo, bom dia!", ms=120),
+                           CallerSaid("quero falar com o suporte"),
+                           CallTool("request_handoff", {}, call_id="del_1"),
+                           AwaitToolOutput(timeout=15), Say("Está ocupado.", ms=100),
+                           GoSilent()], _tool_output_then_hang_up, Busy(), live=True),
     ]
 }
 
@@ -214,6 +239,9 @@ async def record(
     **env: str,
 ) -> Path:
     """Run one flow through ``handle_call`` with serve's recorder; returns its trace."""
+    resolver = None
+    if flow.live:
+        model_class, env, resolver = ScriptedLive, {**LIVE_ENV, **env}, LIVE_RESOLVER
     config = settings(**env)
     before = _traces(directory)
     async with (
@@ -224,7 +252,8 @@ async def record(
             sim.endpoints[SUPORTE] = flow.endpoint
         model = model_class(flow.script, strict=False)
         async with model:  # yields the URL; the client reaches it in memory (open_stream)
-            opened = functools.partial(open_provider, opener=model.open_stream)
+            opened = functools.partial(open_provider, opener=model.open_stream,
+                                       resolver=resolver)
             app = App(settings=config, flow=secretary_flow,
                       services=services(config, db, open_provider=opened),
                       wrap_stream=recording_wrapper(directory, settings=config,
@@ -260,15 +289,24 @@ async def record_in(url: str, name: str, directory: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
+    """``[--real-clock] [--into DIR] [FLOW ...]``: on the real clock (what a real call's
+    timing looks like) and elsewhere than the suite's recordings, for experiments."""
+    real_clock = "--real-clock" in argv
+    argv = [a for a in argv if a != "--real-clock"]
+    directory = RECORDINGS
+    if "--into" in argv:
+        at = argv.index("--into")
+        directory = Path(argv[at + 1])
+        del argv[at:at + 2]
     names = argv or list(FLOWS)
-    RECORDINGS.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     with server_url_for_tests() as server:
         for name in names:
-            (RECORDINGS / f"{name}.jsonl").unlink(missing_ok=True)
+            (directory / f"{name}.jsonl").unlink(missing_ok=True)
             # each flow on its own fresh schema: every recording starts from the same rows
             with isolated_database_url(server, fusionpbx=STOCK) as url:
-                path = trio.run(record_in, url, name, RECORDINGS,
-                                clock=trio.testing.MockClock(autojump_threshold=0))  # fmt: skip
+                clock = None if real_clock else trio.testing.MockClock(autojump_threshold=0)
+                path = trio.run(record_in, url, name, directory, clock=clock)
             print(path)
     return 0
 

@@ -70,6 +70,18 @@ async def test_a_changed_ai_decision_is_reported(
     assert any("9000" in (d.actual or b"").decode() for d in result.differences)
 
 
+async def test_a_changed_delegation_result_is_reported(
+    db, autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    # GPT-Live's resolver chose the default destination: the server rings 9000, not 1001
+    path = _tampered(RECORDINGS / "live_busy.jsonl", tmp_path, "ai_resolve",
+                     r'\"destination\": \"Suporte', r'\"destination\": \"Atendimento')
+    await build_office(db)
+    result = await replay_call(read_trace(path), db)
+    assert not result.ok
+    assert any("9000" in (d.actual or b"").decode() for d in result.differences)
+
+
 async def test_a_changed_command_is_reported_at_its_line(
     db, autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
