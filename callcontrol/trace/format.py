@@ -5,7 +5,8 @@ sent), each with ``data``. Version 2 (what ``serve --record`` writes now) adds w
 the call, so that ``replay`` can reproduce it (docs/operations.md, "Recording calls"):
 
 - ``ai_open`` (``url`` without its query, or ``error``), ``ai_send`` / ``ai_recv`` (one websocket
-  text frame each, in ``data``), ``ai_close`` (``code``, ``reason``, ``by``: ``peer`` or ``us``);
+  text frame each, in ``data``; a message carrying the caller's audio keeps its type and
+  ``audio_bytes``, not the audio), ``ai_close`` (``code``, ``reason``, ``by``: ``peer`` or ``us``);
   ``ai_resolve`` (``value``: the delegated tool GPT-Live's resolver chose, or null);
 - ``gen``: a value the server generated (``kind``: ``uuid4``, ``token_hex``, ``now``, ``port``;
   ``value``: its text), in the order the call asked for them;
@@ -48,6 +49,8 @@ _DIRECTIONS: dict[int, tuple[Direction, ...]] = {
 # lines whose payload is bytes (``data`` / ``data_b64``); the others carry ``fields`` only
 _WITH_DATA = frozenset({"recv", "send", "ai_send", "ai_recv"})
 GENERATED_KINDS = ("uuid4", "token_hex", "now", "port")
+# the caller's audio on its way to the AI (Realtime, GPT-Live): recorded without the audio
+CALLER_AUDIO_TYPES = ("input_audio_buffer.append", "session.input_audio.append")
 SERVER_EVENTS = ("shutting_down", "stop_now", "hand_back")
 _HEADER_KEYS = frozenset({"format", "version", "mode"})
 _LINE_KEYS = frozenset({"t", "dir", "data", "data_b64"})
@@ -116,6 +119,12 @@ class Trace:
         """The recorded generated values of one kind, in the order they were asked for."""
         return [str(line.fields["value"]) for line in self.lines
                 if line.dir == "gen" and line.fields.get("kind") == kind]  # fmt: skip
+
+
+def is_caller_audio(data: bytes | str) -> bool:
+    """An ``ai_send`` message that carries the caller's audio (by its leading ``type``)."""
+    head = data[:80] if isinstance(data, str) else data[:80].decode("utf-8", "replace")
+    return any(f'"type": "{kind}"' in head for kind in CALLER_AUDIO_TYPES)
 
 
 def dump_header(header: TraceHeader) -> str:

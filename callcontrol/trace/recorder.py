@@ -18,9 +18,11 @@ logged once and recording of that call stops; the call itself never sees it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -42,6 +44,7 @@ from callcontrol.trace.format import (
     TraceLine,
     dump_header,
     dump_line,
+    is_caller_audio,
 )
 
 FLUSH_BYTES = 256 * 1024
@@ -204,10 +207,20 @@ class RecordingStream(trio.abc.Stream):
                 _wsbase.wire_tap.reset(token)
 
     def frame(self, direction: Direction, data: str | bytes) -> None:
-        """``_wsbase.WireTap``: one websocket message."""
+        """``_wsbase.WireTap``: one websocket message (the caller's audio only counted)."""
+        if direction == "ai_send" and is_caller_audio(data):
+            self._guarded(self._caller_audio, data)
+            return
         binary = isinstance(data, bytes)
         raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
         self._guarded(self._add, direction, raw, {"binary": True} if binary else {})
+
+    def _caller_audio(self, data: str | bytes) -> None:
+        # The caller's voice stays out of the trace (size, privacy); replay does not feed it
+        message = json.loads(data)
+        size = len(base64.b64decode(message.get("audio") or ""))
+        text = json.dumps({**message, "audio": ""}, ensure_ascii=False)
+        self._add("ai_send", text.encode(), {"audio_bytes": size})
 
     def event(self, direction: Direction, **fields: Any) -> None:
         """``_wsbase.WireTap``: the websocket opened or ended, a delegated tool resolved."""

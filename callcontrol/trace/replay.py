@@ -46,7 +46,13 @@ import trio
 import trio.testing
 
 from callcontrol import generated
-from callcontrol.trace.format import GENERATED_KINDS, Trace, TraceFormatError, read_trace
+from callcontrol.trace.format import (
+    GENERATED_KINDS,
+    Trace,
+    TraceFormatError,
+    is_caller_audio,
+    read_trace,
+)
 
 if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection
@@ -188,12 +194,6 @@ class ServerEvent:
 
 
 Step = Feed | Expect | AiOpen | AiFeed | AiExpect | AiClose | ServerEvent
-
-
-def is_caller_audio(data: bytes | str) -> bool:
-    """The caller's audio going to the AI: not in what replay feeds, so never compared."""
-    head = data[:80] if isinstance(data, str) else data[:80].decode("utf-8", "replace")
-    return '"input_audio_buffer.append"' in head
 
 
 def _ai_step(line: Any) -> Step | None:

@@ -236,6 +236,7 @@ async def record(
     directory: Path,
     *,
     model_class: type[ScriptedRealtime] = ScriptedRealtime,
+    caller_audio: Any = None,
     **env: str,
 ) -> Path:
     """Run one flow through ``handle_call`` with serve's recorder; returns its trace."""
@@ -270,7 +271,8 @@ async def record(
             nursery.start_soon(serve_one)
             variables = {"domain_uuid": str(domain_uuid), "domain_name": DOMAIN,
                          "voice_secretary_uuid": str(NIL_SECRETARY)}  # fmt: skip
-            call = sim.attach_outbound(theirs, variables=variables, **CALLER)
+            call = sim.attach_outbound(theirs, variables=variables,
+                                       caller_audio=caller_audio, **CALLER)
             await flow.drive(Run(sim, call, model, app))
             with trio.fail_after(60):
                 await done.wait()

@@ -11,8 +11,9 @@ import trio.testing
 
 from callcontrol.config import load_settings
 from callcontrol.testing.realtime import GoSilent, ScriptedLive
-from callcontrol.trace.format import read_trace
+from callcontrol.trace.format import is_caller_audio, read_trace
 from callcontrol.trace.recorder import settings_snapshot
+from callcontrol.trace.replay import replay_call
 from tests.trace.flows import API_KEY, FLOWS, GREETING, Flow, build_office, record
 
 SECRETS = (API_KEY, "service-token-never-in-a-trace", "esl-password-never-in-a-trace")
@@ -85,3 +86,17 @@ def test_the_settings_in_the_header_lose_keys_passwords_and_url_credentials() ->
         assert secret not in text
     assert snapshot["realtime_url"] == "wss://gw.example/v1/realtime"
     assert snapshot["media_transport"] == "unicast" and snapshot["openai_api_key_set"] is True
+
+
+async def test_the_callers_audio_is_counted_not_recorded_and_the_call_still_replays(
+    db, autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    domain = await build_office(db)
+    path = await record(FLOWS["busy"], db, domain, tmp_path, caller_audio=440.0)
+    trace = read_trace(path)
+    appends = [line for line in trace.of("ai_send") if is_caller_audio(line.data)]
+    assert appends, "the simulated caller spoke: its audio went to the AI"
+    assert all(json.loads(line.data)["audio"] == "" for line in appends)
+    assert sum(line.fields["audio_bytes"] for line in appends) > 1000
+    result = await replay_call(trace, db)
+    assert result.ok, result.render()
