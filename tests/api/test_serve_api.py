@@ -14,7 +14,7 @@ from tests.api.conftest import AUTH, TOKEN, add_ticket
 from tests.test_http_and_serve import _free_port
 
 
-async def test_serve_answers_extension_status_and_callbacks_over_http(db, db_url, nursery):
+async def test_serve_answers_status_callbacks_stats_and_openapi_over_http(db, db_url, nursery):
     domain = await add_domain(db, "pbx.example.com")
     await add_extension(db, domain, "1001")
     ticket = await add_ticket(db, domain)
@@ -43,6 +43,15 @@ async def test_serve_answers_extension_status_and_callbacks_over_http(db, db_url
             canceled = await client.post(f"/api/callbacks/{ticket}/cancel?domain_uuid={domain}",
                                          json={"reason": "cliente ligou de volta"})  # fmt: skip
             assert canceled.json()["status"] == "canceled"
+            stats = (await client.get(f"/api/stats?domain_uuid={domain}")).json()
+            assert stats["callbacks"]["by_status"]["canceled"] == 1
+            document = await client.get("/openapi.json")
+            assert document.json()["openapi"] == "3.1.0"
+            assert "/api/stats" in document.json()["paths"]
+            refused = await client.get("/api/callbacks/", headers={"Authorization": "x"})
+            assert refused.status_code == 401
+            slash = await client.get("/api/callbacks/")
+            assert slash.status_code == 404 and slash.json()["error"] == "not_found"
             metrics = (await client.get("/metrics")).text
             assert 'voice_extension_status_requests_total{status="AVAILABLE"} 1.0' in metrics
         app.shutting_down.set()
