@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -76,6 +77,12 @@ class Settings:
     callback_max_notifications: int = 5
     callback_min_interval_minutes: int = 10
     callback_check_interval_ms: int = 30000
+    # click-to-call (callbacks/clicktocall.py)
+    callback_call_order: str = "agent-first"
+    callback_ring_timeout_seconds: int = 30
+    callback_retry_delay_seconds: int = 60
+    callback_retry_attempts: int = 2
+    callback_gateway: str | None = None
     realtime_url: str = "wss://api.openai.com/v1/realtime"
     realtime_model: str = "gpt-realtime"
     realtime_voice: str = "marin"
@@ -160,6 +167,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _whole_number_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+# FreeSWITCH's gateway names as dial strings take them (handoff/dialstring.py checks it again)
+_GATEWAY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def _gateway(text: str) -> str:
+    if not _GATEWAY.fullmatch(text):
+        raise ValueError("must be a FreeSWITCH gateway name: letters, digits, '_', '.', '-'")
+    return text
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
@@ -232,6 +262,13 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CALLBACK_MAX_NOTIFICATIONS": ("callback_max_notifications", _positive_int),
     "CALLBACK_MIN_INTERVAL_MINUTES": ("callback_min_interval_minutes", _positive_int),
     "CALLBACK_CHECK_INTERVAL_MS": ("callback_check_interval_ms", _positive_int),
+    "CALLBACK_CALL_ORDER": ("callback_call_order", _choice("agent-first", "customer-first")),
+    "CALLBACK_RING_TIMEOUT_SECONDS": ("callback_ring_timeout_seconds",
+                                      _whole_number_between(5, 300)),
+    "CALLBACK_RETRY_DELAY_SECONDS": ("callback_retry_delay_seconds",
+                                     _whole_number_between(1, 86_400)),
+    "CALLBACK_RETRY_ATTEMPTS": ("callback_retry_attempts", _whole_number_between(0, 20)),
+    "CALLBACK_GATEWAY": ("callback_gateway", _gateway),
     "REALTIME_URL": ("realtime_url", _url("ws", "wss")),
     "REALTIME_MODEL": ("realtime_model", _text),
     "REALTIME_VOICE": ("realtime_voice", _text),

@@ -86,6 +86,28 @@ def test_every_mistake_is_reported_at_once_without_secrets():
     assert "sk-secret" not in str(raised.value)
 
 
+def test_click_to_call_settings_are_checked():
+    s = load_settings({})
+    assert (s.callback_call_order, s.callback_ring_timeout_seconds,
+            s.callback_retry_delay_seconds, s.callback_retry_attempts,
+            s.callback_gateway) == ("agent-first", 30, 60, 2, None)  # fmt: skip
+    s = load_settings({"CALLBACK_CALL_ORDER": "customer-first", "CALLBACK_GATEWAY": "vivo-sip",
+                       "CALLBACK_RETRY_ATTEMPTS": "0", "CALLBACK_RING_TIMEOUT_SECONDS": "45",
+                       "CALLBACK_RETRY_DELAY_SECONDS": "300"})  # fmt: skip
+    assert (s.callback_call_order, s.callback_gateway, s.callback_retry_attempts) == (
+        "customer-first", "vivo-sip", 0)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CALLBACK_CALL_ORDER": "whoever", "CALLBACK_GATEWAY": "gw,x=1",
+                       "CALLBACK_RING_TIMEOUT_SECONDS": "3", "CALLBACK_RETRY_ATTEMPTS": "-1",
+                       "CALLBACK_RETRY_DELAY_SECONDS": "soon"})  # fmt: skip
+    text = "\n".join(raised.value.problems)
+    assert len(raised.value.problems) == 5
+    assert "CALLBACK_CALL_ORDER='whoever': must be one of agent-first, customer-first" in text
+    assert "CALLBACK_GATEWAY='gw,x=1': must be a FreeSWITCH gateway name" in text
+    assert "CALLBACK_RING_TIMEOUT_SECONDS='3': must be between 5 and 300" in text
+    assert "CALLBACK_RETRY_ATTEMPTS='-1': must be between 0 and 20" in text
+
+
 def test_toml_file_with_environment_overriding_it(tmp_path):
     path = tmp_path / "callcontrol.toml"
     path.write_text('esl_port = 8123\ntransfer_announce_enabled = false\nesl_host = "10.0.0.5"\n')

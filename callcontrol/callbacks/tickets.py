@@ -12,7 +12,7 @@ with who and why from this transaction's settings), so an agent can see what bec
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -111,9 +111,11 @@ async def change_status(
     by: str,
     reason: str | None = None,
     attempt: bool = False,
+    also: Callable[[Connection], None] | None = None,
 ) -> Moved:
     """Move one ticket to ``to`` in one transaction (locked, checked, recorded with ``by`` and
-    ``reason``). ``attempt``: this move ends a call-back attempt, count it."""
+    ``reason``). ``attempt``: this move ends a call-back attempt, count it. ``also``: more
+    writes that must commit with the move or not at all (click-to-call's attempt rows)."""
 
     def work(conn: Connection) -> Moved:
         row = conn.execute(_LOCK, (request_uuid,)).fetchone()
@@ -126,6 +128,8 @@ async def change_status(
         record_who(conn, by, reason)
         conn.execute(_MOVE, {"to": to.value, "uuid": request_uuid, "attempt": int(attempt),
                              "notified": int(to is S.NOTIFIED)})  # fmt: skip
+        if also is not None:
+            also(conn)
         return Moved(request_uuid, known, to)
 
     return await db.transaction(work)

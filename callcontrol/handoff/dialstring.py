@@ -148,11 +148,52 @@ def originate_dial_string(
         if name in variables or name == "origination_caller_id_name":
             raise UnsafeDialStringValue(name, value, "would override a variable set here")
         variables[name] = value
-    block = format_variables(variables)
+    return _with_caller_id_name(format_variables(variables), caller_id_name) + target
+
+
+def _with_caller_id_name(block: str, caller_id_name: str | None) -> str:
+    # the name goes in last and by hand: it is the one value format_variables would refuse
     shown_name = safe_caller_id_name(caller_id_name)
-    if shown_name is not None:
-        block = f"{block[:-1]},origination_caller_id_name={shown_name}}}"
-    return block + target
+    if shown_name is None:
+        return block
+    return f"{block[:-1]},origination_caller_id_name={shown_name}}}"
+
+
+CALLBACK_LEGS = ("agent", "customer")
+
+
+def callback_dial_string(
+    destination_type: DestinationType | str,
+    number: str,
+    domain_name: str,
+    *,
+    leg: str,
+    origination_uuid: str,
+    timeout_seconds: int,
+    ticket_uuid: str,
+    instance: str,
+    caller_id_number: str | None = None,
+    caller_id_name: str | None = None,
+    gateway: str | None = None,
+) -> str:
+    """One leg of a click-to-call (callbacks/clicktocall.py): the agent's extension, or the
+    customer's number (``EXTERNAL``: the domain's outbound routes, or ``gateway``). Tagged
+    with the ticket and the leg, so a leg seen in ``show channels`` says what it is for; no
+    ``callcontrol_call_uuid``: no caller waits on a socket for it."""
+    if leg not in CALLBACK_LEGS:
+        raise UnsafeDialStringValue("leg", leg, f"must be one of {CALLBACK_LEGS}")
+    target = endpoint(destination_type, number, domain_name, gateway=gateway)
+    variables: dict[str, str | int | bool] = {
+        "origination_uuid": _uuid("origination_uuid", origination_uuid),
+        "originate_timeout": _timeout(timeout_seconds),
+        "ignore_early_media": True,
+    }
+    if caller_id_number:
+        variables["origination_caller_id_number"] = _checked("caller ID number", caller_id_number)
+    variables["callcontrol_ticket"] = _uuid("ticket_uuid", ticket_uuid)
+    variables["callcontrol_leg"] = leg
+    variables["callcontrol_instance"] = instance
+    return _with_caller_id_name(format_variables(variables), caller_id_name) + target
 
 
 def dial_string_for(

@@ -184,6 +184,22 @@ async def test_a_table_from_an_earlier_release_gains_the_missing_columns(bare_ur
         assert await columns(db, "v_voice_transfer_destinations") >= EXPECTED_COLUMNS
 
 
+async def test_a_database_that_ran_009_before_008_existed_gets_008_and_keeps_its_tickets(
+    fusionpbx_url: str,
+) -> None:
+    # main shipped 001-007 and 009 first: a database migrated then gets 008 on the next run
+    async with open_database(fusionpbx_url, PoolOptions(inline=True)) as db:
+        without_008 = [m for m in load_migrations() if m.version != 8]
+        assert await migrate(db, without_008) == [v for v in ALL if v != 8]
+        await db.execute("INSERT INTO callcontrol_callback_requests (kind, phone_number)"
+                         " VALUES ('callback', '+5511988887777')")  # fmt: skip
+        assert await migrate(db) == [8]
+        assert await migrate(db) == []
+        assert {"attempt", "agent_uuid", "customer_uuid", "outcome", "duration_seconds"} <= (
+            await columns(db, "callcontrol_callback_attempts"))
+        assert await db.fetch_value("SELECT count(*) FROM callcontrol_callback_requests") == 1
+
+
 async def test_two_instances_migrating_at_once_apply_each_file_once(fusionpbx_url: str) -> None:
     results: list[list[int]] = []
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from callcontrol.destinations import Destination, DestinationType
 from callcontrol.handoff.dialstring import (
     UnsafeDialStringValue,
+    callback_dial_string,
     dial_string_for,
     endpoint,
     format_variables,
@@ -237,3 +238,63 @@ def test_hostile_text_anywhere_is_refused_or_passed_verbatim(field: str, value: 
     variables, _ = fs_parse_dial_string(args[0])
     assert variables["origination_uuid"] == B
     assert len(variables) == 5 + (field == "caller_id_number")
+
+
+# -- click-to-call's two legs (callbacks/clicktocall.py) ---------------------------------------
+
+TICKET = "7a7a7a7a-1b1b-4c4c-8d8d-9e9e9e9e9e9e"
+
+
+def callback_leg(**overrides: object) -> str:
+    values: dict[str, object] = {
+        "destination_type": "extension", "number": "1001", "domain_name": "empresa.com.br",
+        "leg": "agent", "origination_uuid": B, "timeout_seconds": 30, "ticket_uuid": TICKET,
+        "instance": "cc1", "caller_id_number": "+5511988887777",
+        "caller_id_name": "Retorno - resultado do exame",
+    }  # fmt: skip
+    values.update(overrides)
+    kind, number, domain = values.pop("destination_type"), values.pop("number"), values.pop(
+        "domain_name")
+    return callback_dial_string(kind, number, domain, **values)  # type: ignore[arg-type]
+
+
+def test_the_agent_and_customer_legs_exactly() -> None:
+    assert callback_leg() == (
+        f"{{origination_uuid={B},originate_timeout=30,ignore_early_media=true,"
+        f"origination_caller_id_number=+5511988887777,callcontrol_ticket={TICKET},"
+        "callcontrol_leg=agent,callcontrol_instance=cc1,"
+        "origination_caller_id_name='Retorno - resultado do exame'}user/1001@empresa.com.br"
+    )
+    customer = {"destination_type": "external", "number": "+5511988887777", "leg": "customer",
+                "caller_id_number": None, "caller_id_name": None}  # fmt: skip
+    assert callback_leg(**customer).endswith("callcontrol_leg=customer,callcontrol_instance=cc1}"
+                                             "loopback/+5511988887777/empresa.com.br")
+    assert callback_leg(**customer, gateway="vivo-sip").endswith(
+        "}sofia/gateway/vivo-sip/+5511988887777")
+
+
+@given(
+    field=st.sampled_from(["number", "domain_name", "caller_id_number", "gateway", "leg"]),
+    value=st.text(min_size=1, max_size=40),
+    reason=st.text(max_size=80),
+)
+def test_a_callback_leg_with_hostile_text_is_refused_or_stays_one_leg(
+    field: str, value: str, reason: str
+) -> None:
+    extra = {"destination_type": "external", "leg": "customer"} if field == "gateway" else {}
+    try:
+        text = callback_leg(**{**extra, field: value}, caller_id_name=f"Retorno - {reason}")
+    except UnsafeDialStringValue as exc:
+        assert exc.field
+        return
+    assert value in text  # accepted values are never altered
+    args = fs_split_args(originate_argument(text))
+    assert args[1:] == ["&park()"]
+    variables, target = fs_parse_dial_string(args[0])
+    assert variables["origination_uuid"] == B
+    assert variables["callcontrol_ticket"] == TICKET
+    assert set(variables) <= {"origination_uuid", "originate_timeout", "ignore_early_media",
+                              "origination_caller_id_number", "callcontrol_ticket",
+                              "callcontrol_leg", "callcontrol_instance",
+                              "origination_caller_id_name"}  # fmt: skip
+    assert target.count("/") >= 1 and " " not in target
