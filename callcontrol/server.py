@@ -389,6 +389,14 @@ def warn_about_settings(settings: Settings, log: Any) -> None:
             effect="the helpdesk cannot tell callcontrol's webhooks from anybody else's",
             fix="set OMNIPLAY_WEBHOOK_SECRET (the same secret on the helpdesk) and restart",
         )
+    if settings.whatsapp_token and not settings.whatsapp_app_secret:
+        log.warning(
+            "server.whatsapp_replies_off",
+            problem="WHATSAPP_TOKEN is set without WHATSAPP_APP_SECRET",
+            effect="customers are sent the WhatsApp template, but their answers are refused "
+            "(the webhook cannot check Meta's signature)",
+            fix="set WHATSAPP_APP_SECRET (the Meta app's App secret) and restart",
+        )
 
 
 async def _serve_api(
@@ -396,6 +404,7 @@ async def _serve_api(
 ) -> None:
     from callcontrol.api.http import build_app as build_http_app  # noqa: PLC0415
     from callcontrol.api.http import serve_http  # noqa: PLC0415
+    from callcontrol.api.whatsapp_webhook import WhatsAppWebhook  # noqa: PLC0415
 
     def health() -> dict[str, Any]:
         return {"active_calls": len(app.active), "shutting_down": app.shutting_down.is_set()}
@@ -407,9 +416,14 @@ async def _serve_api(
         availability = getattr(services, "availability", None)
         if availability is None:
             availability = _watch_availability(app.settings, nursery)
+        def kick_whatsapp() -> None:  # the deliverer starts after the API
+            if app.whatsapp is not None:
+                app.whatsapp.kick()
+
+        whatsapp = WhatsAppWebhook(app.settings, kick=kick_whatsapp)
         http = build_http_app(services.metrics, app.settings.service_token, health, ready,
                               db=services.db, availability=availability,
-                              timezone=app.settings.tz)  # fmt: skip
+                              timezone=app.settings.tz, whatsapp=whatsapp)  # fmt: skip
         await serve_http(http, app.settings.http_listen, task_status=task_status)
         nursery.cancel_scope.cancel()
 

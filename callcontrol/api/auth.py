@@ -2,7 +2,8 @@
 ``Authorization: Bearer <VOICE_AI_SERVICE_TOKEN>``; it is compared in constant time
 (``hmac.compare_digest``), so response timing tells nothing about how much of a guess was right.
 
-The probes ``/healthz`` and ``/readyz`` answer anyone. With no token configured every other path
+The probes ``/healthz`` and ``/readyz`` answer anyone; ``/webhooks/whatsapp`` is checked by its
+own signature instead. With no token configured every other path
 is refused with 503 and says so (an open API is never the default); a missing or wrong token is
 a 401 whose body is the same either way, so a client learns nothing about the token.
 """
@@ -21,6 +22,9 @@ _log = get_logger("callcontrol.api")
 
 # Paths that answer without the token: the probes.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Paths that check their callers themselves, by what those can send: Meta signs its webhook
+# with the app secret and cannot send our token (api.whatsapp_webhook).
+SIGNED_PATHS = frozenset({"/webhooks/whatsapp"})
 
 TOKENLESS_REFUSAL = (
     "this server has no service token configured (VOICE_AI_SERVICE_TOKEN), so its API "
@@ -48,7 +52,7 @@ class RequireToken:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if request.url.path in OPEN_PATHS:
+        if request.url.path in OPEN_PATHS or request.url.path in SIGNED_PATHS:
             await self.app(scope, receive, send)
             return
         client = request.client.host if request.client else None

@@ -42,6 +42,7 @@ COLUMNS = sql.SQL(
     " {extension} AS extension, r.destination_uuid::text AS destination_uuid,"
     " r.destination_name, r.intended_for, r.department, r.attempts, r.max_attempts,"
     " r.notification_count, r.last_notified_at, r.notify_via_whatsapp,"
+    " r.whatsapp_sent_at, r.whatsapp_response, r.whatsapp_response_at,"
     " r.call_uuid::text AS call_uuid, r.created_at, r.updated_at, r.completed_at,"
     " CASE WHEN r.status = 'completed' THEN"
     "   extract(epoch FROM r.completed_at - r.created_at)::bigint"

@@ -1,5 +1,6 @@
 """What the endpoints share, kept on the Starlette app's state: the database, FreeSWITCH's
-availability snapshot, the metrics and the time zone for dates without an offset."""
+availability snapshot, the metrics, the time zone for dates without an offset and the WhatsApp
+webhook's settings."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from callcontrol.metrics import Metrics
 
 if TYPE_CHECKING:
     from callcontrol.api.extension_status import SnapshotSource
+    from callcontrol.api.whatsapp_webhook import WhatsAppWebhook
 
 
 @attrs.define(eq=False)
@@ -23,6 +25,7 @@ class ApiContext:
     db: Database | None = None
     availability: SnapshotSource | None = None
     timezone: ZoneInfo = attrs.field(factory=lambda: ZoneInfo("America/Sao_Paulo"))
+    whatsapp: WhatsAppWebhook | None = None
 
     @staticmethod
     def of(request: Request) -> ApiContext:

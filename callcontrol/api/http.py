@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callcontrol.api import callbacks, openapi, stats
+from callcontrol.api import callbacks, openapi, stats, whatsapp_webhook
 from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import EXCEPTION_HANDLERS
@@ -52,10 +52,12 @@ def build_app(
     db: Database | None = None,
     availability: SnapshotSource | None = None,
     timezone: ZoneInfo | None = None,
+    whatsapp: whatsapp_webhook.WhatsAppWebhook | None = None,
 ) -> Starlette:
     """The whole HTTP side. ``db``: the callbacks endpoints' database (None: they answer 503);
     ``availability``: FreeSWITCH's snapshot (None: every extension is UNKNOWN); ``timezone``:
-    what a date without an offset in a query means (CALLCONTROL_TIMEZONE)."""
+    what a date without an offset in a query means (CALLCONTROL_TIMEZONE); ``whatsapp``: the
+    WhatsApp webhook's settings (None: it answers 503)."""
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
@@ -84,13 +86,15 @@ def build_app(
         Route("/api/callbacks/{id}/snooze", callbacks.snooze_callback, methods=["POST"]),
         Route("/api/callbacks/{id}/cancel", callbacks.cancel_callback, methods=["POST"]),
         Route("/api/stats", stats.stats),
+        Route(whatsapp_webhook.PATH, whatsapp_webhook.subscribe, methods=["GET"]),
+        Route(whatsapp_webhook.PATH, whatsapp_webhook.receive, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     # "/api/callbacks/" is a 404 with a reason like any other unknown path, not a 307 with an
     # empty body to the path without the slash: one answer shape for machine clients
     app.router.redirect_slashes = False
     app.state.api = ApiContext(metrics, db, availability,
-                               timezone or ZoneInfo("America/Sao_Paulo"))  # fmt: skip
+                               timezone or ZoneInfo("America/Sao_Paulo"), whatsapp)  # fmt: skip
     app.add_middleware(RequireToken, token=token)
     return app
 

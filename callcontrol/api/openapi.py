@@ -87,6 +87,11 @@ _TICKET_FIELDS: dict[str, Schema] = {
     "time_understood": _maybe("boolean"),
     **{k: {"type": "integer"} for k in ("attempts", "max_attempts", "notification_count")},
     "notify_via_whatsapp": {"type": "boolean"},
+    "whatsapp_sent_at": _maybe("string", format="date-time",
+                               description="when the WhatsApp template reached Meta"),
+    "whatsapp_response": _maybe("string", description="the customer's last WhatsApp message "
+                                "(an answer not understood is kept here, for the agent)"),
+    "whatsapp_response_at": _maybe("string", format="date-time"),
     "waited_seconds": _maybe("integer", description="since the caller asked (open), or until "
                              "completed; null for other closed tickets"),
 }  # fmt: skip
@@ -176,6 +181,8 @@ def _refused(*codes: int) -> dict[str, Schema]:
 
 _PROBE = {"security": [], "tags": ["probes"]}
 _DATA = (400, 401, 503)
+# Meta's calls: checked by the verify token and the signature, not the service token
+_WEBHOOK = {"security": [], "tags": ["webhooks"]}
 
 
 def _body(required: list[str], properties: dict[str, Schema]) -> Schema:
@@ -240,6 +247,38 @@ PATHS: dict[str, dict[str, Schema]] = {
         "operationId": "stats", "summary": "the domain's figures over a period",
         "tags": ["reports"], "parameters": [DOMAIN, FROM, TO],
         "responses": {"200": _json("the figures", _ref("Stats")), **_refused(*_DATA)}}},
+    "/webhooks/whatsapp": {
+        "get": {**_WEBHOOK, "operationId": "whatsappSubscribe",
+                "summary": "Meta's subscription handshake: echoes hub.challenge",
+                "parameters": [
+                    _query("hub.mode", "subscribe", {"type": "string"}, required=True),
+                    _query("hub.verify_token", "WHATSAPP_VERIFY_TOKEN, as typed in the app "
+                           "dashboard", {"type": "string"}, required=True),
+                    _query("hub.challenge", "what to echo", {"type": "string",
+                                                            "maxLength": 200}, required=True)],
+                "responses": {
+                    "200": {"description": "hub.challenge, as sent",
+                            "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "400": _json("no hub.challenge, or not a short text", _ref("Refusal")),
+                    "403": _json("not subscribe, or the wrong verify token", _ref("Refusal")),
+                    "404": _json("WHATSAPP_VERIFY_TOKEN is not set: the webhook is off",
+                                 _ref("Refusal"))}},
+        "post": {**_WEBHOOK, "operationId": "whatsappReceive",
+                 "summary": "Meta's webhook: customers' messages; signed with "
+                            "X-Hub-Signature-256: sha256=<HMAC-SHA256 of the raw body with "
+                            "WHATSAPP_APP_SECRET>",
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": {"type": "object", "description": "Meta's webhook body "
+                                "(object, entry[].changes[].value.messages[])"}}}},
+                 "responses": {
+                     "200": _json("stored (also when it held no message of a customer)",
+                                  _object(["received"], {"received": {"type": "integer"}})),
+                     "401": _json("unsigned, or the signature is wrong", _ref("Refusal")),
+                     "404": _json("WHATSAPP_APP_SECRET is not set: the webhook is off",
+                                  _ref("Refusal")),
+                     "413": _json("the body is over 1 MiB", _ref("Refusal")),
+                     "503": _json("the database is not answering (Meta delivers it again)",
+                                  _ref("Refusal"))}}},
 }  # fmt: skip
 
 

@@ -118,21 +118,36 @@ async def change_status(
     writes that must commit with the move or not at all (click-to-call's attempt rows)."""
 
     def work(conn: Connection) -> Moved:
-        row = conn.execute(_LOCK, (request_uuid,)).fetchone()
-        if row is None:
-            raise TicketNotFound(request_uuid)
-        current = _status_of(row)
-        known = _known(current)
-        if known is None or not may_move(known, to):
-            raise MoveRefused(request_uuid, current, to)
-        record_who(conn, by, reason)
-        conn.execute(_MOVE, {"to": to.value, "uuid": request_uuid, "attempt": int(attempt),
-                             "notified": int(to is S.NOTIFIED)})  # fmt: skip
+        moved = move(conn, request_uuid, to, by=by, reason=reason, attempt=attempt)
         if also is not None:
             also(conn)
-        return Moved(request_uuid, known, to)
+        return moved
 
     return await db.transaction(work)
+
+
+def move(
+    conn: Connection,
+    request_uuid: str,
+    to: TicketStatus,
+    *,
+    by: str,
+    reason: str | None = None,
+    attempt: bool = False,
+) -> Moved:
+    """``change_status`` inside the caller's transaction (with what else it writes). A refused
+    move raises before anything is written, so the transaction stays usable."""
+    row = conn.execute(_LOCK, (request_uuid,)).fetchone()
+    if row is None:
+        raise TicketNotFound(request_uuid)
+    current = _status_of(row)
+    known = _known(current)
+    if known is None or not may_move(known, to):
+        raise MoveRefused(request_uuid, current, to)
+    record_who(conn, by, reason)
+    conn.execute(_MOVE, {"to": to.value, "uuid": request_uuid, "attempt": int(attempt),
+                         "notified": int(to is S.NOTIFIED)})  # fmt: skip
+    return Moved(request_uuid, known, to)
 
 
 # A snoozed ticket waits as pending until its new time, whatever it was waiting as before.
@@ -168,24 +183,28 @@ async def snooze(
     """Put an open ticket off until ``until`` (status ``pending``, ``scheduled_at`` = until),
     recorded in its history with ``by`` and ``reason``. A ticket in progress or closed is
     ``MoveRefused``; one that expires first is ``SnoozePastExpiry``."""
+    return await db.transaction(lambda conn: snooze_in(conn, request_uuid, until, by=by,
+                                                       reason=reason))  # fmt: skip
 
-    def work(conn: Connection) -> Moved:
-        row = conn.execute(_LOCK_SNOOZE, (request_uuid,)).fetchone()
-        if row is None:
-            raise TicketNotFound(request_uuid)
-        current = _status_of(row)
-        known = _known(current)
-        if known not in SNOOZABLE:
-            raise MoveRefused(request_uuid, current, S.PENDING)
-        if row["expires_at"] is not None and row["expires_at"] <= until:
-            raise SnoozePastExpiry(request_uuid, row["expires_at"])
-        record_who(conn, by, reason)
-        conn.execute(_SNOOZE, {"until": until, "uuid": request_uuid})
-        if known is S.PENDING:
-            conn.execute(_SNOOZE_HISTORY, {"uuid": request_uuid, "by": by, "reason": reason})
-        return Moved(request_uuid, known, S.PENDING)
 
-    return await db.transaction(work)
+def snooze_in(
+    conn: Connection, request_uuid: str, until: datetime, *, by: str, reason: str
+) -> Moved:
+    """``snooze`` inside the caller's transaction; refused before anything is written."""
+    row = conn.execute(_LOCK_SNOOZE, (request_uuid,)).fetchone()
+    if row is None:
+        raise TicketNotFound(request_uuid)
+    current = _status_of(row)
+    known = _known(current)
+    if known not in SNOOZABLE:
+        raise MoveRefused(request_uuid, current, S.PENDING)
+    if row["expires_at"] is not None and row["expires_at"] <= until:
+        raise SnoozePastExpiry(request_uuid, row["expires_at"])
+    record_who(conn, by, reason)
+    conn.execute(_SNOOZE, {"until": until, "uuid": request_uuid})
+    if known is S.PENDING:
+        conn.execute(_SNOOZE_HISTORY, {"uuid": request_uuid, "by": by, "reason": reason})
+    return Moved(request_uuid, known, S.PENDING)
 
 
 async def history(db: Database, request_uuid: str) -> list[dict[str, Any]]:

@@ -37,6 +37,19 @@ def recipient(e164: str) -> str:
     return "".join(c for c in e164 if c.isascii() and c.isdigit())
 
 
+def numbers_of(sender: str) -> list[str]:
+    """The E.164 numbers a WhatsApp sender (wa_id) may be stored as. Brazilian mobiles that
+    joined WhatsApp before the ninth digit keep a wa_id without it (55 11 8888 7777 for
+    +55 11 98888 7777), so both forms are tried."""
+    digits = recipient(sender)
+    found = ["+" + digits]
+    if digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
+        found.append(f"+{digits[:4]}9{digits[4:]}")
+    elif digits.startswith("55") and len(digits) == 13 and digits[4] == "9":
+        found.append(f"+{digits[:4]}{digits[5:]}")
+    return found
+
+
 def template_message(
     to: str, template: str, language: str, company: str, intended_for: str, reason: str
 ) -> dict[str, Any]:
@@ -192,7 +205,12 @@ def _items(node: Any, key: str) -> list[dict[str, Any]]:
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A string of the body, storable: JSON may carry NUL and lone surrogates ("\\u0000",
+    "\\ud800"), which PostgreSQL text cannot hold."""
+    if not isinstance(value, str):
+        return None
+    text = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text or None
 
 
 def _text_of(message: dict[str, Any]) -> str | None:

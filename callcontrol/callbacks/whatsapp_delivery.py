@@ -4,9 +4,9 @@ transaction, ``enqueue_text`` with a reply's ticket change) and their delivery t
 are set).
 
 A ticket that asks for WhatsApp (``notify_via_whatsapp``) gets the template once when its agent
-is first found free, and once more after each answer of the customer's (a "depois" is asked
-again at the new time); the re-notifications of the agent every minimum interval do not write to
-the customer again. What the Graph API answers decides the row's fate:
+is first found free, and once more each time it is put off (a "depois" is asked again at the new
+time); the re-notifications of the agent every minimum interval do not write to the customer
+again. What the Graph API answers decides the row's fate:
 
 - 2xx: delivered; the wamid is kept (``callcontrol_outbox.external_id``, and for the template
   the ticket's ``whatsapp_message_id`` and ``whatsapp_sent_at``) so a reply quoting it finds
@@ -60,7 +60,7 @@ SELECT r.request_uuid::text AS request_uuid, r.phone_number, r.reason,
    AND NOT EXISTS (SELECT 1 FROM callcontrol_outbox o
                     WHERE o.request_uuid = r.request_uuid AND o.kind = 'whatsapp'
                       AND o.event = 'whatsapp.template'
-                      AND o.created_at > coalesce(r.whatsapp_response_at, '-infinity'))
+                      AND o.created_at >= coalesce(r.scheduled_at, '-infinity'))
  ORDER BY r.request_uuid
 """
 
@@ -75,7 +75,8 @@ def enqueue_template(
     conn: Connection, settings: Settings, request_uuids: list[str], now: datetime
 ) -> int:
     """Inside the caller's transaction: the template for each of these tickets that asks for
-    WhatsApp and has not been sent it since the customer last answered; how many."""
+    WhatsApp and has not been sent it since its scheduled time (a ticket put off — "depois" —
+    is asked again at its new time); how many."""
     if not request_uuids:
         return 0
     fallback = {**wa.FALLBACKS.get(settings.language, wa.FALLBACKS["pt-BR"])}

@@ -22,11 +22,15 @@ from starlette.applications import Starlette
 from starlette.routing import Match
 
 from callcontrol.api.http import build_app
+from callcontrol.api.whatsapp_webhook import WhatsAppWebhook
 from callcontrol.db import Database, PoolOptions, open_database
 from callcontrol.metrics import Metrics
 from callcontrol.testing.database import add_destination, add_domain, add_extension
 from tests.api.conftest import AUTH, TOKEN, add_call, add_ticket
 from tests.api.openapi_check import DOC, answer_problems, operations, params, problems
+from tests.callbacks.graph_api import settings as whatsapp_settings
+
+WHATSAPP = whatsapp_settings(9)
 
 NASTY = [
     "", " ", "\x00", "a\x00b", "%00", "%", "%%", "%2F", "/", "..", "../../etc/passwd", "\\",
@@ -177,7 +181,8 @@ def test_hostile_input_is_a_200_or_a_4xx_refusal_and_writes_nothing(db_url, seed
     assume(len(target_url) < 60_000)
 
     async def ask(db: Database) -> tuple[Starlette, httpx.Response, dict[str, str]]:
-        app = build_app(Metrics(), TOKEN, db=db)
+        # the WhatsApp webhook configured, so its checks are reached (not only "it is off")
+        app = build_app(Metrics(), TOKEN, db=db, whatsapp=WhatsAppWebhook(WHATSAPP))
         transport = httpx.ASGITransport(app=app)  # an app exception is raised here, not hidden
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             reply = await client.request(method, target_url, content=body, headers=AUTH)

@@ -17,7 +17,7 @@ from callcontrol.callbacks.availability import Snapshot
 from callcontrol.callbacks.outbox import RetryPolicy
 from callcontrol.callbacks.requests import CallbackRequest, save_request
 from callcontrol.callbacks.scanner import scan_once
-from callcontrol.callbacks.tickets import history
+from callcontrol.callbacks.tickets import history, snooze
 from callcontrol.callbacks.whatsapp_delivery import WhatsAppDeliverer
 from callcontrol.config import HostPort, load_settings
 from callcontrol.metrics import Metrics
@@ -107,6 +107,19 @@ async def test_the_notification_writes_the_template_once_for_tickets_that_ask(db
     other = await _ticket(db, clinic)
     await scan_once(db, _free, load_settings({}), T0)
     assert other not in {r["request_uuid"] for r in await _rows(db)}
+
+
+async def test_a_ticket_put_off_is_asked_again_at_its_new_time(db):
+    ticket = await _ticket(db, await _clinic(db))
+    settings = graph_api.settings(graph_api.free_port())
+    await scan_once(db, _free, settings, T0)
+    await snooze(db, ticket, T0 + timedelta(minutes=30), by="whatsapp", reason="depois")
+    await scan_once(db, _free, settings, T0 + timedelta(minutes=20))  # not yet
+    assert len(await _rows(db)) == 1
+    await scan_once(db, _free, settings, T0 + timedelta(minutes=30))
+    assert [r["event"] for r in await _rows(db)] == ["whatsapp.template"] * 2
+    await scan_once(db, _free, settings, T0 + timedelta(minutes=45))  # told again: not written
+    assert len(await _rows(db)) == 2
 
 
 async def test_missing_words_get_fallbacks_and_a_reason_fits_on_one_line(db):
