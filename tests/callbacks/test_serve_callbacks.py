@@ -148,9 +148,11 @@ async def test_a_task_that_raises_is_logged_and_run_again(autojump_clock):
     ]
 
 
-async def _serve_until_delivered(db_url, nursery, receiver, which: str, **env: str) -> None:
+async def _serve_until_delivered(db_url, nursery, receiver, which: str, *, then=None,
+                                 **env: str) -> None:  # fmt: skip
     """``serve`` with FreeSWITCH's 1001 registered, until ``which`` deliverer (helpdesk or
-    whatsapp) has sent one row to ``receiver`` (a local server) and recorded it."""
+    whatsapp) has sent one row to ``receiver`` (a local server) and recorded it, and ``then``
+    (given the app) has returned."""
     from callcontrol.api.http import serve_http
 
     port = _free_port()
@@ -167,6 +169,8 @@ async def _serve_until_delivered(db_url, nursery, receiver, which: str, **env: s
                 deliverer = getattr(app, which)
                 while deliverer.delivered_rows < 1:  # and records it
                     await deliverer.recorded.wait()
+                if then is not None:
+                    await then(app)
                 app.shutting_down.set()
 
 
@@ -202,3 +206,47 @@ async def test_inside_serve_the_customer_gets_the_whatsapp_template(db, db_url, 
     [wamid] = graph.wamids()
     assert await db.fetch_value("SELECT whatsapp_message_id FROM callcontrol_callback_requests"
                                 " WHERE request_uuid = %s", (ticket,)) == wamid  # fmt: skip
+
+
+async def test_inside_serve_a_whatsapp_sim_over_http_makes_the_ticket_ready(db, db_url, nursery):
+    """The customer's answer reaches serve's own HTTP listener, signed as Meta signs it; the
+    ticket is ready to call and the confirmation goes out as a reply."""
+    import hashlib
+    import hmac
+    import json
+
+    import httpx
+
+    from tests.callbacks import graph_api
+
+    ticket = await _ticket(db)
+    await db.execute("UPDATE callcontrol_callback_requests SET notify_via_whatsapp = true")
+    graph = graph_api.GraphApi()
+    answers = []
+
+    async def answer_sim(app) -> None:
+        [wamid] = graph.wamids()
+        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [{
+            "field": "messages", "value": {"messages": [{
+                "from": "5511988887777", "id": "wamid.FROM.MARIA", "type": "text",
+                "text": {"body": "sim"}, "context": {"id": wamid}}]}}]}]}).encode()
+        mac = hmac.new(graph_api.APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        url = f"http://{app.settings.http_listen}/webhooks/whatsapp"
+        async with httpx.AsyncClient(timeout=5) as client:
+            for headers in ({}, {"X-Hub-Signature-256": f"sha256={mac}"}):
+                reply = await client.post(url, content=body, headers=headers)
+                answers.append(reply.status_code)
+        while app.whatsapp.delivered_rows < 2:  # the confirmation, woken by the webhook
+            await app.whatsapp.recorded.wait()
+
+    await _serve_until_delivered(db_url, nursery, graph, "whatsapp", then=answer_sim,
+                                 WHATSAPP_API_URL="http://127.0.0.1:{port}/v21.0",
+                                 WHATSAPP_TOKEN=graph_api.TOKEN,
+                                 WHATSAPP_PHONE_NUMBER_ID=graph_api.PHONE_NUMBER_ID,
+                                 WHATSAPP_APP_SECRET=graph_api.APP_SECRET)  # fmt: skip
+    assert answers == [401, 200]  # unsigned refused, signed taken
+    assert await _status(db, ticket) == "ready_to_call"
+    template, confirmation = graph.sent
+    assert template["type"] == "template"
+    assert (confirmation["type"], confirmation["context"]) == ("text",
+                                                               {"message_id": "wamid.FROM.MARIA"})
