@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError
 from callcontrol.callbacks import whatsapp as wa
-from callcontrol.callbacks.whatsapp_replies import handle_messages
+from callcontrol.callbacks.whatsapp_replies import handle_failures, handle_messages
 from callcontrol.config import Settings
 from callcontrol.logs import get_logger
 
@@ -94,9 +94,12 @@ async def receive(request: Request) -> Response:
                                     messages, hook.clock())  # fmt: skip
     if any(h.outcome in _MOVED for h in handled):
         hook.kick()  # the confirmations are in the outbox: send them now
-    if not messages:
+    failures = wa.failed_statuses(payload)
+    await handle_failures(ApiContext.of(request).database(), failures, hook.clock())
+    if not messages and not failures:
         _log.info("whatsapp.webhook_skipped", bytes=len(body),
-                  why="no customer message in it (a status update, or another field)")
+                  why="no customer message nor failed delivery in it (a status update, or "
+                  "another field)")
     return JSONResponse({"received": len(messages)})
 
 

@@ -199,6 +199,36 @@ def inbound_messages(payload: Any) -> list[Inbound]:
     return found
 
 
+@attrs.frozen
+class Failed:
+    """Meta's later word that a message it accepted could not be delivered (a status update
+    ``failed``: an undeliverable number is often reported so, not in the send's answer)."""
+
+    message_id: str  # our wamid
+    recipient: str
+    code: int | None
+    title: str
+
+
+def failed_statuses(payload: Any) -> list[Failed]:
+    """``entry[].changes[].value.statuses[]`` whose ``status`` is ``failed``; the others (sent,
+    delivered, read) are skipped."""
+    found: list[Failed] = []
+    for entry in _items(payload, "entry"):
+        for change in _items(entry, "changes"):
+            for status in _items(change.get("value"), "statuses"):
+                ident = _str(status.get("id"))
+                if status.get("status") != "failed" or not ident:
+                    continue
+                errors = _items(status, "errors")
+                first = errors[0] if errors else {}
+                code = first.get("code") if isinstance(first.get("code"), int) else None
+                title = _str(first.get("title")) or _str(first.get("message")) or "failed"
+                found.append(Failed(ident[:200], recipient(_str(status.get("recipient_id"))
+                                                           or "")[:20], code, title[:200]))
+    return found
+
+
 def _items(node: Any, key: str) -> list[dict[str, Any]]:
     items = node.get(key) if isinstance(node, dict) else None
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []

@@ -123,6 +123,15 @@ SELECT request_uuid, status, status, 'whatsapp', %(reason)s
 """
 
 
+def undeliverable_reason(code: int | None, why: str) -> str:
+    return f"WhatsApp message not delivered and not retried: {why} (Graph error {code})"
+
+
+def write_undeliverable(conn: Connection, request_uuid: str, reason: str) -> None:
+    """The ticket's history says why its customer got no WhatsApp (its status is unchanged)."""
+    conn.execute(_UNDELIVERABLE_HISTORY, {"uuid": request_uuid, "reason": reason})
+
+
 class WhatsAppDeliverer(Deliverer):
     """The outbox's ``whatsapp`` rows, POSTed to ``{WHATSAPP_API_URL}/{id}/messages``."""
 
@@ -175,12 +184,9 @@ class WhatsAppDeliverer(Deliverer):
                                    fix="renew WHATSAPP_TOKEN (a system user's permanent token) "
                                        "and restart")  # fmt: skip
         elif answer.outcome is wa.Outcome.UNDELIVERABLE:
-            reason = (f"WhatsApp message not delivered and not retried: {answer.why} "
-                      f"(Graph error {answer.code})")  # fmt: skip
-            also = None
-            if row.request_uuid is not None:
-                params = {"uuid": row.request_uuid, "reason": reason}
-                also = lambda conn: conn.execute(_UNDELIVERABLE_HISTORY, params)  # noqa: E731
+            reason = undeliverable_reason(answer.code, answer.why)
+            ticket = row.request_uuid
+            also = None if ticket is None else lambda c: write_undeliverable(c, ticket, reason)
             await self.retry_later(row, error, status, permanent=True, also=also,
                                    code=answer.code)  # fmt: skip
         else:

@@ -32,7 +32,12 @@ from callcontrol.callbacks.tickets import (
     move,
     snooze_in,
 )
-from callcontrol.callbacks.whatsapp_delivery import enqueue_text, sending_configured
+from callcontrol.callbacks.whatsapp_delivery import (
+    enqueue_text,
+    sending_configured,
+    undeliverable_reason,
+    write_undeliverable,
+)
 from callcontrol.config import Settings
 from callcontrol.db.database import Connection, Database
 from callcontrol.logs import get_logger
@@ -150,3 +155,46 @@ def _act(
         enqueue_text(conn, ticket, message.sender, texts[reply], now,
                      reply_to=message.message_id)  # fmt: skip
     return str(reply.value)
+
+
+_FAILED_SEEN = """
+INSERT INTO callcontrol_whatsapp_inbound
+    (message_id, sender, kind, body, context_id, outcome, received_at)
+VALUES ('failed:' || %(id)s, %(recipient)s, 'status', %(title)s, %(id)s, 'undeliverable',
+        %(now)s)
+ON CONFLICT (message_id) DO NOTHING
+RETURNING message_id
+"""
+
+_FAILED_ROW = """
+UPDATE callcontrol_outbox SET status = 'failed', last_error = %(error)s
+ WHERE kind = 'whatsapp' AND external_id = %(id)s
+RETURNING request_uuid::text AS request_uuid
+"""
+
+
+async def handle_failures(db: Database, failures: list[wa.Failed], now: datetime) -> int:
+    """Each message Meta says it could not deliver: its outbox row becomes ``failed`` and its
+    ticket's history says why (once, however often Meta repeats it); how many were ours."""
+    ours = 0
+    for failure in failures:
+        ticket = await db.transaction(functools.partial(_failed, failure=failure, now=now))
+        _log.info("whatsapp.undelivered", message_id=failure.message_id, code=failure.code,
+                  request_uuid=ticket)  # fmt: skip
+        ours += ticket is not None
+    return ours
+
+
+def _failed(conn: Connection, *, failure: wa.Failed, now: datetime) -> str | None:
+    fresh = conn.execute(_FAILED_SEEN, {"id": failure.message_id, "recipient": failure.recipient,
+                                        "title": failure.title, "now": now}).fetchone()
+    if fresh is None:
+        return None  # told already
+    error = f"undeliverable: Graph error {failure.code}: {failure.title} (status webhook)"
+    row = conn.execute(_FAILED_ROW, {"id": failure.message_id, "error": error}).fetchone()
+    if row is None or row["request_uuid"] is None:
+        return None
+    ticket = str(row["request_uuid"])
+    write_undeliverable(conn, ticket, undeliverable_reason(
+        failure.code, wa.UNDELIVERABLE_CODES.get(failure.code or -1, failure.title)))
+    return ticket

@@ -273,6 +273,25 @@ async def test_status_updates_and_other_numbers_are_answered_200_and_skipped(db,
     assert (await ticket_of(db, ticket))["status"] == "notified"
 
 
+async def test_a_later_failed_status_marks_the_message_undeliverable_once(db, domains, meta):
+    (a, _), _ = domains
+    ticket = await told(db, a)
+    failed = webhook(statuses=[{
+        "id": WAMID, "status": "failed", "timestamp": "1796648400",
+        "recipient_id": "5511988887777",
+        "errors": [{"code": 131026, "title": "Message undeliverable",
+                    "message": "Message undeliverable",
+                    "error_data": {"details": "Message Undeliverable."}}]}])  # fmt: skip
+    for _ in range(2):  # Meta repeats itself
+        assert (await meta.post(PATH, content=failed, headers=signed(failed))).status_code == 200
+    row = await db.fetch_one("SELECT status, last_error FROM callcontrol_outbox"
+                             " WHERE external_id = %s", (WAMID,))  # fmt: skip
+    assert row["status"] == "failed" and "131026" in row["last_error"]
+    steps = [h for h in await history(db, ticket) if h["changed_by"] == "whatsapp"]
+    assert len(steps) == 1 and "not on WhatsApp" in steps[0]["reason"]
+    assert (await ticket_of(db, ticket))["status"] == "notified"  # the agent still calls
+
+
 async def test_round_trip_template_reply_confirmation(db, nursery):
     """The scanner tells the agent, the template goes out, the customer answers "sim" quoting
     it, the ticket is ready to call and the confirmation goes out as a reply to their message."""
@@ -336,6 +355,10 @@ _MESSAGE = st.fixed_dictionaries({
 @given(body=st.one_of(
     _JSON.map(lambda v: json.dumps(v).encode()),
     st.lists(_MESSAGE, max_size=3).map(lambda ms: webhook(*ms)),
+    st.lists(st.fixed_dictionaries({"id": st.text(max_size=12) | st.just(WAMID),
+                                    "status": st.sampled_from(["failed", "read", "sent"])},
+                                   optional={"errors": _JSON, "recipient_id": _JSON}),
+             min_size=1, max_size=2).map(lambda ss: webhook(statuses=ss)),
     st.binary(max_size=200),
 ))  # fmt: skip
 def test_any_correctly_signed_body_is_answered_200_never_500(db_url, body):
