@@ -240,6 +240,25 @@ def _text(text: str) -> str:
     return text
 
 
+def _digits(text: str) -> str:
+    if not (text.isascii() and text.isdigit() and len(text) <= 30):
+        raise ValueError("must be the number's id from Meta's app dashboard (digits only)")
+    return text
+
+
+def _template_name(text: str) -> str:
+    # Meta's rule for template names: lower-case letters, digits and underscores
+    if not re.fullmatch(r"[a-z0-9_]{1,512}", text):
+        raise ValueError("a WhatsApp template name has only a-z, 0-9 and _")
+    return text
+
+
+def _language_code(text: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", text):
+        raise ValueError("expected a WhatsApp language code such as pt_BR, en_US or es")
+    return text
+
+
 # environment variable -> (Settings field, parser)
 _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATABASE_URL": ("database_url", _url("postgresql", "postgres")),
@@ -277,11 +296,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OPENAI_API_KEY": ("openai_api_key", _text),
     "WHATSAPP_API_URL": ("whatsapp_api_url", _url("http", "https")),
     "WHATSAPP_TOKEN": ("whatsapp_token", _text),
-    "WHATSAPP_PHONE_NUMBER_ID": ("whatsapp_phone_number_id", _text),
+    "WHATSAPP_PHONE_NUMBER_ID": ("whatsapp_phone_number_id", _digits),
     "WHATSAPP_APP_SECRET": ("whatsapp_app_secret", _text),
     "WHATSAPP_VERIFY_TOKEN": ("whatsapp_verify_token", _text),
-    "WHATSAPP_TEMPLATE_NAME": ("whatsapp_template_name", _text),
-    "WHATSAPP_TEMPLATE_LANGUAGE": ("whatsapp_template_language", _text),
+    "WHATSAPP_TEMPLATE_NAME": ("whatsapp_template_name", _template_name),
+    "WHATSAPP_TEMPLATE_LANGUAGE": ("whatsapp_template_language", _language_code),
     "CALLCONTROL_LANGUAGE": ("language", _choice("pt-BR", "en")),
     "CALLCONTROL_TIMEZONE": ("timezone", _timezone),
     "CALLCONTROL_INSTANCE_ID": ("instance_id", _text),

@@ -108,6 +108,23 @@ def test_click_to_call_settings_are_checked():
     assert "CALLBACK_RETRY_ATTEMPTS='-1': must be between 0 and 20" in text
 
 
+def test_whatsapp_settings_are_checked():
+    s = load_settings({"WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+                       "WHATSAPP_TEMPLATE_NAME": "retorno_disponivel",
+                       "WHATSAPP_TEMPLATE_LANGUAGE": "en_US"})  # fmt: skip
+    assert (s.whatsapp_phone_number_id, s.whatsapp_template_name,
+            s.whatsapp_template_language) == ("106540352242922", "retorno_disponivel", "en_US")
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"WHATSAPP_PHONE_NUMBER_ID": "1065/../me", "WHATSAPP_TEMPLATE_NAME":
+                       "Retorno Disponível", "WHATSAPP_TEMPLATE_LANGUAGE": "pt-BR",
+                       "WHATSAPP_TOKEN": "EAAG-secret"})  # fmt: skip
+    text = "\n".join(raised.value.problems)
+    assert len(raised.value.problems) == 3
+    assert "WHATSAPP_PHONE_NUMBER_ID='1065/../me': must be the number's id" in text
+    assert "only a-z, 0-9 and _" in text and "such as pt_BR" in text
+    assert load_settings({}).whatsapp_template_language == "pt_BR"
+
+
 def test_toml_file_with_environment_overriding_it(tmp_path):
     path = tmp_path / "callcontrol.toml"
     path.write_text('esl_port = 8123\ntransfer_announce_enabled = false\nesl_host = "10.0.0.5"\n')
