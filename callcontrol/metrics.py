@@ -28,6 +28,8 @@ class Metrics:
     outbox_failing: Gauge = attrs.field(init=False)
     outbox_oldest: Gauge = attrs.field(init=False)
     extension_status_requests: Counter = attrs.field(init=False)
+    whatsapp_webhooks: Counter = attrs.field(init=False)
+    whatsapp_replies: Counter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         r = self.registry
@@ -97,6 +99,16 @@ class Metrics:
         self.outbox_oldest = Gauge(
             "voice_outbox_oldest_age_seconds", "Age of the oldest outbox row not delivered.",
             ["kind"], registry=r,
+        )  # fmt: skip
+        self.whatsapp_webhooks = Counter(
+            "voice_whatsapp_webhooks_total",
+            "Requests to /webhooks/whatsapp by result (accepted, refused: unsigned or forged, "
+            "subscribed, subscription_refused).", ["result"], registry=r,
+        )  # fmt: skip
+        self.whatsapp_replies = Counter(
+            "voice_whatsapp_replies_total",
+            "Customers' WhatsApp messages by outcome (call_now, later, cancel, other, refused, "
+            "unmatched, duplicate, not_ours).", ["outcome"], registry=r,
         )  # fmt: skip
 
     def render(self) -> bytes:

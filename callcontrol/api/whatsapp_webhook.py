@@ -65,7 +65,9 @@ async def subscribe(request: Request) -> Response:
     mode, token, challenge = (query.get("hub.mode"), query.get("hub.verify_token"),
                               query.get("hub.challenge"))  # fmt: skip
     client = request.client.host if request.client else None
+    metrics = ApiContext.of(request).metrics
     if mode != "subscribe" or not wa.token_ok(hook.settings.whatsapp_verify_token, token):
+        metrics.whatsapp_webhooks.labels(result="subscription_refused").inc()
         _log.warning("whatsapp.subscription_refused", client=client, mode=mode,
                      why="hub.mode is not subscribe" if mode != "subscribe"
                      else "hub.verify_token is not WHATSAPP_VERIFY_TOKEN")  # fmt: skip
@@ -73,6 +75,7 @@ async def subscribe(request: Request) -> Response:
                                          "be this server's WHATSAPP_VERIFY_TOKEN")  # fmt: skip
     if not challenge or len(challenge) > MAX_CHALLENGE or not challenge.isprintable():
         raise ApiError(400, "bad_request", "hub.challenge is missing or not a short text")
+    metrics.whatsapp_webhooks.labels(result="subscribed").inc()
     _log.info("whatsapp.subscribed", client=client)
     return PlainTextResponse(challenge)
 
@@ -82,7 +85,9 @@ async def receive(request: Request) -> Response:
     body = await _body(request)
     header = request.headers.get("x-hub-signature-256")
     secret = hook.settings.whatsapp_app_secret or ""
+    ctx = ApiContext.of(request)
     if not wa.signature_ok(secret, body, header):
+        ctx.metrics.whatsapp_webhooks.labels(result="refused").inc()
         _log.warning("whatsapp.webhook_refused", bytes=len(body),
                      client=request.client.host if request.client else None,
                      why="unsigned" if not header else "the signature does not match "
@@ -90,12 +95,14 @@ async def receive(request: Request) -> Response:
         raise ApiError(401, "unauthorized", "X-Hub-Signature-256 is missing or wrong")
     payload = _json(body)
     messages = wa.inbound_messages(payload)
-    handled = await handle_messages(ApiContext.of(request).database(), hook.settings,
-                                    messages, hook.clock())  # fmt: skip
+    handled = await handle_messages(ctx.database(), hook.settings, messages, hook.clock())
+    for done in handled:
+        ctx.metrics.whatsapp_replies.labels(outcome=done.outcome).inc()
     if any(h.outcome in _MOVED for h in handled):
         hook.kick()  # the confirmations are in the outbox: send them now
     failures = wa.failed_statuses(payload)
-    await handle_failures(ApiContext.of(request).database(), failures, hook.clock())
+    await handle_failures(ctx.database(), failures, hook.clock())
+    ctx.metrics.whatsapp_webhooks.labels(result="accepted").inc()
     if not messages and not failures:
         _log.info("whatsapp.webhook_skipped", bytes=len(body),
                   why="no customer message nor failed delivery in it (a status update, or "

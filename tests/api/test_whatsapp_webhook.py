@@ -62,16 +62,16 @@ def text(body: str, ident: str = "wamid.IN1", *, context: str | None = WAMID,
     return message
 
 
-def app_for(db, hook_settings=SETTINGS, kicks: list | None = None):
+def app_for(db, hook_settings=SETTINGS, kicks: list | None = None, metrics=None):
     kicked = kicks if kicks is not None else []
     hook = WhatsAppWebhook(hook_settings, kick=lambda: kicked.append(1), clock=lambda: NOW)
-    return build_app(Metrics(), TOKEN, db=db, whatsapp=hook)
+    return build_app(metrics or Metrics(), TOKEN, db=db, whatsapp=hook)
 
 
 @pytest.fixture
-async def meta(db):
+async def meta(db, metrics):
     """Meta's side: posts to the webhook, with no service token."""
-    transport = httpx.ASGITransport(app=app_for(db))
+    transport = httpx.ASGITransport(app=app_for(db, metrics=metrics))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
         yield c
 
@@ -100,7 +100,7 @@ async def confirmations(db):
         " ORDER BY outbox_id")]  # fmt: skip
 
 
-async def test_the_subscription_handshake(db, meta):
+async def test_the_subscription_handshake(db, meta, metrics):
     good = {"hub.mode": "subscribe", "hub.verify_token": graph_api.VERIFY_TOKEN,
             "hub.challenge": "1158201444"}  # fmt: skip
     reply = await meta.get(PATH, params=good)
@@ -112,6 +112,9 @@ async def test_the_subscription_handshake(db, meta):
             params = {k: v for k, v in {**good, **wrong}.items() if v is not None}
             assert (await meta.get(PATH, params=params)).status_code == 403
     assert graph_api.VERIFY_TOKEN not in repr(logs) and "guess" not in repr(logs)
+    assert (metrics.value("voice_whatsapp_webhooks_total", result="subscribed"),
+            metrics.value("voice_whatsapp_webhooks_total",
+                          result="subscription_refused")) == (1, 3)  # fmt: skip
     assert (await meta.get(PATH, params={**good, "hub.challenge": ""})).status_code == 400
     unset = app_for(db, load_settings({}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=unset),
@@ -123,7 +126,8 @@ async def test_the_subscription_handshake(db, meta):
         assert reply.status_code == 404 and "WHATSAPP_APP_SECRET" in reply.json()["reason"]
 
 
-async def test_a_forged_or_unsigned_post_is_refused_and_changes_nothing(db, domains, meta):
+async def test_a_forged_or_unsigned_post_is_refused_and_changes_nothing(db, domains, meta,
+                                                                        metrics):  # fmt: skip
     (a, _), _ = domains
     ticket = await told(db, a)
     body = webhook(text("não"))
@@ -142,6 +146,7 @@ async def test_a_forged_or_unsigned_post_is_refused_and_changes_nothing(db, doma
     assert [x["why"] for x in refused][:2] == ["unsigned", "the signature does not match "
                                                "WHATSAPP_APP_SECRET"]  # fmt: skip
     assert graph_api.APP_SECRET not in repr(logs)
+    assert metrics.value("voice_whatsapp_webhooks_total", result="refused") == 5
     assert (await ticket_of(db, ticket))["status"] == "notified"
     assert await db.fetch_value("SELECT count(*) FROM callcontrol_whatsapp_inbound") == 0
 
@@ -241,7 +246,7 @@ async def test_without_a_quote_the_newest_ticket_at_that_number_answers(db, doma
                                 " WHERE message_id = 'wamid.IN10'") == "unmatched"
 
 
-async def test_a_duplicate_delivery_changes_nothing_twice(db, domains, meta):
+async def test_a_duplicate_delivery_changes_nothing_twice(db, domains, meta, metrics):
     (a, _), _ = domains
     ticket = await told(db, a)
     body = webhook(text("depois"))
@@ -249,6 +254,8 @@ async def test_a_duplicate_delivery_changes_nothing_twice(db, domains, meta):
         assert (await meta.post(PATH, content=body, headers=signed(body))).status_code == 200
     steps = [h for h in await history(db, ticket) if h["changed_by"] == "whatsapp"]
     assert len(steps) == 1 and len(await confirmations(db)) == 1
+    assert metrics.value("voice_whatsapp_replies_total", outcome="duplicate") == 2
+    assert metrics.value("voice_whatsapp_webhooks_total", result="accepted") == 3
     # a second, distinct "sim" after the "depois": a move of its own
     body = webhook(text("sim", "wamid.IN2"))
     assert (await meta.post(PATH, content=body, headers=signed(body))).status_code == 200
