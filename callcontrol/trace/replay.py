@@ -796,9 +796,11 @@ async def replay_call(
     result = await replay(trace, handler, ai=ai, server_events=act, slack=slack,
                           grace=grace)
     if values.missing:
+        hint = (" (a recorded unicast port is taken on this machine: the server bound the next "
+                "pair)" if "port" in values.missing else "")  # fmt: skip
         result.differences.append(Difference(
             "generated", None, detail=f"the server asked for more values than recorded: "
-            f"{values.missing}"))  # fmt: skip
+            f"{values.missing}{hint}"))  # fmt: skip
     if values.unused:
         result.differences.append(Difference(
             "generated", None, detail=f"recorded values the server never asked for: "

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 TRACES = Path(__file__).resolve().parents[1] / "data" / "traces"
-ALL_TRACES = sorted(TRACES.rglob("*.jsonl"))
+# replay/ holds this server's calls against the simulator (replay inputs), not FreeSWITCH's bytes
+ALL_TRACES = sorted(p for p in TRACES.rglob("*.jsonl") if p.parent != TRACES / "replay")
 
 
 def frames_of(path: Path, direction: str = "recv") -> list[bytes]:

@@ -6,6 +6,7 @@ or command is reported."""
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,16 @@ def test_the_command_asks_for_the_database_of_a_recorded_call(monkeypatch, capsy
     path = RECORDINGS / "busy.jsonl"
     assert run_replay(argparse.Namespace(trace=str(path), database=None)) == 2
     assert "--database URL" in capsys.readouterr().err
+
+
+async def test_a_recorded_port_taken_on_this_machine_is_reported_as_such(
+    db, autojump_clock: trio.testing.MockClock
+) -> None:
+    trace = read_trace(RECORDINGS / "busy.jsonl")
+    taken = int(trace.generated("port")[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", taken))
+        await build_office(db)
+        result = await replay_call(trace, db)
+    assert not result.ok
+    assert "a recorded unicast port is taken on this machine" in result.render()

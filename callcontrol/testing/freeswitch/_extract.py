@@ -112,7 +112,10 @@ def extract(paths: Iterable[Path]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     root = Path(argv[1] if len(argv) > 1 else "tests/data/traces")
-    json.dump(extract(root.rglob("*.jsonl")), sys.stdout, indent=1, sort_keys=False)
+    # the protocol experiments only: callcontrol/ and replay/ are this server's own calls
+    ours = {root / "callcontrol", root / "replay"}
+    paths = (p for p in root.rglob("*.jsonl") if p.parent not in ours)
+    json.dump(extract(paths), sys.stdout, indent=1, sort_keys=False)
     sys.stdout.write("\n")
     return 0
 
