@@ -27,8 +27,10 @@ HEADERS = [("id", "ID"), ("kind", "Tipo"), ("status", "Situação"), ("phone_num
            ("preferred_time", "Horário pedido"), ("scheduled_at", "Agendado para"),
            ("extension", "Ramal"), ("destination_name", "Destino"), ("attempts", "Tentativas"),
            ("notification_count", "Notificações"), ("created_at", "Pedido em"),
-           ("completed_at", "Concluído em"), ("expires_at", "Expira em")]  # fmt: skip
-_FREE_TEXT = frozenset({"caller_name", "reason", "message", "preferred_time", "destination_name"})
+           ("completed_at", "Concluído em"), ("expires_at", "Expira em"),
+           ("whatsapp_response", "Resposta WhatsApp")]  # fmt: skip
+_FREE_TEXT = frozenset({"caller_name", "reason", "message", "preferred_time", "destination_name",
+                        "whatsapp_response"})  # fmt: skip
 
 
 def cell(key: str, value: Any, zone: tzinfo) -> str:

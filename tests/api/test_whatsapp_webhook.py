@@ -203,6 +203,15 @@ async def test_anything_else_is_kept_for_the_agent_and_moves_nothing(db, domains
                                  headers={"Authorization": f"Bearer {TOKEN}"})).json()
     assert (shown["whatsapp_response"], shown["whatsapp_response_at"]) == ("[image]",
                                                                            NOW.isoformat())
+    # and in the report, guarded like the other free text
+    body = webhook(text("=HYPERLINK(\"http://x\")", "wamid.D"))
+    assert (await meta.post(PATH, content=body, headers=signed(body))).status_code == 200
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as agent:
+        csv = (await agent.get("/api/callbacks/report.csv", params={"domain_uuid": str(a)},
+                               headers={"Authorization": f"Bearer {TOKEN}"})).text
+    header, row = csv.lstrip("\ufeff").splitlines()[:2]
+    assert header.endswith(",Resposta WhatsApp")
+    assert row.endswith('"\'=HYPERLINK(""http://x"")"')
 
 
 async def test_buttons_and_interactive_replies_count_as_the_words(db, domains, meta):
