@@ -28,6 +28,7 @@ _COMMANDS = {
     "trace-stats": "callcontrol.trace.stats:run_stats",
     "doctor": "callcontrol.doctor:run_doctor",
     "callback": "callcontrol.callbacks.settings_admin:run_callback",
+    "callback-call": "callcontrol.callbacks.call_admin:run_call",
     "fs-conf": "callcontrol.fsconf:run_fs_conf",
     "fusionpbx": FUSIONPBX_COMMAND,
 }
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("trace")
 
     sub.add_parser("doctor", help="check configuration, database and FreeSWITCH reachability")
-    callback = sub.add_parser("callback", help="callbacks: a domain's callback settings")
+    callback = sub.add_parser("callback", help="callbacks: call one back, a domain's settings")
     callback_sub = callback.add_subparsers(dest="callback_command", required=True)
     cb_settings = callback_sub.add_parser(
         "settings", help="show a domain's callback settings, or set them with --set"
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                              help="CALLBACK_EXPIRATION_HOURS, CALLBACK_MAX_NOTIFICATIONS or "
                              "CALLBACK_MIN_INTERVAL_MINUTES; VALUE 'default' goes back to the "
                              "environment's (repeat for several)")  # fmt: skip
+    cb_call = callback_sub.add_parser(
+        "call", help="call a callback ticket back now: the agent's phone, then the customer, "
+        "bridged (CALLBACK_CALL_ORDER, CALLBACK_GATEWAY...)")  # fmt: skip
+    cb_call.add_argument("ticket", help="the ticket's id (callcontrol_callback_requests."
+                         "request_uuid)")  # fmt: skip
+    cb_call.add_argument("--once", action="store_true",
+                         help="one attempt only: a retry is left to serve's scanner")  # fmt: skip
 
     fs_conf = sub.add_parser("fs-conf", help="print the FreeSWITCH config/dialplan snippets")
     fs_conf.add_argument("--out", metavar="DIR", help="write the files into DIR instead")
@@ -133,7 +141,9 @@ def _destination_arguments(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    name = "trace-stats" if args.command == "trace" else args.command
+    name = {"trace": "trace-stats"}.get(args.command, args.command)
+    if name == "callback" and args.callback_command == "call":
+        name = "callback-call"
     module_name, _, func_name = _COMMANDS[name].partition(":")
     func = getattr(importlib.import_module(module_name), func_name)
     try:

@@ -361,6 +361,7 @@ async def session(stream: trio.abc.Stream, password: str) -> AsyncIterator[EslCo
     """An inbound Event Socket session on ``stream`` for click-to-call (``callcontrol callback
     call``): authenticated and subscribed to ``EVENTS``; closed when the block ends."""
     conn = EslConnection(stream, log=_log)
+    error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(conn.run)
         try:
@@ -368,10 +369,14 @@ async def session(stream: trio.abc.Stream, password: str) -> AsyncIterator[EslCo
             await conn.send_ok(commands.auth(password))
             await conn.send_ok(commands.event("plain", EVENTS))
             yield conn
+        except BaseException as exc:  # raised below, as it is: not in an exception group
+            error = exc
         finally:
             with trio.CancelScope(shield=True):
                 await conn.aclose()
             nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
 
 
 async def read_snapshot(esl: EslConnection) -> Snapshot | None:
@@ -396,12 +401,14 @@ class ClickToCall:
         *,
         snapshot_of: SnapshotOf | None = None,
         on_attempt: Callable[[AttemptReport], None] | None = None,
+        on_step: Callable[[str], None] | None = None,
     ) -> None:
         self.db = db
         self.esl = esl
         self.settings = settings
         self.snapshot_of = snapshot_of or (lambda: read_snapshot(esl))
         self.on_attempt = on_attempt
+        self.on_step = on_step  # each step in an admin's words (the CLI prints them)
         self._live: set[str] = set()  # legs originated and not known to be gone or bridged
 
     async def call(self, request_uuid: str) -> list[AttemptReport]:
@@ -492,6 +499,15 @@ class ClickToCall:
                 return
             await self._bridge(plan, call, first_events, second_events)
 
+    def _step(self, text: str) -> None:
+        if self.on_step is not None:
+            self.on_step(text)
+
+    def _who(self, plan: Plan, leg: Leg) -> str:
+        if leg.role == "agent":
+            return f"the agent (ramal {plan.ticket.extension})"
+        return f"the customer ({plan.ticket.phone_number})"
+
     async def _ring(self, plan: Plan, leg: Leg) -> str | None:
         """Originate ``leg`` and wait for its job: None when answered, else the cause."""
         self._live.add(leg.uuid)  # before sending: a cancel mid-send still kills it
@@ -499,12 +515,14 @@ class ClickToCall:
         _log.info("callbacks.c2c_ringing", request_uuid=plan.ticket.request_uuid,
                   leg=leg.role, uuid=leg.uuid, endpoint=leg.endpoint,
                   timeout_seconds=self.settings.callback_ring_timeout_seconds)  # fmt: skip
+        self._step(f"  ringing {self._who(plan, leg)}...")
         with trio.move_on_after(self.settings.callback_ring_timeout_seconds
                                 + JOB_GRACE_SECONDS):  # fmt: skip
             text = (await job.result()).body_text.strip()
             if text.startswith("+OK"):
                 _log.info("callbacks.c2c_answered", request_uuid=plan.ticket.request_uuid,
                           leg=leg.role, uuid=leg.uuid)  # fmt: skip
+                self._step(f"  {self._who(plan, leg)} answered")
                 return None
             self._live.discard(leg.uuid)
             cause = text.removeprefix("-ERR").strip() or "NORMAL_UNSPECIFIED"
@@ -549,6 +567,7 @@ class ClickToCall:
         _log.info("callbacks.c2c_bridged", request_uuid=ticket, agent_leg=plan.agent.uuid,
                   customer_leg=plan.customer.uuid,
                   reason="both answered: the ticket stays in_progress while they talk")  # fmt: skip
+        self._step("  connected: agent and customer are talking")
         which, cause = await _first(lambda: _hangup_cause(first_events),
                                     lambda: _hangup_cause(second_events))  # fmt: skip
         leg = plan.first if which == 0 else plan.second
