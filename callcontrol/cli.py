@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", metavar="HOST:PORT", help="override CALLCONTROL_ESL_LISTEN")
     serve.add_argument("--debug", action="store_true",
                        help="when the start fails, show the Python traceback too")
+    serve.add_argument("--workers", metavar="N",
+                       help="worker processes sharing the ports: a number, or auto (one per "
+                            "core); overrides CALLCONTROL_WORKERS (default 1)")  # fmt: skip
+    # set by the supervisor for the processes it starts: not for people
+    serve.add_argument("--worker", help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
     demo = sub.add_parser("demo", help="a whole call against the simulated FreeSWITCH")
     demo.add_argument("--scenario", default="all",

@@ -100,6 +100,7 @@ class Settings:
     language: str = "pt-BR"
     timezone: str = "America/Sao_Paulo"
     instance_id: str = "callcontrol"
+    workers: int = 1  # serve's worker processes; "auto" is one per core
     log_format: str = "auto"
     model_silence_seconds: float = 2.0
     caller_silence_seconds: float = 20.0
@@ -188,6 +189,16 @@ def _gateway(text: str) -> str:
     if not _GATEWAY.fullmatch(text):
         raise ValueError("must be a FreeSWITCH gateway name: letters, digits, '_', '.', '-'")
     return text
+
+
+def parse_workers(text: str) -> int:
+    """``auto`` (one per core) or a positive whole number."""
+    if text.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    value = _positive_int(text)
+    if value > 64:
+        raise ValueError("must be at most 64 (or auto: one per core)")
+    return value
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -304,6 +315,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CALLCONTROL_LANGUAGE": ("language", _choice("pt-BR", "en")),
     "CALLCONTROL_TIMEZONE": ("timezone", _timezone),
     "CALLCONTROL_INSTANCE_ID": ("instance_id", _text),
+    "CALLCONTROL_WORKERS": ("workers", parse_workers),
     "CALLCONTROL_LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
     "CALLCONTROL_MODEL_SILENCE_SECONDS": ("model_silence_seconds", _positive_seconds),
     "CALLCONTROL_CALLER_SILENCE_SECONDS": ("caller_silence_seconds", _positive_seconds),

@@ -1,7 +1,15 @@
 """Prometheus metrics, owned by one ``Metrics`` object per process (not module globals), so
-each test and each embedded server counts on its own registry."""
+each test and each embedded server counts on its own registry.
+
+Under ``serve --workers N`` every worker runs with ``PROMETHEUS_MULTIPROC_DIR`` set (by the
+supervisor), prometheus-client keeps the values in files there, and ``render`` in the worker
+that serves ``/metrics`` adds up all of them: counters and histograms summed, active calls
+summed over the live workers, the outbox gauges (set by worker 0 alone) as it set them.
+"""
 
 from __future__ import annotations
+
+import os
 
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -46,7 +54,8 @@ class Metrics:
             buckets=_TRANSFER_BUCKETS,
             registry=r,
         )
-        self.calls_active = Gauge("voice_calls_active", "Calls connected now.", registry=r)
+        self.calls_active = Gauge("voice_calls_active", "Calls connected now.", registry=r,
+                                  multiprocess_mode="livesum")  # fmt: skip
         self.calls_total = Counter("voice_calls_total", "Calls handled.", ["result"], registry=r)
         self.ai_failures = Counter(
             "voice_ai_failures_total", "AI session failures by kind.", ["kind"], registry=r
@@ -90,15 +99,16 @@ class Metrics:
             ["kind", "result"], registry=r,
         )  # fmt: skip
         self.outbox_backlog = Gauge(
-            "voice_outbox_backlog", "Outbox rows not delivered yet.", ["kind"], registry=r
+            "voice_outbox_backlog", "Outbox rows not delivered yet.", ["kind"], registry=r,
+            multiprocess_mode="livemax",
         )
         self.outbox_failing = Gauge(
             "voice_outbox_failing", "Outbox rows tried 3 times or more without a 2xx.", ["kind"],
-            registry=r,
+            registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.outbox_oldest = Gauge(
             "voice_outbox_oldest_age_seconds", "Age of the oldest outbox row not delivered.",
-            ["kind"], registry=r,
+            ["kind"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.whatsapp_webhooks = Counter(
             "voice_whatsapp_webhooks_total",
@@ -112,7 +122,14 @@ class Metrics:
         )  # fmt: skip
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess  # noqa: PLC0415
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, path=shared)  # type: ignore[no-untyped-call]
+        return generate_latest(every_worker)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when absent): for tests and the console page."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import structlog
 import trio
 
 from callcontrol.call import CallFlow, CallSession
@@ -30,6 +31,7 @@ from callcontrol.config import (
     Settings,
     load_settings,
     parse_host_port,
+    parse_workers,
     unknown_variables,
 )
 from callcontrol.esl import ConnectionClosed, ProtocolError
@@ -38,6 +40,16 @@ from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import configure_logging, get_logger
 from callcontrol.orphans import kill_orphaned_legs
 from callcontrol.startup import StartupError, database_failed, find, listen_failed
+from callcontrol.workers import (
+    SOLE,
+    Supervisor,
+    WorkerRole,
+    check_workers,
+    open_shared_listeners,
+    tell_ready,
+    watch_supervisor,
+    worker_settings,
+)
 
 HANDSHAKE_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -77,6 +89,9 @@ class App:
     callbacks: Any = None
     helpdesk: Any = None  # the outbox's helpdesk deliverer, when OMNIPLAY_API_URL is set
     whatsapp: Any = None  # the outbox's WhatsApp deliverer, when WHATSAPP_TOKEN etc. are set
+    # which of serve --workers N this process is (SOLE: no workers)
+    role: WorkerRole = SOLE
+    ready_fd: int | None = None  # where a worker tells its supervisor it listens
 
     @classmethod
     def for_replay(cls, flow: CallFlow = answer_and_wait) -> App:
@@ -151,13 +166,17 @@ async def serve(
     log = get_logger("callcontrol.server")
     async with trio.open_nursery() as calls:
         try:
-            listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
+            if app.role.count > 1:
+                listeners = await open_shared_listeners(listen)
+            else:
+                listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
         except OSError as exc:
             raise listen_failed(
                 exc, listen, app.listen_source, "for FreeSWITCH's socket connections",
                 " (and the dialplan's socket application to the same address)",
             ) from exc  # fmt: skip
-        log.info("server.listening", address=str(listen))
+        log.info("server.listening", address=str(listen), worker=app.role.index,
+                 workers=app.role.count)  # fmt: skip
 
         async def accept(listener: trio.SocketListener) -> None:
             async with listener:
@@ -299,20 +318,25 @@ async def run_secretary_server(
             raise database_failed(exc, redact_url(url)) from exc
         nursery = await stack.enter_async_context(trio.open_nursery())
         pending = await _pending_migrations(db)
+        primary = app.role.primary  # the one process that runs the API, scanner and outbox
         if pending:
             log.warning("server.migrations_pending", versions=pending,
                         fix="run `callcontrol migrate`")  # fmt: skip
-        else:
+        elif primary:
             await _load_spooled_requests(db, log, helpdesk=bool(app.settings.omniplay_api_url))
         async with open_services(app.settings, db, nursery) as services:
             app.services = services
             app.flow = secretary_flow
-            await nursery.start(_serve_api, app, services)
-            await _start_callbacks(app, services, nursery, migrated=not pending, log=log)
-            # before any call of ours can ring someone: what a killed run left ringing
-            await kill_orphaned_legs(app.settings)
+            if primary:
+                await nursery.start(_serve_api, app, services)
+                await _start_callbacks(app, services, nursery, migrated=not pending, log=log)
+            if app.role.count == 1:
+                # before any call of ours can ring someone: what a killed run left ringing
+                # (with workers the supervisor did it, before any of them started)
+                await kill_orphaned_legs(app.settings)
             async with trio.open_nursery() as calls:
                 listeners = await calls.start(serve, app, listen)
+                tell_ready(app.ready_fd)
                 task_status.started(listeners)
             # serve() returns once shutting_down is set and the calls are drained
         nursery.cancel_scope.cancel()
@@ -478,27 +502,34 @@ async def _pending_migrations(db: Any) -> list[int]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = _serve_settings(args)
     configure_logging(settings.log_format)
     log = get_logger("callcontrol.server")
-    for name, meant in unknown_variables(os.environ):
-        hint = f"did you mean {meant}?" if meant else "not a setting (docs/configuration.md)"
-        log.warning("config.unknown_variable", variable=name, ignored=True, hint=hint)
-    listen = settings.esl_listen
-    if getattr(args, "listen", None):
-        try:
-            listen = parse_host_port(args.listen)
-        except ValueError as exc:
-            raise ConfigError([f"--listen {args.listen!r}: {exc}"]) from None
+    role = WorkerRole.parse(args.worker) if getattr(args, "worker", None) else None
+    if role is None:  # the worker processes leave these to their supervisor
+        for name, meant in unknown_variables(os.environ):
+            hint = f"did you mean {meant}?" if meant else "not a setting (docs/configuration.md)"
+            log.warning("config.unknown_variable", variable=name, ignored=True, hint=hint)
+    if role is None and settings.workers > 1:
+        check_workers(settings)
+        return _run_supervisor(settings, args)
+    if role is not None:
+        structlog.contextvars.bind_contextvars(worker=role.index)
+        settings = worker_settings(settings, role)
     record = Path(args.record) if getattr(args, "record", None) else None
     app = build_app(settings, record_dir=record)
+    app.role = role or SOLE
+    app.ready_fd = getattr(args, "ready_fd", None)
     if getattr(args, "listen", None):
         app.listen_source = "--listen"
+    supervisor_fd = getattr(args, "supervisor_fd", None)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, app)
-            await run_secretary_server(app, listen)
+            if supervisor_fd is not None:
+                nursery.start_soon(watch_supervisor, supervisor_fd, app.shutting_down)
+            await run_secretary_server(app, settings.esl_listen)
             nursery.cancel_scope.cancel()
 
     try:
@@ -509,6 +540,41 @@ def run_serve(args: argparse.Namespace) -> int:
         print(_explain(exc), file=sys.stderr)
         return 1
     return 0
+
+
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    """The configuration with serve's options applied (they win over the variables)."""
+    settings = load_settings()
+    changes: dict[str, Any] = {}
+    if getattr(args, "listen", None):
+        try:
+            changes["esl_listen"] = parse_host_port(args.listen)
+        except ValueError as exc:
+            raise ConfigError([f"--listen {args.listen!r}: {exc}"]) from None
+    if getattr(args, "workers", None):
+        try:
+            changes["workers"] = parse_workers(args.workers)
+        except ValueError as exc:
+            raise ConfigError([f"--workers {args.workers!r}: {exc}"]) from None
+    return attrs.evolve(settings, **changes) if changes else settings
+
+
+def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
+    passed: list[str] = []  # what each worker is started with, besides its role
+    for option in ("record", "listen"):
+        value = getattr(args, option, None)
+        if value:
+            passed += [f"--{option}", str(value)]
+    if getattr(args, "debug", False):
+        passed.append("--debug")
+    supervisor = Supervisor(settings, passed)
+    try:
+        return trio.run(supervisor.run)
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(_explain(exc), file=sys.stderr)
+        return 1
 
 
 def _explain(exc: BaseException) -> str:
