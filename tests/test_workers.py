@@ -44,6 +44,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _taken_next_to_a_free_port() -> tuple[socket.socket, int]:
+    """A listening socket on BASE + 1 while BASE itself is free (worker 0 must start)."""
+    while True:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        base = taken.getsockname()[1] - 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", base))
+            except OSError:
+                taken.close()
+                continue
+        taken.listen()
+        return taken, base
+
+
 class Serve:
     """One ``callcontrol serve`` process; its stderr read as JSON lines while it runs."""
 
@@ -176,10 +192,7 @@ async def test_two_workers_share_the_calls_metrics_add_up_and_sigterm_drains_bot
 
 
 async def test_a_worker_that_cannot_start_stops_serve_with_its_reason(db_url, nursery):
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    base = taken.getsockname()[1] - 1  # worker 1 listens for mod_audio_stream on base + 1
+    taken, base = _taken_next_to_a_free_port()  # worker 1 listens for mod_audio_stream on base + 1
     try:
         env = _env(db_url, "ws://127.0.0.1:1", CALLCONTROL_MEDIA_TRANSPORT="audio_stream",
                    CALLCONTROL_MEDIA_LISTEN=f"127.0.0.1:{base}")  # fmt: skip
