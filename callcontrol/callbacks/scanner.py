@@ -17,7 +17,11 @@ an extension may have become free:
 5. in the same transaction, the outbox rows for what leaves the process: the helpdesk webhook
    (``OMNIPLAY_API_URL``) and, for a ticket that asks for it, the WhatsApp template to the
    customer (``whatsapp_delivery``);
-6. ``notify`` is called for each ticket that moved, after the commit.
+6. ``notify`` is called for each ticket that moved, after the commit;
+7. with ``start_call`` (serve), each ``ready_to_call`` ticket whose agent is AVAILABLE in the
+   same snapshot is handed to it: click-to-call (``clicktocall``) rings the agent, then the
+   customer, in a task of its own; its claim (``in_progress``) keeps two instances from calling
+   one ticket twice.
 
 UNKNOWN availability (FreeSWITCH cannot be asked) notifies nobody; three scans in a row without
 it raise an alert (``callbacks.availability_alert``), and the scanner goes on. A scan that
@@ -65,7 +69,7 @@ RETURNING r.request_uuid::text
 """
 
 # The agent's extension: the ticket's own, else its destination's when that is an extension.
-_DUE = """
+_TICKETS = """
 SELECT r.request_uuid::text AS request_uuid, r.phone_number, r.caller_name, r.reason,
        r.notification_count,
        coalesce(r.extension, CASE WHEN t.destination_type = 'extension'
@@ -78,11 +82,21 @@ SELECT r.request_uuid::text AS request_uuid, r.phone_number, r.caller_name, r.re
   LEFT JOIN callcontrol_callback_settings s ON s.domain_uuid = r.domain_uuid
   LEFT JOIN v_extensions e ON e.domain_uuid = r.domain_uuid
        AND e.extension = coalesce(r.extension, t.destination_number)
+"""
+_DUE = _TICKETS + """
  WHERE r.kind = 'callback' AND r.status IN ('pending', 'notified')
    AND (r.scheduled_at IS NULL OR r.scheduled_at <= %(now)s)
    AND (r.last_notified_at IS NULL
         OR r.last_notified_at <= %(now)s
            - make_interval(mins => coalesce(s.min_interval_minutes, r.min_interval_minutes)))
+ ORDER BY coalesce(r.scheduled_at, r.created_at)
+ LIMIT %(limit)s
+"""
+
+# Asked to be called now (the agent, or the customer's WhatsApp "sim"): click-to-call.
+_READY = _TICKETS + """
+ WHERE r.kind = 'callback' AND r.status = 'ready_to_call'
+   AND (r.scheduled_at IS NULL OR r.scheduled_at <= %(now)s)
  ORDER BY coalesce(r.scheduled_at, r.created_at)
  LIMIT %(limit)s
 """
@@ -119,10 +133,13 @@ class ScanResult:
     due: int = 0
     notified: tuple[DueTicket, ...] = ()
     availability_known: bool = True
+    called: tuple[DueTicket, ...] = ()  # ready_to_call, agent free: click-to-call started
 
 
 SnapshotSource = Callable[[], Awaitable[Snapshot | None]]
 Notify = Callable[[DueTicket], Awaitable[None]]
+# Starts click-to-call for a ticket without waiting for the call (service.CallStarter).
+StartCall = Callable[[DueTicket], Awaitable[None]]
 
 
 async def scan_once(
@@ -132,16 +149,26 @@ async def scan_once(
     now: datetime,
     *,
     notify: Notify | None = None,
+    start_call: StartCall | None = None,
     limit: int = 10_000,
 ) -> ScanResult:
     expired, to_review = await db.transaction(lambda conn: _close_out(conn, settings, now))
     rows = await db.fetch_all(_DUE, {"now": now, "limit": limit})
     due = [DueTicket(**row) for row in rows]
-    if not due:
+    ready = [] if start_call is None else [
+        DueTicket(**row) for row in await db.fetch_all(_READY, {"now": now, "limit": limit})]
+    if not due and not ready:
         return ScanResult(expired, to_review)
     snapshot = await snapshot_of()
     if snapshot is None:
         return ScanResult(expired, to_review, len(due), availability_known=False)
+    called = tuple(t for t in ready if _is_free(snapshot, t))
+    for ticket in called:
+        _log.info("callbacks.c2c_due", request_uuid=ticket.request_uuid,
+                  extension=ticket.extension, domain=ticket.domain_name,
+                  reason="ready_to_call and the agent's extension is available")  # fmt: skip
+        if start_call is not None:
+            await start_call(ticket)
     free = [t for t in due if _is_free(snapshot, t)]
     moved: set[str] = set()
     if free:
@@ -154,7 +181,7 @@ async def scan_once(
                   reason="the agent's extension is available")  # fmt: skip
         if notify is not None:
             await notify(ticket)
-    return ScanResult(expired, to_review, len(due), notified)
+    return ScanResult(expired, to_review, len(due), notified, called=called)
 
 
 def _is_free(snapshot: Snapshot, ticket: DueTicket) -> bool:
@@ -199,6 +226,7 @@ class Scanner:
         *,
         clock: Callable[[], datetime],
         notify: Notify | None = None,
+        start_call: StartCall | None = None,
         wake: Callable[[], trio.Event] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -207,6 +235,7 @@ class Scanner:
         self.settings = settings
         self.clock = clock
         self.notify = notify
+        self.start_call = start_call
         self.wake = wake  # an event set when an extension may have become free
         self.metrics = metrics
         self.unknown_in_a_row = 0
@@ -240,7 +269,8 @@ class Scanner:
         started = trio.current_time()
         try:
             result = await scan_once(self.db, self.snapshot_of, self.settings, self.clock(),
-                                     notify=self.notify)  # fmt: skip
+                                     notify=self.notify,
+                                     start_call=self.start_call)  # fmt: skip
         except DatabaseUnavailable as exc:
             self._failed(error=str(exc))
             return None

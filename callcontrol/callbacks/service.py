@@ -3,10 +3,13 @@
 ``run_callbacks`` owns, in its own nursery, one persistent inbound Event Socket connection to
 FreeSWITCH (``ESL_HOST``/``ESL_PORT``/``ESL_PASSWORD``, reconnecting with backoff), the
 ``AvailabilityMonitor`` fed by its events, and the ``Scanner`` loop, woken at once when a phone
-registers or a call hangs up. Each of them is kept running: one that raises is logged
-(``callbacks.task_failed``) and started again after a pause, so nothing here can take ``serve``
-or a call down. Cancelling the nursery (SIGTERM: ``serve`` returns after the drain) stops them;
-a scan cut short leaves the tickets as they were (its transactions roll back).
+registers or a call hangs up, and the ``CallStarter``: click-to-call for each ``ready_to_call``
+ticket the scanner finds with its agent free, over the same connection. Each of them is kept
+running: one that raises is logged (``callbacks.task_failed``) and started again after a pause,
+so nothing here can take ``serve`` or a call down. Cancelling the nursery (SIGTERM: ``serve``
+returns after the drain) stops them; a scan cut short leaves the tickets as they were (its
+transactions roll back); a click-to-call cut short hangs up its legs not yet bridged and puts
+its ticket back to ``pending``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from datetime import UTC, datetime
 import attrs
 import trio
 
+from callcontrol.callbacks import clicktocall
 from callcontrol.callbacks.availability import AvailabilityMonitor
-from callcontrol.callbacks.scanner import Notify, Scanner
+from callcontrol.callbacks.scanner import DueTicket, Notify, Scanner
+from callcontrol.callbacks.tickets import MoveRefused, TicketNotFound
 from callcontrol.config import Settings
-from callcontrol.db.database import Database
+from callcontrol.db.database import Database, DatabaseUnavailable
+from callcontrol.esl import ConnectionClosed
 from callcontrol.esl.inbound import InboundClient
 from callcontrol.logs import get_logger
 from callcontrol.metrics import Metrics
@@ -37,6 +43,52 @@ class Callbacks:
     client: InboundClient
     monitor: AvailabilityMonitor
     scanner: Scanner
+    caller: CallStarter
+
+
+class CallStarter:
+    """Click-to-call in tasks of its own (``run`` holds their nursery), one per ticket at a
+    time in this process; each over the inbound connection live at its start."""
+
+    def __init__(self, db: Database, client: InboundClient, settings: Settings) -> None:
+        self.db = db
+        self.client = client
+        self.settings = settings
+        self.calling: set[str] = set()
+        self.finished: list[str] = []  # tickets whose click-to-call ended (tests, readiness)
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    async def __call__(self, ticket: DueTicket) -> None:
+        uuid = ticket.request_uuid
+        if uuid in self.calling or self._nursery is None:
+            return  # already calling it; or stopping
+        self.calling.add(uuid)
+        self._nursery.start_soon(self._call, uuid)
+
+    async def _call(self, uuid: str) -> None:
+        try:
+            conn = await self.client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
+            await clicktocall.ClickToCall(self.db, conn, self.settings).call(uuid)
+        except (clicktocall.NotCallable, clicktocall.Refused, MoveRefused, TicketNotFound) as exc:
+            _log.info("callbacks.c2c_not_started", request_uuid=uuid, reason=str(exc))
+        except (ConnectionClosed, trio.TooSlowError, DatabaseUnavailable) as exc:
+            _log.warning("callbacks.c2c_interrupted", request_uuid=uuid, error=repr(exc),
+                         effect="the ticket is tried again when the scanner next finds it "
+                                "ready_to_call")  # fmt: skip
+        except Exception as exc:  # a bug must not stop the other calls, nor serve
+            _log.error("callbacks.c2c_failed", request_uuid=uuid, error=repr(exc),
+                       exc_info=True)  # fmt: skip
+        finally:
+            self.calling.discard(uuid)
+            self.finished.append(uuid)
 
 
 def build_callbacks(
@@ -49,12 +101,16 @@ def build_callbacks(
 ) -> Callbacks:
     client = InboundClient(
         settings.esl_host, settings.esl_port, settings.esl_password,
-        events=AvailabilityMonitor.events(), used_for="callbacks: which agents are free",
+        # before the monitor's: every word after CUSTOM is read as a subclass name
+        events=[*clicktocall.EVENTS, *AvailabilityMonitor.events()],
+        used_for="callbacks: which agents are free, click-to-call",
     )  # fmt: skip
     monitor = AvailabilityMonitor(client)
+    caller = CallStarter(db, client, settings)
     scanner = Scanner(db, monitor.snapshot, settings, clock=clock, notify=notify,
-                      wake=lambda: monitor.freed, metrics=metrics)  # fmt: skip
-    return Callbacks(client, monitor, scanner)
+                      start_call=caller, wake=lambda: monitor.freed,
+                      metrics=metrics)  # fmt: skip
+    return Callbacks(client, monitor, scanner, caller)
 
 
 async def run_callbacks(
@@ -64,11 +120,24 @@ async def run_callbacks(
     _log.info("callbacks.started",
               esl=f"{callbacks.client.host}:{callbacks.client.port}",
               check_interval_ms=callbacks.scanner.settings.callback_check_interval_ms)  # fmt: skip
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(keep_running, "esl_inbound", callbacks.client.run)
-        nursery.start_soon(keep_running, "availability", callbacks.monitor.run)
-        nursery.start_soon(keep_running, "scanner", callbacks.scanner.run)
-        task_status.started(callbacks)
+    # The connection outlives the rest: a click-to-call stopped by SIGTERM hangs up its legs
+    # over it before it closes.
+    connection = trio.CancelScope(shield=True)
+
+    async def keep_connected() -> None:
+        with connection:
+            await keep_running("esl_inbound", callbacks.client.run)
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(keep_connected)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_running, "availability", callbacks.monitor.run)
+                nursery.start_soon(keep_running, "click_to_call", callbacks.caller.run)
+                nursery.start_soon(keep_running, "scanner", callbacks.scanner.run)
+                task_status.started(callbacks)
+        finally:
+            connection.cancel()
 
 
 async def keep_running(

@@ -192,3 +192,27 @@ async def test_the_loop_scans_every_interval_and_at_once_when_woken(db, clinic, 
         await trio.sleep(1)
         assert scanner.scans == 4  # at once, not at 90 s
         nursery.cancel_scope.cancel()
+
+
+async def test_a_ready_to_call_ticket_is_handed_to_click_to_call_when_its_agent_is_free(
+    db, clinic
+):
+    ready = await _ticket(db, clinic, status="ready_to_call")
+    pending = await _ticket(db, clinic)
+    started = []
+
+    async def start_call(ticket):
+        started.append(ticket.request_uuid)
+
+    switch = Switch()
+    switch.registered.add("1001")
+    switch.in_call.add("1001")
+    result = await scan_once(db, switch.snapshot, SETTINGS, T0, start_call=start_call)
+    assert started == [] and result.called == ()  # on a call: not now
+    switch.in_call.clear()
+    result = await scan_once(db, switch.snapshot, SETTINGS, T0 + timedelta(minutes=11),
+                             start_call=start_call)  # fmt: skip
+    assert started == [ready]  # the pending one is notified, not called
+    assert [t.extension for t in result.called] == ["1001"]
+    assert [t.request_uuid for t in result.notified] == [pending]
+    assert await _status(db, ready) == "ready_to_call"  # click-to-call claims it, not the scan

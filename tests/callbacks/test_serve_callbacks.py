@@ -15,7 +15,7 @@ from callcontrol.callbacks.tickets import history
 from callcontrol.config import HostPort, load_settings
 from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.database import add_destination, add_domain, add_extension
-from callcontrol.testing.freeswitch import open_freeswitch_sim
+from callcontrol.testing.freeswitch import Answer, Manual, open_freeswitch_sim
 
 DOMAIN = "clinica.example.com"
 
@@ -250,3 +250,57 @@ async def test_inside_serve_a_whatsapp_sim_over_http_makes_the_ticket_ready(db, 
     assert template["type"] == "template"
     assert (confirmation["type"], confirmation["context"]) == ("text",
                                                                {"message_id": "wamid.FROM.MARIA"})
+
+
+async def test_inside_serve_a_ready_to_call_ticket_is_called_when_its_agent_registers(db, db_url):
+    ticket = await _ticket(db)
+    await db.execute("UPDATE callcontrol_callback_requests SET status = 'ready_to_call'")
+    customer_dial = f"loopback/+5511988887777/{DOMAIN}"
+    async with open_freeswitch_sim(domain=DOMAIN) as sim:
+        sim.endpoints[f"user/1001@{DOMAIN}"] = Answer(after=0.1)
+        sim.endpoints[customer_dial] = Answer(after=0.1)
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
+        app = App(settings=_settings(db_url, esl_port))
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                scanner = app.callbacks.scanner
+                while scanner.scans < 1:  # at start 1001 is not registered: nobody is rung
+                    await scanner.scanned.wait()
+                assert not sim.legs()
+                sim.register("1001", DOMAIN)  # wakes the scanner at once
+                customer = await sim.wait_for_leg("loopback/")
+                await sim.wait_for(lambda: customer.bridged_to is not None)
+                assert await _status(db, ticket) == "in_progress"
+                await customer.hangup()
+                while ticket not in app.callbacks.caller.finished:
+                    await scanner.scanned.wait()
+                app.shutting_down.set()
+        agent = sim.legs("sofia/internal/1001@")[0]
+        assert agent.variables["callcontrol_ticket"] == ticket
+        assert not sim.channels
+    assert await _status(db, ticket) == "completed"
+    moves = [(h["to_status"], h["changed_by"]) for h in await history(db, ticket)]
+    assert moves[-2:] == [("in_progress", "click-to-call"), ("completed", "click-to-call")]
+
+
+async def test_sigterm_while_a_click_to_call_rings_the_customer_leaves_no_leg(db, db_url):
+    ticket = await _ticket(db)
+    await db.execute("UPDATE callcontrol_callback_requests SET status = 'ready_to_call'")
+    async with open_freeswitch_sim(domain=DOMAIN) as sim:
+        sim.endpoints[f"user/1001@{DOMAIN}"] = Answer(after=0.1)
+        sim.endpoints[f"loopback/+5511988887777/{DOMAIN}"] = Manual()  # rings until told
+        sim.register("1001", DOMAIN)
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
+        app = App(settings=_settings(db_url, esl_port))
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                customer = await sim.wait_for_leg("loopback/")
+                app.shutting_down.set()  # SIGTERM: serve stops, the click-to-call with it
+            await sim.wait_for(lambda: not sim.channels)
+        agent = sim.legs("sofia/internal/1001@")[0]
+        assert (agent.hangup_cause, customer.hangup_cause) == ("ORIGINATOR_CANCEL",
+                                                               "ORIGINATOR_CANCEL")
+    assert await _status(db, ticket) == "pending"  # not counted: called again later
+    assert (await history(db, ticket))[-1]["reason"].endswith("not counted as an attempt")
