@@ -77,7 +77,8 @@ class Metrics:
         self.callbacks = Counter(
             "voice_callbacks_total",
             "Callback tickets moved to a status (pending: taken from a caller; notified: the "
-            "agent was told; expired; needs_review).",
+            "agent was told; expired; needs_review; in_progress, completed, failed: "
+            "click-to-call).",
             ["status"],
             registry=r,
         )

@@ -70,6 +70,7 @@ from callcontrol.handoff.dialstring import (
 )
 from callcontrol.handoff.outcomes import Outcome, outcome_for_cause
 from callcontrol.logs import get_logger
+from callcontrol.metrics import Metrics
 
 BY = "click-to-call"
 # The BACKGROUND_JOB of a leg comes at originate_timeout at the latest; past this much more,
@@ -402,6 +403,7 @@ class ClickToCall:
         snapshot_of: SnapshotOf | None = None,
         on_attempt: Callable[[AttemptReport], None] | None = None,
         on_step: Callable[[str], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.esl = esl
@@ -409,6 +411,7 @@ class ClickToCall:
         self.snapshot_of = snapshot_of or (lambda: read_snapshot(esl))
         self.on_attempt = on_attempt
         self.on_step = on_step  # each step in an admin's words (the CLI prints them)
+        self.metrics = metrics
         self._live: set[str] = set()  # legs originated and not known to be gone or bridged
 
     async def call(self, request_uuid: str) -> list[AttemptReport]:
@@ -448,6 +451,7 @@ class ClickToCall:
                             reason=f"calling, {plan.order.value} (attempt {plan.attempt} of "
                                    f"{plan.attempts_allowed})",
                             also=_insert_attempt(plan, self.settings))  # fmt: skip
+        self._count(S.IN_PROGRESS)
         _log.info("callbacks.c2c_started", request_uuid=request_uuid, attempt=plan.attempt,
                   of=plan.attempts_allowed, order=plan.order.value, agent=plan.agent.endpoint,
                   customer=plan.customer.endpoint, agent_leg=plan.agent.uuid,
@@ -498,6 +502,10 @@ class ClickToCall:
                 await self._kill_live("NORMAL_CLEARING")
                 return
             await self._bridge(plan, call, first_events, second_events)
+
+    def _count(self, status: TicketStatus) -> None:
+        if self.metrics is not None:
+            self.metrics.callbacks.labels(status=status.value).inc()
 
     def _step(self, text: str) -> None:
         if self.on_step is not None:
@@ -620,6 +628,7 @@ class ClickToCall:
             _log.warning("callbacks.c2c_outcome_not_stored", request_uuid=ticket,
                          error=str(exc), outcome=call.result.value)  # fmt: skip
             return report
+        self._count(decision.status)
         _log.info("callbacks.c2c_attempt_done", request_uuid=ticket, attempt=plan.attempt,
                   outcome=call.result.value, cause=call.cause, status=decision.status.value,
                   retry_in_seconds=decision.retry_in, reason=decision.reason)  # fmt: skip

@@ -50,8 +50,10 @@ class CallStarter:
     """Click-to-call in tasks of its own (``run`` holds their nursery), one per ticket at a
     time in this process; each over the inbound connection live at its start."""
 
-    def __init__(self, db: Database, client: InboundClient, settings: Settings) -> None:
+    def __init__(self, db: Database, client: InboundClient, settings: Settings,
+                 metrics: Metrics | None = None) -> None:  # fmt: skip
         self.db = db
+        self.metrics = metrics
         self.client = client
         self.settings = settings
         self.calling: set[str] = set()
@@ -76,7 +78,8 @@ class CallStarter:
     async def _call(self, uuid: str) -> None:
         try:
             conn = await self.client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
-            await clicktocall.ClickToCall(self.db, conn, self.settings).call(uuid)
+            await clicktocall.ClickToCall(self.db, conn, self.settings,
+                                          metrics=self.metrics).call(uuid)  # fmt: skip
         except (clicktocall.NotCallable, clicktocall.Refused, MoveRefused, TicketNotFound) as exc:
             _log.info("callbacks.c2c_not_started", request_uuid=uuid, reason=str(exc))
         except (ConnectionClosed, trio.TooSlowError, DatabaseUnavailable) as exc:
@@ -106,7 +109,7 @@ def build_callbacks(
         used_for="callbacks: which agents are free, click-to-call",
     )  # fmt: skip
     monitor = AvailabilityMonitor(client)
-    caller = CallStarter(db, client, settings)
+    caller = CallStarter(db, client, settings, metrics)
     scanner = Scanner(db, monitor.snapshot, settings, clock=clock, notify=notify,
                       start_call=caller, wake=lambda: monitor.freed,
                       metrics=metrics)  # fmt: skip

@@ -282,6 +282,9 @@ async def test_inside_serve_a_ready_to_call_ticket_is_called_when_its_agent_regi
     assert await _status(db, ticket) == "completed"
     moves = [(h["to_status"], h["changed_by"]) for h in await history(db, ticket)]
     assert moves[-2:] == [("in_progress", "click-to-call"), ("completed", "click-to-call")]
+    metrics = app.services.metrics
+    assert metrics.value("voice_callbacks_total", status="in_progress") == 1
+    assert metrics.value("voice_callbacks_total", status="completed") == 1
 
 
 async def test_sigterm_while_a_click_to_call_rings_the_customer_leaves_no_leg(db, db_url):
