@@ -3,7 +3,9 @@
 One scan (``scan_once``), every ``CALLBACK_CHECK_INTERVAL_MS`` and at once when FreeSWITCH says
 an extension may have become free:
 
-1. tickets past ``expires_at`` become ``expired``; tickets told ``CALLBACK_MAX_NOTIFICATIONS``
+1. an ``in_progress`` ticket whose click-to-call was never bridged and is older than two rings
+   was left by a killed process: it is ``pending`` again; tickets past ``expires_at`` become
+   ``expired``; tickets told ``CALLBACK_MAX_NOTIFICATIONS``
    times (their domain's own value, else the environment's: ``domain_settings``) without being
    called become ``needs_review`` (a person must look);
 2. the due tickets (``scheduled_at`` reached, the minimum interval since the last notification
@@ -39,6 +41,7 @@ import trio
 
 from callcontrol.callbacks import outbox, whatsapp_delivery
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
+from callcontrol.callbacks.clicktocall import JOB_GRACE_SECONDS
 from callcontrol.callbacks.tickets import record_who
 from callcontrol.config import Settings
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
@@ -134,6 +137,7 @@ class ScanResult:
     notified: tuple[DueTicket, ...] = ()
     availability_known: bool = True
     called: tuple[DueTicket, ...] = ()  # ready_to_call, agent free: click-to-call started
+    reclaimed: tuple[str, ...] = ()  # in_progress, its click-to-call gone: pending again
 
 
 SnapshotSource = Callable[[], Awaitable[Snapshot | None]]
@@ -152,16 +156,18 @@ async def scan_once(
     start_call: StartCall | None = None,
     limit: int = 10_000,
 ) -> ScanResult:
+    reclaimed = await db.transaction(lambda conn: _reclaim_lost_calls(conn, settings))
     expired, to_review = await db.transaction(lambda conn: _close_out(conn, settings, now))
     rows = await db.fetch_all(_DUE, {"now": now, "limit": limit})
     due = [DueTicket(**row) for row in rows]
     ready = [] if start_call is None else [
         DueTicket(**row) for row in await db.fetch_all(_READY, {"now": now, "limit": limit})]
     if not due and not ready:
-        return ScanResult(expired, to_review)
+        return ScanResult(expired, to_review, reclaimed=reclaimed)
     snapshot = await snapshot_of()
     if snapshot is None:
-        return ScanResult(expired, to_review, len(due), availability_known=False)
+        return ScanResult(expired, to_review, len(due), availability_known=False,
+                          reclaimed=reclaimed)  # fmt: skip
     called = tuple(t for t in ready if _is_free(snapshot, t))
     for ticket in called:
         _log.info("callbacks.c2c_due", request_uuid=ticket.request_uuid,
@@ -181,7 +187,8 @@ async def scan_once(
                   reason="the agent's extension is available")  # fmt: skip
         if notify is not None:
             await notify(ticket)
-    return ScanResult(expired, to_review, len(due), notified, called=called)
+    return ScanResult(expired, to_review, len(due), notified, called=called,
+                      reclaimed=reclaimed)  # fmt: skip
 
 
 def _is_free(snapshot: Snapshot, ticket: DueTicket) -> bool:
@@ -189,6 +196,42 @@ def _is_free(snapshot: Snapshot, ticket: DueTicket) -> bool:
         return False  # a ring group's or a queue's ticket: nobody in particular to tell yet
     found = availability(snapshot, ticket.extension, ticket.domain_name, dnd=ticket.dnd)
     return found is Availability.AVAILABLE
+
+
+# A click-to-call that is not bridged ends within its two rings (and the job's grace); one whose
+# attempt is older than that and not bridged was killed with its process (SIGKILL, a crash):
+# its ticket goes back to pending, the attempt closed as cancelled and not counted. Times are
+# the database's own on both sides (the attempt's started_at is its now()).
+_RECLAIM = """
+WITH lost AS (
+    UPDATE callcontrol_callback_attempts a
+       SET outcome = 'cancelled', hangup_cause = 'CALLCONTROL_STOPPED', ended_at = now()
+     WHERE a.ended_at IS NULL AND a.bridged_at IS NULL
+       AND a.started_at <= now() - make_interval(secs => %(seconds)s)
+    RETURNING a.request_uuid
+)
+UPDATE callcontrol_callback_requests r SET status = 'pending', updated_at = now()
+  FROM lost WHERE r.request_uuid = lost.request_uuid AND r.status = 'in_progress'
+RETURNING r.request_uuid::text
+"""
+
+
+def _reclaim_lost_calls(conn: Connection, settings: Settings) -> tuple[str, ...]:
+    record_who(conn, "scanner", "its click-to-call stopped without a word (killed): "
+               "not counted, called again when asked")  # fmt: skip
+    seconds = unbridged_attempt_limit_seconds(settings)
+    found = tuple(r["request_uuid"] for r in conn.execute(_RECLAIM, {"seconds": seconds}))
+    for uuid in found:
+        _log.warning("callbacks.c2c_lost", request_uuid=uuid, older_than_seconds=seconds,
+                     reason="in_progress, never bridged, longer than two rings",
+                     effect="back to pending")  # fmt: skip
+    return found
+
+
+def unbridged_attempt_limit_seconds(settings: Settings) -> float:
+    """The longest a live click-to-call attempt can go unbridged (two rings, each with the
+    job's grace, and a minute for the rest)."""
+    return 2 * (settings.callback_ring_timeout_seconds + JOB_GRACE_SECONDS) + 60
 
 
 def _close_out(conn: Connection, settings: Settings, now: datetime) -> tuple[tuple[str, ...],

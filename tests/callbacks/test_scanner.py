@@ -216,3 +216,31 @@ async def test_a_ready_to_call_ticket_is_handed_to_click_to_call_when_its_agent_
     assert [t.extension for t in result.called] == ["1001"]
     assert [t.request_uuid for t in result.notified] == [pending]
     assert await _status(db, ready) == "ready_to_call"  # click-to-call claims it, not the scan
+
+
+async def test_a_click_to_call_killed_with_its_process_is_pending_again_after_two_rings(
+    db, clinic
+):
+    lost, ringing, talking = [await _ticket(db, clinic, status="in_progress") for _ in range(3)]
+    for ticket, age, bridged in ((lost, "3 minutes", False), (ringing, "20 seconds", False),
+                                 (talking, "1 hour", True)):  # fmt: skip
+        await db.execute(
+            "INSERT INTO callcontrol_callback_attempts (request_uuid, attempt, call_order,"
+            " agent_endpoint, customer_endpoint, agent_uuid, customer_uuid, started_at,"
+            " bridged_at) VALUES (%(t)s, 1, 'agent-first', 'user/1001@x', 'loopback/+55/x',"
+            " gen_random_uuid(), gen_random_uuid(), now() - %(age)s::interval,"
+            " CASE WHEN %(bridged)s THEN now() END)", {"t": ticket, "age": age, "bridged": bridged})
+    with structlog.testing.capture_logs() as logs:
+        result = await scan_once(db, Switch().snapshot, SETTINGS, T0)
+    assert result.reclaimed == (lost,)  # 2 × (30 s ring + 15 s grace) + 60 s = 150 s
+    assert [await _status(db, t) for t in (lost, ringing, talking)] == [
+        "pending", "in_progress", "in_progress"]
+    row = await db.fetch_one("SELECT outcome, hangup_cause, ended_at IS NOT NULL AS ended"
+                             " FROM callcontrol_callback_attempts WHERE request_uuid = %s",
+                             (lost,))  # fmt: skip
+    assert row == {"outcome": "cancelled", "hangup_cause": "CALLCONTROL_STOPPED", "ended": True}
+    assert await db.fetch_value("SELECT attempts FROM callcontrol_callback_requests"
+                                " WHERE request_uuid = %s", (lost,)) == 0  # fmt: skip
+    last = (await history(db, lost))[-1]
+    assert (last["to_status"], last["changed_by"]) == ("pending", "scanner")
+    assert [e["event"] for e in logs].count("callbacks.c2c_lost") == 1
