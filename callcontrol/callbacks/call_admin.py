@@ -86,7 +86,7 @@ async def _run(settings: Settings, ticket: str, once: bool) -> int:
                 _say(_heading(ticket_row, settings))
                 reports = [await c2c.attempt(ticket)] if once else await c2c.call(ticket)
                 if once:
-                    _tell(reports[0])
+                    _tell(reports[0], retried_here=False)
         except CommandError as exc:
             raise _Unreachable(f"FreeSWITCH at {where} refused the Event Socket login "
                                f"({exc})") from None  # fmt: skip
@@ -111,12 +111,13 @@ def _heading(ticket: clicktocall.Ticket, settings: Settings) -> str:
             f"{settings.callback_call_order}")  # fmt: skip
 
 
-def _tell(report: AttemptReport) -> None:
+def _tell(report: AttemptReport, *, retried_here: bool = True) -> None:
     plan = report.plan
     line = f"  attempt {plan.attempt} of {plan.attempts_allowed}: {report.words}"
     if report.decision.retry_in is not None:
         at = datetime.now(UTC) + timedelta(seconds=report.decision.retry_in)
-        line += f" -- trying again in {int(report.decision.retry_in)} s ({at:%H:%M:%S} UTC)"
+        what = "trying again" if retried_here else "due again"
+        line += f" -- {what} in {int(report.decision.retry_in)} s ({at:%H:%M:%S} UTC)"
     _say(line)
 
 

@@ -127,7 +127,7 @@ def test_once_leaves_the_retry_to_the_scanner(db_url, monkeypatch, capsys, switc
     monkeypatch.setenv("ESL_PORT", str(switch_thread(Busy())))
     code, out, _ = _cli(capsys, ticket, "--once")
     assert code == 1
-    assert "  attempt 1 of 3: the agent's extension 1001 was busy -- trying again in 60 s" in out
+    assert "  attempt 1 of 3: the agent's extension 1001 was busy -- due again in 60 s" in out
     assert out.splitlines()[-1].startswith(f"ticket {ticket}: pending, due again")
     assert _status(db_url, ticket) == ("pending", 1)
 
