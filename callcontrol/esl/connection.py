@@ -343,24 +343,48 @@ class EslConnection:
         uuid: str | None = None,
         event_lock: bool = False,
         loops: int | None = None,
+        wait_reply: bool = True,
     ) -> Execution:
-        """``sendmsg execute``; the returned handle completes on CHANNEL_EXECUTE_COMPLETE."""
+        """``sendmsg execute``; the returned handle completes on CHANNEL_EXECUTE_COMPLETE.
+
+        ``wait_reply=False``: return once the command is written. Its reply only says the app
+        was queued, and FreeSWITCH reads a socket's commands in order, so whatever is sent next
+        still runs after it is queued; a refusal shows as ``Execution.refused``.
+        """
         app_uuid = generated.uuid4_text()
         slot = _Slot()
         started = trio.Event()
         self._executes[app_uuid] = slot
         self._execute_started[app_uuid] = started
+        data = commands.execute(
+            app, arg, uuid=uuid, event_uuid=app_uuid, event_lock=event_lock, loops=loops
+        )
+        reply: _Slot | None = None
         try:
-            await self.send_ok(
-                commands.execute(
-                    app, arg, uuid=uuid, event_uuid=app_uuid, event_lock=event_lock, loops=loops
-                )
-            )
+            if wait_reply:
+                await self.send_ok(data)
+            else:
+                reply = await self._write(data)
         except BaseException:
             self._executes.pop(app_uuid, None)
             self._execute_started.pop(app_uuid, None)
             raise
-        return Execution(app, app_uuid, slot, started)
+        return Execution(app, app_uuid, slot, started, reply)
+
+    async def _write(self, data: bytes) -> _Slot:
+        """Write one command without waiting: its reply lands in the returned slot, in FIFO
+        order like any other (a reply that never comes times out the next command waited on)."""
+        if self.closed.is_set():
+            raise ConnectionClosed(self.close_reason)
+        slot = _Slot()
+        async with self._send_lock:
+            self._replies.append(slot)
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._close(f"send failed: {exc!r}")
+                raise ConnectionClosed(self.close_reason) from None
+        return slot
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -397,11 +421,20 @@ def raise_on_err(sent: Sequence[bytes], replies: Sequence[Frame]) -> None:
 class Execution:
     """A ``sendmsg execute`` in flight: ``await completed()`` gives EXECUTE_COMPLETE."""
 
-    def __init__(self, app: str, app_uuid: str, slot: _Slot, started: trio.Event) -> None:
+    def __init__(
+        self, app: str, app_uuid: str, slot: _Slot, started: trio.Event, reply: _Slot | None = None
+    ) -> None:
         self.app = app
         self.app_uuid = app_uuid
         self._slot = slot
         self._started = started
+        self._reply = reply  # the command/reply, when it was not waited for
+
+    @property
+    def refused(self) -> bool:
+        """FreeSWITCH answered the ``sendmsg`` with ``-ERR`` (not waited for): it never runs."""
+        reply = self._reply
+        return reply is not None and reply.done and reply.error is None and not reply.value.ok
 
     @property
     def started(self) -> bool:

@@ -50,7 +50,10 @@ class BreakHold:
         self.playing: Execution | None = None
 
     async def start(self) -> None:
-        self.playing = await self.call.conn.execute("playback", self.music)
+        # Not waiting for the reply takes a round trip off the way to ``bgapi originate``: the
+        # switch reads this socket's commands in order, so the music is queued on A before the
+        # originate after it is even read, and still starts before the agent's phone rings.
+        self.playing = await self.call.conn.execute("playback", self.music, wait_reply=False)
 
     def stop_with_bridge(self) -> list[bytes]:
         # The bridge queued right behind the break ends the park anyway: no need to wait for
@@ -64,6 +67,8 @@ class BreakHold:
         playing, self.playing = self.playing, None
         if playing is None:
             return
+        if playing.refused:
+            return  # never queued: nothing to stop
         started = await playing.wait_started(START_SECONDS)
         await self.call.api("uuid_break", self.call.uuid, "all")
         if for_bridge or not started:

@@ -55,10 +55,18 @@ class Pbx:
             reply: HandoffReply = await self._reply_receive.receive()
         return reply
 
-    def call(self, flow: Callable[[Any], Awaitable[None]], **kwargs: Any) -> SimCall:
+    def call(
+        self,
+        flow: Callable[[Any], Awaitable[None]],
+        *,
+        wrap: Callable[[trio.abc.Stream], trio.abc.Stream] | None = None,
+        **kwargs: Any,
+    ) -> SimCall:
+        """A call into the server; ``wrap`` puts something between the server and its end of
+        the socket (to hold back what the switch says, say)."""
         ours, theirs = trio.testing.memory_stream_pair()
         app = App(settings=self.service.settings, flow=flow)
-        self.nursery.start_soon(handle_call, ours, app)
+        self.nursery.start_soon(handle_call, wrap(ours) if wrap else ours, app)
         variables = {
             "domain_uuid": str(self.domain_uuid),
             "domain_name": DOMAIN,

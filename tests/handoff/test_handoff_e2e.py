@@ -328,3 +328,57 @@ async def test_a_call_without_its_domain_cannot_be_transferred(pbx, autojump_clo
     reply = await wait_reply(pbx)
     assert reply.status == "failed" and reply.cause == "NO_DOMAIN"
     assert originates(call) == []
+
+
+class HeldReplies(trio.abc.Stream):
+    """The server's end of the socket: once it has sent the hold music, nothing the switch
+    says reaches it until it has also sent ``bgapi originate``."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.holding = False
+        self.released = trio.Event()
+        self.order: list[str] = []
+
+    async def send_all(self, data) -> None:
+        if b"execute-app-name: playback" in data:
+            self.order.append("playback")
+            self.holding = True
+        if b"bgapi originate" in data:
+            self.order.append("originate")
+            self.released.set()
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes=None):
+        data = await self.inner.receive_some(max_bytes)
+        if self.holding:
+            await self.released.wait()
+        return data
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_originate_is_sent_without_waiting_for_the_hold_music_reply(pbx, autojump_clock):
+    # The playback's reply only says "queued"; the switch runs the socket's commands in order,
+    # so the music is on before the ring without that round trip on the way to the originate.
+    await add_suporte(pbx, ring_timeout_seconds=25)
+    pbx.sim.endpoints[SUPORTE] = Answer(after=3.0)
+    held: list[HeldReplies] = []
+
+    def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
+        held.append(HeldReplies(stream))
+        return held[0]
+
+    call = pbx.call(pbx.transfer_flow("suporte"), wrap=wrap)
+    reply = await wait_reply(pbx)
+    assert reply.status == "success"
+    assert held[0].order == ["playback", "originate"]
+    sent = lines(call)
+    moh = next(c for c in call.commands if header(c, "execute-app-arg") == MOH)
+    assert call.commands.index(moh) < sent.index(originates(call)[0].line)
+    assert call.bridged_to is not None
+    await call.hangup()
