@@ -31,6 +31,8 @@ def _free_port() -> int:
 
 def _env(**settings: str) -> dict[str, str]:
     env = {name: os.environ[name] for name in _KEEP if name in os.environ}
+    # coverage's own variables: the serve process is measured like the tests' own code
+    env |= {name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")}
     ports = {
         "CALLCONTROL_ESL_LISTEN": f"127.0.0.1:{_free_port()}",
         "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{_free_port()}",

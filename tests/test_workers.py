@@ -117,6 +117,7 @@ class Serve:
 
 def _env(db_url: str, model_url: str, **more: str) -> dict[str, str]:
     env = {name: os.environ[name] for name in _KEEP if name in os.environ}
+    env |= {name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")}
     return {
         **env,
         "DATABASE_URL": db_url,
