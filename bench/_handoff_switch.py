@@ -11,6 +11,10 @@ when it wrote the B-leg's CHANNEL_ANSWER and the hold music's CHANNEL_EXECUTE_CO
 on ``time.perf_counter_ns()`` (CLOCK_MONOTONIC, the same clock in both processes on Linux).
 The records go to ``--out`` as JSON, keyed by the caller's UUID.
 
+``bench/handoff.py --switches K`` runs K of these, each dialling every K-th slot of one shared
+ramp from the same ``--start-ns``: each process then routes its events among N/K sockets, not
+N, which is what made one simulator saturate at 500 calls.
+
 Two changes, in this process only, let the simulator keep up with hundreds of calls on one
 core without changing a byte it writes: its event routing skips sockets whose filters cannot
 match (``publish_routed``), an event is encoded once however many sockets receive it
@@ -178,6 +182,9 @@ class Stamped(trio.abc.Stream):
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     offset_ns = time.perf_counter_ns() - int(trio.current_time() * 1e9)
+    if args.start_ns:
+        # Several switch processes share one ramp: all start dialling at the same moment.
+        await trio.sleep(max(0.0, (args.start_ns - time.perf_counter_ns()) / 1e9))
     start = trio.current_time()
     endpoints = RingUntil(start + args.ramp + 0.5, 2.5)
     variables = {"domain_uuid": args.domain_uuid, "domain_name": DOMAIN,
@@ -213,8 +220,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                                   "moh_done": stamped.moh_done_ns}  # fmt: skip
 
         async with trio.open_nursery() as nursery:
+            # This process's share of the ramp's slots: calls index, index + of, index + 2*of...
+            total = args.calls * args.of
             for i in range(args.calls):
-                nursery.start_soon(one_call, args.ramp * i / args.calls)
+                nursery.start_soon(one_call, args.ramp * (i * args.of + args.index) / total)
         peak = sim.peak_sessions
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"bridged": bridged, "failed": failed, "peak_sessions": peak,
@@ -232,6 +241,9 @@ def cli() -> None:
     parser.add_argument("--domain-uuid", required=True)
     parser.add_argument("--secretary-uuid", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--index", type=int, default=0, help="this process, of --of")
+    parser.add_argument("--of", type=int, default=1, help="how many switch processes share")
+    parser.add_argument("--start-ns", type=int, default=0, help="perf_counter_ns to start at")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
