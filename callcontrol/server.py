@@ -447,9 +447,29 @@ async def _serve_api(
         whatsapp = WhatsAppWebhook(app.settings, kick=kick_whatsapp)
         http = build_http_app(services.metrics, app.settings.service_token, health, ready,
                               db=services.db, availability=availability,
-                              timezone=app.settings.tz, whatsapp=whatsapp)  # fmt: skip
+                              timezone=app.settings.tz, whatsapp=whatsapp,
+                              calls=_ClickToCallOf(app),
+                              retry_delay_seconds=app.settings.callback_retry_delay_seconds,
+                              )  # fmt: skip
         await serve_http(http, app.settings.http_listen, task_status=task_status)
         nursery.cancel_scope.cancel()
+
+
+class _ClickToCallOf:
+    """The API's click-to-call: the callbacks' starter, started after the API (None before,
+    and when CALLBACK_ENABLED is off: the API answers 503)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def initiate(self, request_uuid: str) -> str | None:
+        if self.app.callbacks is None:
+            from callcontrol.api.errors import ApiError  # noqa: PLC0415
+
+            raise ApiError(503, "click_to_call_unavailable", "click-to-call is not running "
+                           "(CALLBACK_ENABLED off, or migrations pending)")  # fmt: skip
+        result: str | None = self.app.callbacks.caller.initiate(request_uuid)
+        return result
 
 
 def _watch_availability(settings: Settings, nursery: trio.Nursery) -> Any:

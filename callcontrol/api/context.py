@@ -1,6 +1,6 @@
 """What the endpoints share, kept on the Starlette app's state: the database, FreeSWITCH's
-availability snapshot, the metrics, the time zone for dates without an offset and the WhatsApp
-webhook's settings."""
+availability snapshot, the metrics, the time zone for dates without an offset, the WhatsApp
+webhook's settings and the click-to-call starter."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from callcontrol.db.database import Database
 from callcontrol.metrics import Metrics
 
 if TYPE_CHECKING:
+    from callcontrol.api.clicktocall import Initiator
     from callcontrol.api.extension_status import SnapshotSource
     from callcontrol.api.whatsapp_webhook import WhatsAppWebhook
 
@@ -26,6 +27,8 @@ class ApiContext:
     availability: SnapshotSource | None = None
     timezone: ZoneInfo = attrs.field(factory=lambda: ZoneInfo("America/Sao_Paulo"))
     whatsapp: WhatsAppWebhook | None = None
+    calls: Initiator | None = None  # click-to-call (None: not running, the API answers 503)
+    retry_delay_seconds: int = 60  # CALLBACK_RETRY_DELAY_SECONDS, told to a USER_BUSY client
 
     @staticmethod
     def of(request: Request) -> ApiContext:

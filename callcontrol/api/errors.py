@@ -20,11 +20,13 @@ _log = get_logger("callcontrol.api")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, reason: str) -> None:
+    def __init__(self, status: int, error: str, reason: str,
+                 more: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         super().__init__(reason)
         self.status = status
         self.error = error
         self.reason = reason
+        self.more = dict(more or {})  # fields a client acts on (shouldRetry, retryAfterSeconds)
 
 
 def bad_request(reason: str) -> ApiError:
@@ -36,9 +38,14 @@ def not_found(reason: str) -> ApiError:
 
 
 def refusal(
-    status: int, error: str, reason: str, headers: Mapping[str, str] | None = None
+    status: int,
+    error: str,
+    reason: str,
+    headers: Mapping[str, str] | None = None,
+    more: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"error": error, "reason": reason}, status_code=status, headers=headers)
+    return JSONResponse({"error": error, "reason": reason, **(more or {})}, status_code=status,
+                        headers=headers)  # fmt: skip
 
 
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
@@ -46,7 +53,7 @@ _CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return refusal(exc.status, exc.error, exc.reason)
+    return refusal(exc.status, exc.error, exc.reason, more=exc.more)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callcontrol.api import callbacks, openapi, stats, whatsapp_webhook
+from callcontrol.api import callbacks, clicktocall, openapi, stats, whatsapp_webhook
 from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
+from callcontrol.api.clicktocall import Initiator
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import EXCEPTION_HANDLERS
 from callcontrol.api.extension_status import SnapshotSource, extension_status
@@ -53,11 +54,14 @@ def build_app(
     availability: SnapshotSource | None = None,
     timezone: ZoneInfo | None = None,
     whatsapp: whatsapp_webhook.WhatsAppWebhook | None = None,
+    calls: Initiator | None = None,
+    retry_delay_seconds: int = 60,
 ) -> Starlette:
     """The whole HTTP side. ``db``: the callbacks endpoints' database (None: they answer 503);
     ``availability``: FreeSWITCH's snapshot (None: every extension is UNKNOWN); ``timezone``:
     what a date without an offset in a query means (CALLCONTROL_TIMEZONE); ``whatsapp``: the
-    WhatsApp webhook's settings (None: it answers 503)."""
+    WhatsApp webhook's settings (None: it answers 503); ``calls``: click-to-call's starter
+    (None: initiate answers 503); ``retry_delay_seconds``: CALLBACK_RETRY_DELAY_SECONDS."""
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
@@ -85,6 +89,8 @@ def build_app(
         Route("/api/callbacks/{id}", callbacks.get_callback),
         Route("/api/callbacks/{id}/snooze", callbacks.snooze_callback, methods=["POST"]),
         Route("/api/callbacks/{id}/cancel", callbacks.cancel_callback, methods=["POST"]),
+        Route("/api/callbacks/{id}/initiate", clicktocall.initiate_callback, methods=["POST"]),
+        Route("/api/callback/originate", clicktocall.originate, methods=["POST"]),
         Route("/api/stats", stats.stats),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.subscribe, methods=["GET"]),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.receive, methods=["POST"]),
@@ -94,7 +100,8 @@ def build_app(
     # empty body to the path without the slash: one answer shape for machine clients
     app.router.redirect_slashes = False
     app.state.api = ApiContext(metrics, db, availability,
-                               timezone or ZoneInfo("America/Sao_Paulo"), whatsapp)  # fmt: skip
+                               timezone or ZoneInfo("America/Sao_Paulo"), whatsapp, calls,
+                               retry_delay_seconds)  # fmt: skip
     app.add_middleware(RequireToken, token=token)
     return app
 

@@ -125,8 +125,19 @@ SCHEMAS: dict[str, Schema] = {
     "Refusal": _object(["error", "reason"], {
         "error": {"type": "string", "description": "a code: bad_request, unauthorized, "
                   "not_found, method_not_allowed, illegal_move, expires_first, too_large, "
-                  "no_token_configured, database_unavailable"},
-        "reason": {"type": "string", "description": "what to fix, in a sentence"}}),
+                  "no_token_configured, database_unavailable; click-to-call also USER_BUSY, "
+                  "OFFLINE, DND, UNKNOWN, not_callable, already_calling, "
+                  "click_to_call_unavailable"},
+        "reason": {"type": "string", "description": "what to fix, in a sentence"},
+        "shouldRetry": {"type": "boolean", "description": "click-to-call refused for the "
+                        "agent's availability: whether trying again later may work"},
+        "retryAfterSeconds": {"type": "integer", "description": "USER_BUSY: when to try "
+                              "again (CALLBACK_RETRY_DELAY_SECONDS)"}}),
+    "CallStarted": _object(["ticketUuid", "agentLegUuid", "status"], {
+        "ticketUuid": {"type": "string", "format": "uuid"},
+        "agentLegUuid": {"type": "string", "format": "uuid",
+                         "description": "the agent leg's origination_uuid: the call's UUID"},
+        "status": {"type": "string", "enum": ["in_progress"]}}),
     "ExtensionStatus": _object(["extension", "status", "available", "reason"], {
         "extension": {"type": "string"},
         "status": {"type": "string", "enum": ["AVAILABLE", "IN_CALL", "RINGING", "DND",
@@ -178,6 +189,18 @@ def _refused(*codes: int) -> dict[str, Schema]:
            503: "the database is not answering, or no service token is configured"}  # fmt: skip
     return {str(code): _json(why[code], _ref("Refusal")) for code in codes}
 
+
+# click-to-call: 202 at once (the call runs in the background), or a typed refusal
+_C2C_RESPONSES = {
+    "202": _json("the call is started: the agent's phone rings first", _ref("CallStarted")),
+    **_refused(400, 401, 404, 413),
+    "409": _json("USER_BUSY (shouldRetry, retryAfterSeconds), OFFLINE, DND; illegal_move (its "
+                 "status), not_callable (a message, or no agent's extension), already_calling",
+                 _ref("Refusal")),
+    "503": _json("UNKNOWN (FreeSWITCH not answering: never taken as available), "
+                 "click_to_call_unavailable, database_unavailable, no_token_configured",
+                 _ref("Refusal")),
+}
 
 _PROBE = {"security": [], "tags": ["probes"]}
 _DATA = (400, 401, 503)
@@ -243,6 +266,17 @@ PATHS: dict[str, dict[str, Schema]] = {
         "requestBody": _body([], {"reason": {"type": "string", "maxLength": 500}}),
         "responses": {"200": _json("the ticket now", _ref("Ticket")),
                       **_refused(*_DATA, 404, 409, 413)}}},
+    "/api/callbacks/{id}/initiate": {"post": {
+        "operationId": "initiateCallback", "summary": "click-to-call: call it back now",
+        "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
+        "responses": _C2C_RESPONSES}},
+    "/api/callback/originate": {"post": {
+        "operationId": "originateCallback",
+        "summary": "click-to-call (the original plan's name): as /api/callbacks/{id}/initiate",
+        "tags": ["callbacks"], "parameters": [DOMAIN],
+        "requestBody": _body(["ticketUuid"], {"ticketUuid": {"type": "string",
+                                                             "format": "uuid"}}),
+        "responses": _C2C_RESPONSES}},
     "/api/stats": {"get": {
         "operationId": "stats", "summary": "the domain's figures over a period",
         "tags": ["reports"], "parameters": [DOMAIN, FROM, TO],

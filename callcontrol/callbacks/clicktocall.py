@@ -414,12 +414,15 @@ class ClickToCall:
         self.metrics = metrics
         self._live: set[str] = set()  # legs originated and not known to be gone or bridged
 
-    async def call(self, request_uuid: str) -> list[AttemptReport]:
+    async def call(self, request_uuid: str, *, agent_uuid: str | None = None
+                   ) -> list[AttemptReport]:  # fmt: skip
         """Attempts until one connects them or none is left (waiting the retry delay between
-        two); the reports in order."""
+        two); the reports in order. ``agent_uuid``: the first attempt's agent leg UUID, when
+        it was promised beforehand (the API answers with it before the call starts)."""
         reports: list[AttemptReport] = []
         while True:
-            report = await self.attempt(request_uuid)
+            report = await self.attempt(request_uuid, agent_uuid=agent_uuid)
+            agent_uuid = None  # a retry is a new call: new legs
             reports.append(report)
             if self.on_attempt is not None:
                 self.on_attempt(report)
@@ -430,7 +433,8 @@ class ClickToCall:
                       reason=report.words)  # fmt: skip
             await trio.sleep(report.decision.retry_in)
 
-    async def attempt(self, request_uuid: str) -> AttemptReport:
+    async def attempt(self, request_uuid: str, *, agent_uuid: str | None = None
+                      ) -> AttemptReport:  # fmt: skip
         """One attempt (module docstring); ``NotCallable``, ``Refused``, ``MoveRefused`` and
         ``TicketNotFound`` before any leg is rung."""
         ticket = await load_ticket(self.db, request_uuid)
@@ -439,7 +443,7 @@ class ClickToCall:
             _log.info("callbacks.c2c_not_callable", request_uuid=request_uuid, reason=why)
             raise NotCallable(request_uuid, why)
         try:
-            plan = plan_call(ticket, self.settings)
+            plan = plan_call(ticket, self.settings, new_uuid=_uuids(agent_uuid))
         except UnsafeDialStringValue as exc:
             await change_status(self.db, request_uuid, S.NEEDS_REVIEW, by=BY,
                                 reason=f"cannot be dialled safely: {exc}")  # fmt: skip
@@ -633,6 +637,12 @@ class ClickToCall:
                   outcome=call.result.value, cause=call.cause, status=decision.status.value,
                   retry_in_seconds=decision.retry_in, reason=decision.reason)  # fmt: skip
         return report
+
+
+def _uuids(first: str | None) -> Callable[[], str]:
+    """New leg UUIDs, the first one ``first`` when given (plan_call asks for the agent's first)."""
+    given = [first] if first else []
+    return lambda: given.pop() if given else str(uuid_module.uuid4())
 
 
 async def _first(*runs: Callable[[], Awaitable[T]]) -> tuple[int, T]:

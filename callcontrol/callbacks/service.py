@@ -14,6 +14,7 @@ its ticket back to ``pending``.
 
 from __future__ import annotations
 
+import uuid as uuid_module
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -68,6 +69,19 @@ class CallStarter:
             finally:
                 self._nursery = None
 
+    def initiate(self, request_uuid: str) -> str | None:
+        """Click-to-call for one ticket now, asked for by the API: the agent leg's UUID (its
+        origination_uuid), the call running in the background; None when this process is
+        calling that ticket already or is stopping."""
+        if request_uuid in self.calling or self._nursery is None:
+            return None
+        agent_uuid = str(uuid_module.uuid4())
+        self.calling.add(request_uuid)
+        self._nursery.start_soon(self._call, request_uuid, agent_uuid)
+        _log.info("callbacks.c2c_initiated", request_uuid=request_uuid, agent_leg=agent_uuid,
+                  reason="asked for over the API")  # fmt: skip
+        return agent_uuid
+
     async def __call__(self, ticket: DueTicket) -> None:
         uuid = ticket.request_uuid
         if uuid in self.calling or self._nursery is None:
@@ -75,11 +89,11 @@ class CallStarter:
         self.calling.add(uuid)
         self._nursery.start_soon(self._call, uuid)
 
-    async def _call(self, uuid: str) -> None:
+    async def _call(self, uuid: str, agent_uuid: str | None = None) -> None:
         try:
             conn = await self.client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
-            await clicktocall.ClickToCall(self.db, conn, self.settings,
-                                          metrics=self.metrics).call(uuid)  # fmt: skip
+            await clicktocall.ClickToCall(self.db, conn, self.settings, metrics=self.metrics
+                                          ).call(uuid, agent_uuid=agent_uuid)  # fmt: skip
         except (clicktocall.NotCallable, clicktocall.Refused, MoveRefused, TicketNotFound) as exc:
             _log.info("callbacks.c2c_not_started", request_uuid=uuid, reason=str(exc))
         except (ConnectionClosed, trio.TooSlowError, DatabaseUnavailable) as exc:

@@ -37,14 +37,32 @@ def switch() -> FixedSwitch:
     return FixedSwitch()
 
 
+class StartedCalls:
+    """Click-to-call's starter as the API sees it: what it was asked to call."""
+
+    def __init__(self) -> None:
+        self.tickets: list[str] = []
+
+    def initiate(self, request_uuid: str) -> str | None:
+        if request_uuid in self.tickets:
+            return None
+        self.tickets.append(request_uuid)
+        return str(uuid.uuid4())
+
+
+@pytest.fixture
+def calls() -> StartedCalls:
+    return StartedCalls()
+
+
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics()
 
 
 @pytest.fixture
-async def client(db, switch, metrics):
-    app = build_app(metrics, TOKEN, db=db, availability=switch)
+async def client(db, switch, metrics, calls):
+    app = build_app(metrics, TOKEN, db=db, availability=switch, calls=calls)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
         yield c
