@@ -18,10 +18,12 @@ from typing import Any, TextIO
 import attrs
 import trio
 
+from callcontrol.callbacks.phone import PhoneNumber, normalise
 from callcontrol.config import HostPort, Settings, load_settings
 from callcontrol.db import open_database, resolve_database_url
 from callcontrol.db.database import Database
 from callcontrol.demo_timeline import (
+    Beat,
     Legend,
     call_story,
     cut_off_problems,
@@ -86,6 +88,8 @@ class Scenario:
     script: Sequence[Step]
     endpoints: dict[str, Any]
     model_down: bool = False
+    # after the call: the extension frees, the agent is told, click-to-call (demo_cycle)
+    cycle: bool = False
     # what the people on the line do once the call is under way
     act: Callable[[FreeSwitchSim, SimCall], Awaitable[None]] | None = None
 
@@ -125,7 +129,37 @@ async def _caller_talks_then_hangs_up(sim: FreeSwitchSim, call: SimCall) -> None
 EXAME = "resultado do meu exame"
 BOLETO = "o boleto veio errado"
 
+_NUMBER = normalise("11 98888-7777")
+assert isinstance(_NUMBER, PhoneNumber)
+# What the tool's output asks the AI to read back (callbacks/capture.py: confirmation).
+READBACK = _NUMBER.readback("pt-BR")
+
 SCENARIOS = (
+    Scenario(
+        "callback",
+        "Suporte is busy; Maria accepts a callback; when Suporte is free it calls her back",
+        [
+            *_greet(),
+            *_caller(f"Queria falar com o suporte sobre o {EXAME}.", after_ai_ms=1200),
+            *_ai("Claro! Vou transferir você para o Suporte, um momento.", 900),
+            CallTool("request_handoff", {"destination": "suporte", "reason": EXAME}),
+            AwaitToolOutput(timeout=30),
+            *_ai("O ramal do Suporte está ocupado agora. Quer que o Suporte ligue de volta "
+                 "assim que estiver livre?", 1300),
+            *_caller("Quero sim, o quanto antes, neste mesmo número.", after_ai_ms=1300),
+            CallTool("schedule_callback", {"name": CALLER_NAME, "phone_number": "11 98888-7777",
+                                           "preferred_time": "o quanto antes", "reason": EXAME}),
+            AwaitToolOutput(),
+            *_ai(f"Retorno anotado para o número {READBACK}. Está certo?", 1500),
+            *_caller("Isso, está certo.", after_ai_ms=1500, speaks_ms=600),
+            *_ai("Perfeito! O Suporte liga para você assim que estiver livre. Até logo!", 1000),
+            CallTool("end_call", {"reason": "retorno agendado"}),
+            AwaitToolOutput(),
+            GoSilent(),
+        ],
+        {"user/1001@pbx.example.com": Busy()},
+        cycle=True,
+    ),
     Scenario(
         "busy",
         "Maria asks for Suporte; the extension is busy; she leaves a callback request",
@@ -239,8 +273,9 @@ async def _run(scenario: Scenario, settings: Settings, db: Database, variables: 
 
 
 async def _report(call: SimCall, db: Database, legend: Legend, ai_audio_ms: list[float],
-                  out: TextIO, verbose: bool) -> list[str]:  # fmt: skip
-    """Print the call's story and what was stored; return what went wrong."""
+                  out: TextIO, verbose: bool, after: Sequence[Beat] = ()) -> list[str]:  # fmt: skip
+    """Print the call's story (with ``after``: what followed it) and what was stored; return
+    what went wrong."""
     row = await db.fetch_one(
         "SELECT outcome, handoff_status, handoff_destination, hangup_cause, caller_number,"
         " caller_name, secretary_uuid::text, instance, started_at, ended_at, transcript"
@@ -251,6 +286,7 @@ async def _report(call: SimCall, db: Database, legend: Legend, ai_audio_ms: list
     transcript = row["transcript"] if row is not None else []
     beats = call_story(call.commands, received_frames(call.sent), transcript, legend, call.uuid,
                        ai_audio_ms)  # fmt: skip
+    beats = sorted([*beats, *after], key=lambda b: b.t)
     for line in render(beats, verbose=verbose):
         print(line, file=out)
     for line in stored_lines(row, requests):
@@ -276,7 +312,14 @@ async def run_scenarios(settings: Settings, names: Sequence[str], out: TextIO,
                 if names and scenario.name not in names:
                     continue
                 print(f"\n== {scenario.name}: {scenario.title}", file=out)
-                ok = await _run(scenario, settings, db, variables, out, verbose) and ok
+                if scenario.cycle:
+                    from callcontrol.demo_cycle import run_cycle  # noqa: PLC0415 (it uses ours)
+
+                    run = run_cycle(scenario, attrs.evolve(settings, database_url=url), db,
+                                    variables, out, verbose)  # fmt: skip
+                else:
+                    run = _run(scenario, settings, db, variables, out, verbose)
+                ok = await run and ok
     return ok
 
 

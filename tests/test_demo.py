@@ -32,7 +32,41 @@ async def test_each_call_reads_as_a_story_and_what_was_stored(database_url):
     assert await run_scenarios(settings, [], out)
     text = out.getvalue()
     assert "!!" not in text and "ESL" not in text and "None" not in text
-    busy, answered, ai_down = text.split("\n== ")[1:]
+    callback, busy, answered, ai_down = text.split("\n== ")[1:]
+
+    assert in_order(
+        beats(callback),
+        "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
+        "ringing Suporte (ramal 1001)… — the caller hears hold music",
+        "Suporte does not answer: USER_BUSY",
+        "AI: “O ramal do Suporte está ocupado agora. Quer que o Suporte ligue de volta",
+        "caller: “Quero sim, o quanto antes, neste mesmo número.”",
+        "callback request stored, before the AI confirms it",
+        # the number read back as the tool's output gave it, and confirmed
+        "AI: “Retorno anotado para o número onze, nove oito oito oito oito, sete sete sete sete."
+        " Está certo?”",
+        "caller: “Isso, está certo.”",
+        "callcontrol hangs up (NORMAL_CLEARING)",
+        "ticket stored: status pending",
+        "ramal 1001 fica livre: its phone registers again (FreeSWITCH sofia::register)",
+        "the scanner sees ramal 1001 free and notifies Suporte: ticket notified",
+        "the helpdesk webhook arrives (callback.notified: Maria Souza, ramal 1001)"
+        " — signature verified",
+        "the agent sees the ticket in the helpdesk and clicks “ligar”",
+        "the agent sees: ringing the agent (ramal 1001)",
+        "the agent sees: ringing the customer (+5511988887777)",
+        "agent and Maria bridged (uuid_bridge) — em conversa",
+        "Maria hangs up",
+        "click-to-call: agent and customer were connected",
+    )
+    stored = [" ".join(line.split()) for line in callback.splitlines() if "stored:" in line]
+    assert re.fullmatch(r"stored: ticket [0-9a-f-]{36} status completed", stored[-5])
+    assert stored[-4:] == [
+        "stored: history — → pending by secretary",
+        "stored: history pending → notified by scanner",
+        "stored: history notified → in_progress by click-to-call",
+        "stored: history in_progress → completed by click-to-call",
+    ]
 
     assert in_order(
         beats(busy),
