@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a whole call against the simulated FreeSWITCH")
     demo.add_argument("--scenario", default="all",
-                      help="busy, answered, ai-down, or several separated by commas (default: all)")
+                      help="callback, busy, answered, ai-down, or several separated by commas "
+                           "(default: all)")
     demo.add_argument("--verbose", action="store_true",
                       help="also print every Event Socket command and event (ESL ← / ESL →) "
                            "and the server's logs")  # fmt: skip
