@@ -462,13 +462,13 @@ class _ClickToCallOf:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    def initiate(self, request_uuid: str) -> str | None:
+    async def initiate(self, request_uuid: str) -> str | None:
         if self.app.callbacks is None:
             from callcontrol.api.errors import ApiError  # noqa: PLC0415
 
             raise ApiError(503, "click_to_call_unavailable", "click-to-call is not running "
                            "(CALLBACK_ENABLED off, or migrations pending)")  # fmt: skip
-        result: str | None = self.app.callbacks.caller.initiate(request_uuid)
+        result: str | None = await self.app.callbacks.caller.initiate(request_uuid)
         return result
 
 

@@ -6,7 +6,9 @@ background in ``serve``, in the click-to-call starter's nursery that owns the in
 Socket connection (``callbacks.service.CallStarter``), as the scanner's hand-over does. Before
 handing it over the ticket is checked (of this domain, a callback with an agent's extension,
 in a status that may be called) and the agent's availability double-checked: busy, offline,
-DND or FreeSWITCH not answering are typed refusals, and nothing is written or dialled.
+DND or FreeSWITCH not answering are typed refusals, and nothing is written or dialled. The 202
+comes once the starter has claimed the ticket (``in_progress``), so a client that reads it
+right after sees it being called, and a race lost meanwhile is a refusal, not a 202.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
+import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -21,8 +24,9 @@ from callcontrol.api import params
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, bad_request, not_found
 from callcontrol.callbacks.availability import Availability, availability
-from callcontrol.callbacks.clicktocall import Ticket, load_ticket
-from callcontrol.callbacks.tickets import TicketStatus, may_move
+from callcontrol.callbacks.clicktocall import NotCallable, Refused, Ticket, load_ticket
+from callcontrol.callbacks.tickets import MoveRefused, TicketNotFound, TicketStatus, may_move
+from callcontrol.esl import ConnectionClosed
 from callcontrol.logs import get_logger
 
 _log = get_logger("callcontrol.api")
@@ -31,8 +35,9 @@ _log = get_logger("callcontrol.api")
 class Initiator(Protocol):
     """Starts click-to-call in the background (``CallStarter.initiate``)."""
 
-    def initiate(self, request_uuid: str) -> str | None:
-        """The agent leg's UUID; None when that ticket is being called already."""
+    async def initiate(self, request_uuid: str) -> str | None:
+        """Once the ticket is claimed (in_progress): the agent leg's UUID; None when that
+        ticket is being called already."""
         ...
 
 
@@ -72,13 +77,33 @@ async def _initiate(request: Request, ident: uuid.UUID, domain: uuid.UUID) -> Re
         raise ApiError(503, "click_to_call_unavailable",
                        "click-to-call is not running (CALLBACK_ENABLED off, or migrations "
                        "pending)")  # fmt: skip
-    agent_leg = ctx.calls.initiate(str(ident))
+    agent_leg = await _hand_over(ctx.calls, str(ident))
     if agent_leg is None:
         raise ApiError(409, "already_calling", "this callback is being called right now")
     _log.info("api.c2c_initiated", request_uuid=str(ident), agent_leg=agent_leg,
               extension=ticket.extension)  # fmt: skip
     return JSONResponse({"ticketUuid": str(ident), "agentLegUuid": agent_leg,
                          "status": TicketStatus.IN_PROGRESS.value}, status_code=202)  # fmt: skip
+
+
+async def _hand_over(calls: Initiator, ticket: str) -> str | None:
+    """The claim, made by the starter: a race lost meanwhile (the scanner took it, someone
+    closed it) is the same refusal as if it had been seen before."""
+    try:
+        return await calls.initiate(ticket)
+    except MoveRefused as exc:
+        raise ApiError(409, "illegal_move",
+                       f"a callback that is {exc.current} cannot be called") from None
+    except NotCallable as exc:
+        raise ApiError(409, "not_callable", f"this callback cannot be called: {exc.why}") from None
+    except Refused as exc:
+        raise ApiError(409, "not_dialable", f"{exc.error}; the callback was sent to "
+                       "needs_review") from None  # fmt: skip
+    except TicketNotFound:
+        raise not_found("no callback with that id in this domain") from None
+    except (ConnectionClosed, trio.TooSlowError):
+        raise ApiError(503, "UNKNOWN", "FreeSWITCH's Event Socket is not connected; the call "
+                       "was not started", {"shouldRetry": True}) from None  # fmt: skip
 
 
 def _check_callable(ticket: Ticket) -> None:

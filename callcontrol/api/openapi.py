@@ -126,7 +126,7 @@ SCHEMAS: dict[str, Schema] = {
         "error": {"type": "string", "description": "a code: bad_request, unauthorized, "
                   "not_found, method_not_allowed, illegal_move, expires_first, too_large, "
                   "no_token_configured, database_unavailable; click-to-call also USER_BUSY, "
-                  "OFFLINE, DND, UNKNOWN, not_callable, already_calling, "
+                  "OFFLINE, DND, UNKNOWN, not_callable, not_dialable, already_calling, "
                   "click_to_call_unavailable"},
         "reason": {"type": "string", "description": "what to fix, in a sentence"},
         "shouldRetry": {"type": "boolean", "description": "click-to-call refused for the "
@@ -195,7 +195,9 @@ _C2C_RESPONSES = {
     "202": _json("the call is started: the agent's phone rings first", _ref("CallStarted")),
     **_refused(400, 401, 404, 413),
     "409": _json("USER_BUSY (shouldRetry, retryAfterSeconds), OFFLINE, DND; illegal_move (its "
-                 "status), not_callable (a message, or no agent's extension), already_calling",
+                 "status), not_callable (a message, or no agent's extension), not_dialable "
+                 "(a value of the ticket cannot be dialled safely: sent to needs_review), "
+                 "already_calling",
                  _ref("Refusal")),
     "503": _json("UNKNOWN (FreeSWITCH not answering: never taken as available), "
                  "click_to_call_unavailable, database_unavailable, no_token_configured",

@@ -403,6 +403,7 @@ class ClickToCall:
         snapshot_of: SnapshotOf | None = None,
         on_attempt: Callable[[AttemptReport], None] | None = None,
         on_step: Callable[[str], None] | None = None,
+        on_claimed: Callable[[Plan], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.db = db
@@ -411,6 +412,7 @@ class ClickToCall:
         self.snapshot_of = snapshot_of or (lambda: read_snapshot(esl))
         self.on_attempt = on_attempt
         self.on_step = on_step  # each step in an admin's words (the CLI prints them)
+        self.on_claimed = on_claimed  # each attempt, once its ticket is in_progress
         self.metrics = metrics
         self._live: set[str] = set()  # legs originated and not known to be gone or bridged
 
@@ -456,6 +458,8 @@ class ClickToCall:
                                    f"{plan.attempts_allowed})",
                             also=_insert_attempt(plan, self.settings))  # fmt: skip
         self._count(S.IN_PROGRESS)
+        if self.on_claimed is not None:
+            self.on_claimed(plan)
         _log.info("callbacks.c2c_started", request_uuid=request_uuid, attempt=plan.attempt,
                   of=plan.attempts_allowed, order=plan.order.value, agent=plan.agent.endpoint,
                   customer=plan.customer.endpoint, agent_leg=plan.agent.uuid,

@@ -69,18 +69,33 @@ class CallStarter:
             finally:
                 self._nursery = None
 
-    def initiate(self, request_uuid: str) -> str | None:
-        """Click-to-call for one ticket now, asked for by the API: the agent leg's UUID (its
-        origination_uuid), the call running in the background; None when this process is
-        calling that ticket already or is stopping."""
+    async def initiate(self, request_uuid: str) -> str | None:
+        """Click-to-call for one ticket now, asked for by the API: returns once the ticket is
+        ``in_progress`` (claimed), with the agent leg's UUID (its origination_uuid), the call
+        going on in the background; None when this process is calling that ticket already or
+        is stopping. What stops it before the claim is raised to the caller as it is
+        (``NotCallable``, ``Refused``, ``MoveRefused``, ``TicketNotFound``, no connection)."""
         if request_uuid in self.calling or self._nursery is None:
             return None
         agent_uuid = str(uuid_module.uuid4())
         self.calling.add(request_uuid)
-        self._nursery.start_soon(self._call, request_uuid, agent_uuid)
+        await self._nursery.start(self._initiated, request_uuid, agent_uuid)
         _log.info("callbacks.c2c_initiated", request_uuid=request_uuid, agent_leg=agent_uuid,
                   reason="asked for over the API")  # fmt: skip
         return agent_uuid
+
+    async def _initiated(self, uuid: str, agent_uuid: str, *,
+                         task_status: trio.TaskStatus[None]) -> None:  # fmt: skip
+        claimed = False
+
+        def on_claimed(_plan: clicktocall.Plan) -> None:
+            nonlocal claimed
+            if not claimed:
+                claimed = True
+                task_status.started()
+
+        await self._call(uuid, agent_uuid, on_claimed=on_claimed,
+                         raise_unclaimed=lambda: not claimed)  # fmt: skip
 
     async def __call__(self, ticket: DueTicket) -> None:
         uuid = ticket.request_uuid
@@ -89,18 +104,34 @@ class CallStarter:
         self.calling.add(uuid)
         self._nursery.start_soon(self._call, uuid)
 
-    async def _call(self, uuid: str, agent_uuid: str | None = None) -> None:
+    async def _call(
+        self,
+        uuid: str,
+        agent_uuid: str | None = None,
+        *,
+        on_claimed: Callable[[clicktocall.Plan], None] | None = None,
+        raise_unclaimed: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """One ticket's click-to-call; ``raise_unclaimed()`` true: what stops it before its
+        claim is raised (the API's caller waits for it) instead of logged."""
         try:
             conn = await self.client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
-            await clicktocall.ClickToCall(self.db, conn, self.settings, metrics=self.metrics
+            await clicktocall.ClickToCall(self.db, conn, self.settings, metrics=self.metrics,
+                                          on_claimed=on_claimed
                                           ).call(uuid, agent_uuid=agent_uuid)  # fmt: skip
         except (clicktocall.NotCallable, clicktocall.Refused, MoveRefused, TicketNotFound) as exc:
+            if raise_unclaimed():
+                raise
             _log.info("callbacks.c2c_not_started", request_uuid=uuid, reason=str(exc))
         except (ConnectionClosed, trio.TooSlowError, DatabaseUnavailable) as exc:
+            if raise_unclaimed():
+                raise
             _log.warning("callbacks.c2c_interrupted", request_uuid=uuid, error=repr(exc),
                          effect="the ticket is tried again when the scanner next finds it "
                                 "ready_to_call")  # fmt: skip
         except Exception as exc:  # a bug must not stop the other calls, nor serve
+            if raise_unclaimed():
+                raise
             _log.error("callbacks.c2c_failed", request_uuid=uuid, error=repr(exc),
                        exc_info=True)  # fmt: skip
         finally:

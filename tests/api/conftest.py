@@ -43,7 +43,7 @@ class StartedCalls:
     def __init__(self) -> None:
         self.tickets: list[str] = []
 
-    def initiate(self, request_uuid: str) -> str | None:
+    async def initiate(self, request_uuid: str) -> str | None:
         if request_uuid in self.tickets:
             return None
         self.tickets.append(request_uuid)

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from callcontrol.api.http import build_app
+from callcontrol.callbacks.tickets import MoveRefused, TicketStatus
 from callcontrol.config import HostPort, load_settings
 from callcontrol.metrics import Metrics
 from callcontrol.server import App, run_secretary_server
@@ -162,6 +163,24 @@ async def test_no_click_to_call_running_is_503(db, domains, switch):
     assert (reply.status_code, reply.json()["error"]) == (503, "click_to_call_unavailable")
 
 
+async def test_a_race_lost_at_the_claim_is_refused_not_202(db, domains, switch):
+    (a, _), _ = domains
+    _registered(switch)
+    ticket = await add_ticket(db, a)
+
+    class TakenMeanwhile:  # the scanner claimed it between the check and the hand-over
+        async def initiate(self, request_uuid: str) -> str | None:
+            raise MoveRefused(request_uuid, "in_progress", TicketStatus.IN_PROGRESS)
+
+    app = build_app(Metrics(), TOKEN, db=db, availability=switch, calls=TakenMeanwhile())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://api") as client:  # fmt: skip
+        url, query = _initiate(ticket, a)
+        reply = await client.post(url, params=query, headers=AUTH)
+    assert (reply.status_code, reply.json()["error"]) == (409, "illegal_move")
+    assert "in_progress" in reply.json()["reason"]
+
+
 # -- inside serve, against the simulated FreeSWITCH ---------------------------------------
 
 DOMAIN = "pbx.example.com"
@@ -196,6 +215,10 @@ async def test_inside_serve_initiate_rings_the_agent_with_the_promised_leg(db, d
                                               params={"domain_uuid": str(domain)})  # fmt: skip
                     assert reply.status_code == 202, reply.text
                     leg_uuid = reply.json()["agentLegUuid"]
+                    # answered once claimed: a client reading it now sees it being called
+                    assert await db.fetch_value(
+                        "SELECT status FROM callcontrol_callback_requests"
+                        " WHERE request_uuid = %s", (ticket,)) == "in_progress"
                     await sim.wait_for(lambda: any(leg.uuid == leg_uuid
                                                    for leg in sim.legs()))  # fmt: skip
                     agent = sim.leg(leg_uuid)
