@@ -544,22 +544,27 @@ def run_serve(args: argparse.Namespace) -> int:
         app.listen_source = "--listen"
     supervisor_fd = getattr(args, "supervisor_fd", None)
 
-    async def main() -> None:
+    async def main() -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, app)
             if supervisor_fd is not None:
                 nursery.start_soon(watch_supervisor, supervisor_fd, app.shutting_down)
             await run_secretary_server(app, settings.esl_listen)
             nursery.cancel_scope.cancel()
+        return 0
 
+    return _run_explained(main, args)
+
+
+def _run_explained(main: Callable[[], Awaitable[int]], args: argparse.Namespace) -> int:
+    """``main``'s exit status; a failure is two lines on stderr and 1 (``--debug``: raised)."""
     try:
-        trio.run(main)
+        return trio.run(main)
     except Exception as exc:
         if getattr(args, "debug", False):
             raise
         print(_explain(exc), file=sys.stderr)
         return 1
-    return 0
 
 
 def _serve_settings(args: argparse.Namespace) -> Settings:
@@ -587,14 +592,7 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
             passed += [f"--{option}", str(value)]
     if getattr(args, "debug", False):
         passed.append("--debug")
-    supervisor = Supervisor(settings, passed)
-    try:
-        return trio.run(supervisor.run)
-    except Exception as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(_explain(exc), file=sys.stderr)
-        return 1
+    return _run_explained(Supervisor(settings, passed).run, args)
 
 
 def _explain(exc: BaseException) -> str:

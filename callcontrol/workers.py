@@ -186,10 +186,10 @@ class Supervisor:
         _log.info("workers.starting", workers=self.count, listen=str(self.settings.esl_listen))
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._forward_signals, nursery)
+                nursery.start_soon(self._forward_signals)
                 async with trio.open_nursery() as workers:
                     for worker in self.workers:
-                        workers.start_soon(self._keep, worker, nursery)
+                        workers.start_soon(self._keep, worker)
                 nursery.cancel_scope.cancel()
         finally:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
@@ -197,7 +197,7 @@ class Supervisor:
         _log.info("workers.stopped", exit_status=code)
         return code
 
-    async def _keep(self, worker: _Worker, nursery: trio.Nursery) -> None:
+    async def _keep(self, worker: _Worker) -> None:
         while not self.stopping:
             code = await self._run_once(worker)
             if self.stopping:
@@ -255,7 +255,7 @@ class Supervisor:
                 pid = worker.process.pid if worker.process is not None else None
                 _log.info("workers.ready", worker=worker.index, pid=pid)
 
-    async def _forward_signals(self, nursery: trio.Nursery) -> None:
+    async def _forward_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 first = not self.stopping
