@@ -135,13 +135,7 @@ def originate_dial_string(
 ) -> str:
     """The full dial string of one B-leg attempt (see the module docstring)."""
     target = endpoint(destination_type, number, domain_name, context=context, gateway=gateway)
-    variables: dict[str, str | int | bool] = {
-        "origination_uuid": _uuid("origination_uuid", origination_uuid),
-        "originate_timeout": _timeout(timeout_seconds),
-        "ignore_early_media": True,
-    }
-    if caller_id_number:
-        variables["origination_caller_id_number"] = _checked("caller ID number", caller_id_number)
+    variables = _leg_variables(origination_uuid, timeout_seconds, caller_id_number)
     variables["callcontrol_call_uuid"] = _uuid("call_uuid", call_uuid)
     variables["callcontrol_instance"] = instance
     for name, value in (extra_variables or {}).items():
@@ -149,6 +143,21 @@ def originate_dial_string(
             raise UnsafeDialStringValue(name, value, "would override a variable set here")
         variables[name] = value
     return _with_caller_id_name(format_variables(variables), caller_id_name) + target
+
+
+def _leg_variables(
+    origination_uuid: str, timeout_seconds: int, caller_id_number: str | None
+) -> dict[str, str | int | bool]:
+    """What every leg we originate starts with: our UUID, the ring timeout, no early media,
+    and the caller ID number when there is one."""
+    variables: dict[str, str | int | bool] = {
+        "origination_uuid": _uuid("origination_uuid", origination_uuid),
+        "originate_timeout": _timeout(timeout_seconds),
+        "ignore_early_media": True,
+    }
+    if caller_id_number:
+        variables["origination_caller_id_number"] = _checked("caller ID number", caller_id_number)
+    return variables
 
 
 def _with_caller_id_name(block: str, caller_id_name: str | None) -> str:
@@ -183,13 +192,7 @@ def callback_dial_string(
     if leg not in CALLBACK_LEGS:
         raise UnsafeDialStringValue("leg", leg, f"must be one of {CALLBACK_LEGS}")
     target = endpoint(destination_type, number, domain_name, gateway=gateway)
-    variables: dict[str, str | int | bool] = {
-        "origination_uuid": _uuid("origination_uuid", origination_uuid),
-        "originate_timeout": _timeout(timeout_seconds),
-        "ignore_early_media": True,
-    }
-    if caller_id_number:
-        variables["origination_caller_id_number"] = _checked("caller ID number", caller_id_number)
+    variables = _leg_variables(origination_uuid, timeout_seconds, caller_id_number)
     variables["callcontrol_ticket"] = _uuid("ticket_uuid", ticket_uuid)
     variables["callcontrol_leg"] = leg
     variables["callcontrol_instance"] = instance
