@@ -51,6 +51,8 @@ import trio
 
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
 from callcontrol.callbacks.tickets import (
+    AGENT_COLUMNS,
+    AGENT_JOINS,
     MoveRefused,
     TicketNotFound,
     TicketStatus,
@@ -145,20 +147,14 @@ class Refused(Exception):
 
 # -- the ticket and the plan (sans-IO) -----------------------------------------------------
 
-_TICKET = """
+# the fragments are constants of tickets.py: no input reaches this text
+_TICKET = f"""
 SELECT r.request_uuid::text AS request_uuid, r.kind, r.status, r.phone_number, r.caller_name,
        r.reason, r.attempts, r.destination_name,
-       coalesce(r.extension, CASE WHEN t.destination_type = 'extension'
-                                  THEN t.destination_number END) AS extension,
-       d.domain_name,
-       coalesce(e.do_not_disturb::text = 'true', false) AS dnd
-  FROM callcontrol_callback_requests r
-  LEFT JOIN v_voice_transfer_destinations t ON t.transfer_destination_uuid = r.destination_uuid
-  LEFT JOIN v_domains d ON d.domain_uuid = r.domain_uuid
-  LEFT JOIN v_extensions e ON e.domain_uuid = r.domain_uuid
-       AND e.extension = coalesce(r.extension, t.destination_number)
+       {AGENT_COLUMNS}
+  FROM callcontrol_callback_requests r{AGENT_JOINS}
  WHERE r.request_uuid = %s
-"""
+"""  # noqa: S608
 
 
 @attrs.frozen

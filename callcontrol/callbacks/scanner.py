@@ -42,7 +42,7 @@ import trio
 from callcontrol.callbacks import outbox, whatsapp_delivery
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
 from callcontrol.callbacks.clicktocall import JOB_GRACE_SECONDS
-from callcontrol.callbacks.tickets import record_who
+from callcontrol.callbacks.tickets import AGENT_COLUMNS, AGENT_JOINS, record_who
 from callcontrol.config import Settings
 from callcontrol.db.database import Connection, Database, DatabaseUnavailable
 from callcontrol.logs import get_logger
@@ -71,21 +71,15 @@ UPDATE callcontrol_callback_requests r SET status = 'needs_review', updated_at =
 RETURNING r.request_uuid::text
 """
 
-# The agent's extension: the ticket's own, else its destination's when that is an extension.
-_TICKETS = """
+# Due tickets with their agent (tickets.AGENT_COLUMNS, constants: no input reaches this text)
+# and the domain's callback settings.
+_TICKETS = f"""
 SELECT r.request_uuid::text AS request_uuid, r.phone_number, r.caller_name, r.reason,
        r.notification_count,
-       coalesce(r.extension, CASE WHEN t.destination_type = 'extension'
-                                  THEN t.destination_number END) AS extension,
-       d.domain_name,
-       coalesce(e.do_not_disturb::text = 'true', false) AS dnd
-  FROM callcontrol_callback_requests r
-  LEFT JOIN v_voice_transfer_destinations t ON t.transfer_destination_uuid = r.destination_uuid
-  LEFT JOIN v_domains d ON d.domain_uuid = r.domain_uuid
+       {AGENT_COLUMNS}
+  FROM callcontrol_callback_requests r{AGENT_JOINS}
   LEFT JOIN callcontrol_callback_settings s ON s.domain_uuid = r.domain_uuid
-  LEFT JOIN v_extensions e ON e.domain_uuid = r.domain_uuid
-       AND e.extension = coalesce(r.extension, t.destination_number)
-"""
+"""  # noqa: S608
 _DUE = _TICKETS + """
  WHERE r.kind = 'callback' AND r.status IN ('pending', 'notified')
    AND (r.scheduled_at IS NULL OR r.scheduled_at <= %(now)s)

@@ -95,6 +95,20 @@ UPDATE callcontrol_callback_requests
 """
 
 
+# A ticket's agent, for the queries that read tickets as ``r``: the ticket's own extension,
+# else its destination's when that is an extension; the domain's name; FusionPBX's DND flag of
+# that extension (boolean in 5.5, text in 5.4).
+AGENT_COLUMNS = """coalesce(r.extension, CASE WHEN t.destination_type = 'extension'
+                                  THEN t.destination_number END) AS extension,
+       d.domain_name,
+       coalesce(e.do_not_disturb::text = 'true', false) AS dnd"""
+AGENT_JOINS = """
+  LEFT JOIN v_voice_transfer_destinations t ON t.transfer_destination_uuid = r.destination_uuid
+  LEFT JOIN v_domains d ON d.domain_uuid = r.domain_uuid
+  LEFT JOIN v_extensions e ON e.domain_uuid = r.domain_uuid
+       AND e.extension = coalesce(r.extension, t.destination_number)"""
+
+
 def record_who(conn: Connection, by: str, reason: str | None = None) -> None:
     """Who (and why) for the history rows migration 005's trigger writes in this transaction;
     harmless on a database without the trigger."""
