@@ -16,6 +16,7 @@ from callcontrol.api import params
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, not_found
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
+from callcontrol.destinations.dnd import dnd_sql
 from callcontrol.logs import get_logger
 
 _log = get_logger("callcontrol.api")
@@ -36,15 +37,15 @@ REASONS = {
     Availability.UNKNOWN: "FreeSWITCH could not be asked; never taken as available",
 }
 
-_EXTENSION = """
+_EXTENSION = f"""
 SELECT d.domain_name,
        e.extension IS NOT NULL AS exists,
-       coalesce(e.do_not_disturb::text = 'true', false) AS dnd,
+       {dnd_sql("e")} AS dnd,
        coalesce(e.enabled::text, 'true') <> 'false' AS enabled
   FROM v_domains d
   LEFT JOIN v_extensions e ON e.domain_uuid = d.domain_uuid AND e.extension = %(extension)s
  WHERE d.domain_uuid = %(domain)s
-"""
+"""  # noqa: S608 - dnd_sql is fixed text
 
 
 async def extension_status(request: Request) -> Response:

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from callcontrol.db.database import Connection, Database
+from callcontrol.destinations.dnd import dnd_sql
 
 
 class TicketStatus(enum.Enum):
@@ -98,10 +99,10 @@ UPDATE callcontrol_callback_requests
 # A ticket's agent, for the queries that read tickets as ``r``: the ticket's own extension,
 # else its destination's when that is an extension; the domain's name; FusionPBX's DND flag of
 # that extension (boolean in 5.5, text in 5.4).
-AGENT_COLUMNS = """coalesce(r.extension, CASE WHEN t.destination_type = 'extension'
+AGENT_COLUMNS = f"""coalesce(r.extension, CASE WHEN t.destination_type = 'extension'
                                   THEN t.destination_number END) AS extension,
        d.domain_name,
-       coalesce(e.do_not_disturb::text = 'true', false) AS dnd"""
+       {dnd_sql("e")} AS dnd"""
 AGENT_JOINS = """
   LEFT JOIN v_voice_transfer_destinations t ON t.transfer_destination_uuid = r.destination_uuid
   LEFT JOIN v_domains d ON d.domain_uuid = r.domain_uuid

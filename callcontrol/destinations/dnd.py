@@ -12,11 +12,21 @@ from uuid import UUID
 
 from callcontrol.db import Database
 
-_DND = """
-SELECT bool_or(do_not_disturb::text = 'true' OR dial_string = 'error/user_busy') AS dnd
+
+def dnd_sql(table: str) -> str:
+    """The one definition of "this extension is in DND", as an SQL condition on the
+    ``v_extensions`` row named ``table`` (never NULL, so a LEFT JOIN that found no row is
+    "not in DND"): read by the handoff, the callbacks scanner, click-to-call and the API alike,
+    so they cannot disagree about an agent."""
+    return (f"(coalesce({table}.do_not_disturb::text = 'true', false)"
+            f" OR coalesce({table}.dial_string = 'error/user_busy', false))")
+
+
+_DND = f"""
+SELECT bool_or({dnd_sql("v_extensions")}) AS dnd
 FROM v_extensions
 WHERE domain_uuid = %(domain)s AND (extension = %(number)s OR number_alias = %(number)s)
-"""
+"""  # noqa: S608 - dnd_sql is fixed text
 
 
 async def is_do_not_disturb(db: Database, domain_uuid: UUID, extension: str) -> bool:

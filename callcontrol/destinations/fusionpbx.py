@@ -26,11 +26,12 @@ from uuid import UUID
 import attrs
 
 from callcontrol.db import Database
+from callcontrol.destinations.dnd import dnd_sql
 from callcontrol.destinations.model import Destination, DestinationType, FallbackAction
 
-_EXTENSION = """
+_EXTENSION = f"""
 SELECT e.enabled::text IS DISTINCT FROM 'false' AS enabled,
-       (e.do_not_disturb::text = 'true' OR e.dial_string = 'error/user_busy') AS dnd,
+       {dnd_sql("e")} AS dnd,
        CASE WHEN e.forward_all_enabled::text = 'true'
             THEN nullif(trim(e.forward_all_destination), '') END AS forward_all,
        (e.follow_me_enabled::text = 'true' OR EXISTS (
@@ -41,7 +42,7 @@ FROM v_extensions AS e
 WHERE e.domain_uuid = %(domain)s AND (e.extension = %(number)s OR e.number_alias = %(number)s)
 ORDER BY (e.extension = %(number)s) DESC
 LIMIT 1
-"""
+"""  # noqa: S608 - dnd_sql is fixed text
 
 _MAILBOX = """
 SELECT voicemail_enabled::text = 'true' AS enabled FROM v_voicemails

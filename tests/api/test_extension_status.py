@@ -44,6 +44,14 @@ async def test_each_status_with_its_reason(client, db, domains, switch, metrics)
     assert metrics.value("voice_extension_status_requests_total", status="DND") == 1
 
 
+async def test_dnd_kept_in_the_dial_string_is_reported_as_dnd(client, db, domains, switch):
+    (a, a_name), _ = domains
+    await db.execute("UPDATE v_extensions SET dial_string = 'error/user_busy'"
+                     " WHERE domain_uuid = %s AND extension = '1001'", (a,))  # fmt: skip
+    switch.registrations = [{"reg_user": "1001", "realm": a_name}]
+    assert (await status(client, "1001", a)).json()["status"] == "DND"
+
+
 async def test_unknown_extension_or_domain_and_bad_input_say_why(client, domains, metrics):
     (a, _), _ = domains
     missing = await status(client, "1003", a)

@@ -102,6 +102,20 @@ async def test_dnd_and_offline_agents_are_not_told(db, clinic):
     assert {await _status(db, offline), await _status(db, dnd)} == {"pending"}
 
 
+@pytest.mark.parametrize("fusionpbx_schema", EVERY_PBX, ids=str)
+async def test_dnd_written_only_into_the_dial_string_is_dnd_too(db, clinic):
+    # FusionPBX 4.x (and a DND set by the feature code on an old box) marks DND by the
+    # dial string alone; the handoff already refused to ring it, so the scanner must agree
+    domain, _ = clinic
+    await add_extension(db, domain, "1003", do_not_disturb=None, dial_string="error/user_busy")
+    ticket = await _ticket(db, clinic, extension="1003")
+    switch = Switch()
+    switch.registered.add("1003")
+    result = await scan_once(db, switch.snapshot, SETTINGS, T0)
+    assert result.due == 1 and result.notified == ()
+    assert await _status(db, ticket) == "pending"
+
+
 async def test_the_minimum_interval_and_the_limit_of_notifications(db, clinic):
     ticket = await _ticket(db, clinic, min_interval_minutes=10)
     switch = Switch()
