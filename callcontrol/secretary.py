@@ -67,6 +67,7 @@ from callcontrol.ai.tools import (
     ToolArgumentError,
     normalise_phone,
     parse_tool_call,
+    schedule_callback_tool,
     tool_output,
 )
 from callcontrol.call import CallContext
@@ -77,8 +78,9 @@ from callcontrol.callbacks.capture import (
     confirmation,
 )
 from callcontrol.callbacks.domain_settings import for_domain
-from callcontrol.callbacks.phone import PhoneNumber, normalise
+from callcontrol.callbacks.phone import Kind, PhoneNumber, normalise
 from callcontrol.callbacks.requests import CallbackRequest, save_request
+from callcontrol.callbacks.whatsapp_delivery import sending_configured
 from callcontrol.calls import CallRecord
 from callcontrol.db.database import DatabaseUnavailable
 from callcontrol.destinations.model import FallbackAction
@@ -383,9 +385,9 @@ async def session_config(
             language=_language(services),
         )
     )
-    tools = TOOLS if settings.callback_enabled else tuple(
-        tool for tool in TOOLS if tool.name != "schedule_callback"
-    )
+    callback_tool = schedule_callback_tool(sending_configured(settings))
+    tools = tuple(callback_tool if tool.name == callback_tool.name else tool for tool in TOOLS
+                  if settings.callback_enabled or tool.name != callback_tool.name)  # fmt: skip
     if secretary.transfer_enabled is False:
         tools = tuple(tool for tool in tools if tool.name != "request_handoff")
     extra: dict[str, Any] = {"voice": secretary.voice} if secretary.voice else {}
@@ -708,11 +710,13 @@ class Conversation:
         own = await for_domain(self.services.db, self.settings, self.who.domain_uuid)
         when = callback_time(request.preferred_time, generated.now(own.tz), own, hours)
         extra = {"request_uuid": self.callback_request_uuid} if self.callback_request_uuid else {}
+        # WhatsApp reaches a mobile only; a landline's wish is said back, not stored
+        whatsapp = request.notify_via_whatsapp and number.kind is Kind.MOBILE
         saved_request = CallbackRequest(
             "callback", preferred_time=request.preferred_time, reason=request.reason,
             scheduled_at=when.scheduled_at, time_understood=when.understood,
             expires_at=when.expires_at, min_interval_minutes=own.callback_min_interval_minutes,
-            **common, **extra,
+            notify_via_whatsapp=whatsapp, **common, **extra,
         )  # fmt: skip
         self.record.outcome = "callback_requested"
         saved = await save_request(self.services.db, saved_request,
@@ -721,7 +725,8 @@ class Conversation:
         self.log.info("callbacks.captured", request_uuid=saved.request_uuid,
                       scheduled_at=when.scheduled_at.isoformat(), understood=when.understood,
                       moved=when.moved)  # fmt: skip
-        output = confirmation(number, when, _language(self.services))
+        output = confirmation(number, when, _language(self.services),
+                              whatsapp=request.notify_via_whatsapp)  # fmt: skip
         await self._reply(call_id, tool_output(ok=True, request_id=saved.request_uuid, **output))
 
     async def _hang_up(self) -> None:

@@ -81,6 +81,28 @@ SCHEDULE_CALLBACK = ToolSpec(
     ),
 )
 
+
+def schedule_callback_tool(whatsapp: bool) -> ToolSpec:
+    """The callback tool; with ``whatsapp`` (this server sends WhatsApp messages) it also
+    takes the caller's wish to be told on WhatsApp when the agent is free. Optional, so a model
+    that never asks still schedules the callback; absent without WhatsApp, so the model never
+    offers what cannot be kept."""
+    if not whatsapp:
+        return SCHEDULE_CALLBACK
+    properties = dict(SCHEDULE_CALLBACK.parameters["properties"])
+    properties[NOTIFY_VIA_WHATSAPP] = {
+        "type": "boolean",
+        "description": (
+            "true when the caller wants a WhatsApp message on that number when the person is "
+            "free (offer it when the number is a mobile); leave out otherwise."
+        ),
+    }
+    parameters = {**SCHEDULE_CALLBACK.parameters, "properties": properties}
+    return attrs.evolve(SCHEDULE_CALLBACK, parameters=parameters)
+
+
+NOTIFY_VIA_WHATSAPP = "notify_via_whatsapp"
+
 TAKE_MESSAGE = ToolSpec(
     name="take_message",
     description="Record a message for the team. Confirm name and number with the caller first.",
@@ -119,6 +141,7 @@ class ScheduleCallback:
     phone_number: str  # E.164
     preferred_time: str
     reason: str
+    notify_via_whatsapp: bool = False  # the caller asked; kept only for a mobile number
 
 
 @attrs.frozen
@@ -260,7 +283,16 @@ def _callback(args: Mapping[str, Any], p: _Problems, region: str) -> ToolRequest
         phone_number=_phone(args, p, region),
         preferred_time=_text(args, "preferred_time", p, limit=120),
         reason=_text(args, "reason", p),
+        notify_via_whatsapp=_wish(args.get(NOTIFY_VIA_WHATSAPP)),
     )
+
+
+def _wish(value: Any) -> bool:
+    """A yes the model sent as a boolean or as text; anything else is no: a doubtful wish is
+    never a reason to make the caller repeat their callback."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "sim", "1")
+    return value is True
 
 
 def _message(args: Mapping[str, Any], p: _Problems, region: str) -> ToolRequest:

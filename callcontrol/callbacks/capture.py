@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from callcontrol.callbacks.phone import Language, PhoneNumber
+from callcontrol.callbacks.phone import Kind, Language, PhoneNumber
 from callcontrol.callbacks.when import CallbackTime, schedule
 from callcontrol.config import Settings
 from callcontrol.db.database import DatabaseUnavailable
@@ -65,6 +65,14 @@ _NOT_UNDERSTOOD = {
     "pt-BR": ' Não entendi um horário em "{words}": ligaremos o quanto antes.',
     "en": ' No time was understood in "{words}": we will call as soon as possible.',
 }
+_WHATSAPP = {
+    "pt-BR": " Avisaremos também pelo WhatsApp.",
+    "en": " We will also send a WhatsApp message.",
+}
+_NO_WHATSAPP = {
+    "pt-BR": " Esse número não é celular, então não dá para avisar pelo WhatsApp; ligaremos.",
+    "en": " That number is not a mobile, so no WhatsApp message; we will call.",
+}
 _NOTE = (
     "saved; read the number (readback) and the time (scheduled_for) back to the caller and ask "
     "if both are right; if the caller corrects either, call schedule_callback again with the "
@@ -73,11 +81,18 @@ _NOTE = (
 
 
 def confirmation(
-    number: PhoneNumber, when: CallbackTime, language: Language = "pt-BR"
+    number: PhoneNumber, when: CallbackTime, language: Language = "pt-BR", *,
+    whatsapp: bool = False,
 ) -> dict[str, Any]:
-    """The tool output fields the AI confirms with the caller."""
+    """The tool output fields the AI confirms with the caller; ``whatsapp``: the caller asked
+    to be told on WhatsApp (kept for a mobile, said to be impossible for any other number)."""
     phrase = when.say(language)
     say = _SAY[language].format(number=number.readback(language), when=phrase)
+    whatsapp_kept = whatsapp and number.kind is Kind.MOBILE
+    if whatsapp_kept:
+        say += _WHATSAPP[language]
+    elif whatsapp:
+        say += _NO_WHATSAPP[language]
     if not when.understood:
         say += _NOT_UNDERSTOOD[language].format(words=when.words[:80])
     out: dict[str, Any] = {
@@ -86,6 +101,7 @@ def confirmation(
         "scheduled_at": when.scheduled_at.isoformat(),
         "scheduled_for": phrase,
         "time_understood": when.understood,
+        "notify_via_whatsapp": whatsapp_kept,
     }
     moved = when.why_moved(language)
     if moved:

@@ -29,22 +29,23 @@ _INSERT = """
 INSERT INTO callcontrol_callback_requests
     (request_uuid, kind, call_uuid, domain_uuid, secretary_uuid, destination_uuid,
      destination_name, caller_name, phone_number, preferred_time, scheduled_at,
-     time_understood, expires_at, reason, message, min_interval_minutes)
+     time_understood, expires_at, reason, message, min_interval_minutes, notify_via_whatsapp)
 VALUES (%(request_uuid)s, %(kind)s, %(call_uuid)s, %(domain_uuid)s, %(secretary_uuid)s,
         %(destination_uuid)s, %(destination_name)s, %(caller_name)s, %(phone_number)s,
         %(preferred_time)s, %(scheduled_at)s, %(time_understood)s,
         COALESCE(%(expires_at)s::timestamptz, now() + interval '24 hours'), %(reason)s,
-        %(message)s, COALESCE(%(min_interval_minutes)s::integer, 10))
+        %(message)s, COALESCE(%(min_interval_minutes)s::integer, 10), %(notify_via_whatsapp)s)
 ON CONFLICT (request_uuid) DO UPDATE SET
     caller_name = EXCLUDED.caller_name, phone_number = EXCLUDED.phone_number,
     preferred_time = EXCLUDED.preferred_time, scheduled_at = EXCLUDED.scheduled_at,
     time_understood = EXCLUDED.time_understood, reason = EXCLUDED.reason,
-    message = EXCLUDED.message, updated_at = now()
+    message = EXCLUDED.message, notify_via_whatsapp = EXCLUDED.notify_via_whatsapp,
+    updated_at = now()
 RETURNING (xmax = 0) AS inserted
 """
 
 _SPOOLED_DEFAULTS = {"scheduled_at": None, "time_understood": None, "expires_at": None,
-                     "min_interval_minutes": None}
+                     "min_interval_minutes": None, "notify_via_whatsapp": False}
 
 _log = get_logger("callcontrol.callbacks")
 
@@ -67,6 +68,7 @@ class CallbackRequest:
     destination_name: str | None = None
     # CALLBACK_MIN_INTERVAL_MINUTES as it was for the ticket's domain when it was taken
     min_interval_minutes: int | None = None
+    notify_via_whatsapp: bool = False  # the caller asked to be told on WhatsApp (a mobile)
     request_uuid: str = attrs.field(factory=generated.uuid4_text)
 
     def row(self) -> dict[str, Any]:

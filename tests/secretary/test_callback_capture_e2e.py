@@ -126,3 +126,60 @@ async def test_a_correction_after_the_read_back_replaces_the_same_request(office
             {"phone_number": "+552134567890", "preferred_time": "banana", "time_understood": False}
         ]
         await call.hangup()
+
+
+WHATSAPP = {"whatsapp_token": "EAAG-test", "whatsapp_phone_number_id": "1055"}
+
+
+def _callback_tool(server) -> dict:
+    [tool] = [t for t in server.last.session["tools"] if t["name"] == "schedule_callback"]
+    return tool
+
+
+async def test_a_caller_who_asks_for_whatsapp_gets_a_ticket_that_asks_for_it(office):
+    wish = CallTool("schedule_callback", {
+        "name": "Maria", "phone_number": "011 98888-7777", "preferred_time": "amanhã",
+        "reason": "exame", "notify_via_whatsapp": True})  # fmt: skip
+    async with office.model([*GREETING, wish, AwaitToolOutput(), GoSilent()],
+                            strict=False) as (server, url):  # fmt: skip
+        call = office.call(office.services(url, **WHATSAPP))
+        with trio.fail_after(15):
+            await server.wait_for(lambda: bool(server.sessions and server.last.tool_outputs))
+        tool = _callback_tool(server)
+        assert tool["parameters"]["properties"]["notify_via_whatsapp"]["type"] == "boolean"
+        # optional: a model that never asks still schedules the callback
+        assert "notify_via_whatsapp" not in tool["parameters"]["required"]
+        [output] = outputs(server)
+        assert output["notify_via_whatsapp"] is True
+        assert "WhatsApp" in output["say"]
+        assert await office.db.fetch_all(
+            "SELECT notify_via_whatsapp FROM callcontrol_callback_requests"
+        ) == [{"notify_via_whatsapp": True}]
+        await call.hangup()
+
+
+async def test_whatsapp_is_not_kept_for_a_landline_and_the_caller_is_told(office):
+    wish = CallTool("schedule_callback", {
+        "name": "Maria", "phone_number": "11 3456-7890", "preferred_time": "amanhã",
+        "reason": "exame", "notify_via_whatsapp": "true"})  # fmt: skip
+    async with office.model([*GREETING, wish, AwaitToolOutput(), GoSilent()],
+                            strict=False) as (server, url):  # fmt: skip
+        call = office.call(office.services(url, **WHATSAPP))
+        with trio.fail_after(15):
+            await server.wait_for(lambda: bool(server.sessions and server.last.tool_outputs))
+        [output] = outputs(server)
+        assert output["notify_via_whatsapp"] is False
+        assert "não é celular" in output["say"]
+        assert await office.db.fetch_all(
+            "SELECT notify_via_whatsapp FROM callcontrol_callback_requests"
+        ) == [{"notify_via_whatsapp": False}]
+        await call.hangup()
+
+
+async def test_without_whatsapp_the_model_is_never_offered_it(office):
+    async with office.model([*GREETING, GoSilent()], strict=False) as (server, url):
+        call = office.call(office.services(url))
+        with trio.fail_after(15):
+            await server.wait_for(lambda: bool(server.sessions and server.last.session_updates))
+        assert "notify_via_whatsapp" not in _callback_tool(server)["parameters"]["properties"]
+        await call.hangup()
