@@ -89,6 +89,9 @@ class App:
     callbacks: Any = None
     helpdesk: Any = None  # the outbox's helpdesk deliverer, when OMNIPLAY_API_URL is set
     whatsapp: Any = None  # the outbox's WhatsApp deliverer, when WHATSAPP_TOKEN etc. are set
+    # the tickets' changes for the consoles (callbacks.events.TicketListener, with its hub),
+    # in the process that runs the API
+    events: Any = None
     # which of serve --workers N this process is (SOLE: no workers)
     role: WorkerRole = SOLE
     ready_fd: int | None = None  # where a worker tells its supervisor it listens
@@ -328,6 +331,7 @@ async def run_secretary_server(
             app.services = services
             app.flow = secretary_flow
             if primary:
+                app.events = _start_events(url, nursery)
                 await nursery.start(_serve_api, app, services)
                 await _start_callbacks(app, services, nursery, migrated=not pending, log=log)
             if app.role.count == 1:
@@ -368,6 +372,17 @@ async def _start_callbacks(
         return
     callbacks = build_callbacks(app.settings, services.db, services.metrics, notify=notify)
     app.callbacks = await nursery.start(run_callbacks, callbacks)
+
+
+def _start_events(url: str, nursery: trio.Nursery) -> Any:
+    """The tickets' event hub, fed by the database's NOTIFYs: the changes every process and
+    instance commits reach this API's consoles."""
+    from callcontrol.callbacks.events import EventHub, TicketListener  # noqa: PLC0415
+    from callcontrol.callbacks.service import keep_running  # noqa: PLC0415
+
+    listener = TicketListener(url, EventHub())
+    nursery.start_soon(keep_running, "events", listener.run)
+    return listener
 
 
 def _start_deliverers(app: App, services: Any, nursery: trio.Nursery, log: Any) -> list[Any]:
@@ -450,6 +465,7 @@ async def _serve_api(
                               timezone=app.settings.tz, whatsapp=whatsapp,
                               calls=_ClickToCallOf(app),
                               retry_delay_seconds=app.settings.callback_retry_delay_seconds,
+                              event_hub=app.events.hub if app.events is not None else None,
                               )  # fmt: skip
         await serve_http(http, app.settings.http_listen, task_status=task_status)
         nursery.cancel_scope.cancel()

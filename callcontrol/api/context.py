@@ -1,6 +1,6 @@
 """What the endpoints share, kept on the Starlette app's state: the database, FreeSWITCH's
 availability snapshot, the metrics, the time zone for dates without an offset, the WhatsApp
-webhook's settings and the click-to-call starter."""
+webhook's settings, the click-to-call starter and the tickets' event hub."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from callcontrol.api.clicktocall import Initiator
     from callcontrol.api.extension_status import SnapshotSource
     from callcontrol.api.whatsapp_webhook import WhatsAppWebhook
+    from callcontrol.callbacks.events import EventHub
 
 
 @attrs.define(eq=False)
@@ -29,6 +30,7 @@ class ApiContext:
     whatsapp: WhatsAppWebhook | None = None
     calls: Initiator | None = None  # click-to-call (None: not running, the API answers 503)
     retry_delay_seconds: int = 60  # CALLBACK_RETRY_DELAY_SECONDS, told to a USER_BUSY client
+    events: EventHub | None = None  # the tickets' changes (None: /api/events answers 503)
 
     @staticmethod
     def of(request: Request) -> ApiContext:

@@ -23,13 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callcontrol.api import callbacks, clicktocall, openapi, stats, whatsapp_webhook
+from callcontrol.api import callbacks, clicktocall, events, openapi, stats, whatsapp_webhook
 from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
 from callcontrol.api.clicktocall import Initiator
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import EXCEPTION_HANDLERS
 from callcontrol.api.extension_status import SnapshotSource, extension_status
 from callcontrol.api.report import report_csv
+from callcontrol.callbacks.events import EventHub
 from callcontrol.config import HostPort
 from callcontrol.db.database import Database
 from callcontrol.logs import get_logger
@@ -56,12 +57,14 @@ def build_app(
     whatsapp: whatsapp_webhook.WhatsAppWebhook | None = None,
     calls: Initiator | None = None,
     retry_delay_seconds: int = 60,
+    event_hub: EventHub | None = None,
 ) -> Starlette:
     """The whole HTTP side. ``db``: the callbacks endpoints' database (None: they answer 503);
     ``availability``: FreeSWITCH's snapshot (None: every extension is UNKNOWN); ``timezone``:
     what a date without an offset in a query means (CALLCONTROL_TIMEZONE); ``whatsapp``: the
     WhatsApp webhook's settings (None: it answers 503); ``calls``: click-to-call's starter
-    (None: initiate answers 503); ``retry_delay_seconds``: CALLBACK_RETRY_DELAY_SECONDS."""
+    (None: initiate answers 503); ``retry_delay_seconds``: CALLBACK_RETRY_DELAY_SECONDS;
+    ``event_hub``: the tickets' changes for /api/events (None: it answers 503)."""
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
@@ -92,6 +95,7 @@ def build_app(
         Route("/api/callbacks/{id}/initiate", clicktocall.initiate_callback, methods=["POST"]),
         Route("/api/callback/originate", clicktocall.originate, methods=["POST"]),
         Route("/api/stats", stats.stats),
+        Route("/api/events", events.events_endpoint),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.subscribe, methods=["GET"]),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.receive, methods=["POST"]),
     ]
@@ -101,7 +105,7 @@ def build_app(
     app.router.redirect_slashes = False
     app.state.api = ApiContext(metrics, db, availability,
                                timezone or ZoneInfo("America/Sao_Paulo"), whatsapp, calls,
-                               retry_delay_seconds)  # fmt: skip
+                               retry_delay_seconds, event_hub)  # fmt: skip
     app.add_middleware(RequireToken, token=token)
     return app
 

@@ -122,6 +122,24 @@ _BY_OUTCOME = _object(_HANDOFF_OUTCOMES, {k: {"type": "integer", "minimum": 0}
                                           for k in _HANDOFF_OUTCOMES})  # fmt: skip
 
 SCHEMAS: dict[str, Schema] = {
+    "TicketEvent": _object(
+        ["id", "change", "status", "previous_status", "kind", "domain_uuid", "extension"], {
+            "id": {"type": "string", "format": "uuid", "description": "the ticket"},
+            "change": {"type": "string", "enum": ["created", "status", "notified",
+                                                  "rescheduled"],
+                       "description": "stored; moved; its agent told again; put off"},
+            "status": {"type": "string", "enum": STATUSES},
+            "previous_status": _maybe("string", description="null when created"),
+            "kind": {"type": "string", "enum": ["callback", "message"]},
+            "domain_uuid": _maybe("string", format="uuid"),
+            "extension": _maybe("string", description="the ticket's agent extension"),
+            "notification_count": {"type": "integer", "minimum": 0},
+            "scheduled_at": _maybe("string"),
+            "caller_number": _maybe("string", description="E.164"),
+            "caller_name": _maybe("string"),
+            "reason": _maybe("string", description="cut at 200 characters"),
+            "at": _maybe("string", description="when the change was committed"),
+        }),
     "Refusal": _object(["error", "reason"], {
         "error": {"type": "string", "description": "a code: bad_request, unauthorized, "
                   "not_found, method_not_allowed, illegal_move, expires_first, too_large, "
@@ -283,6 +301,28 @@ PATHS: dict[str, dict[str, Schema]] = {
         "operationId": "stats", "summary": "the domain's figures over a period",
         "tags": ["reports"], "parameters": [DOMAIN, FROM, TO],
         "responses": {"200": _json("the figures", _ref("Stats")), **_refused(*_DATA)}}},
+    "/api/events": {"get": {
+        "operationId": "events",
+        "summary": "the tickets' changes, live, as server-sent events (text/event-stream)",
+        "description": "Streams until the client goes away. A person sees only their own "
+                       "domain (an agent: only their extensions' tickets); the service names "
+                       "it. Each event has an `id:`; `event: ticket` carries a TicketEvent, "
+                       "`event: resync` (changes may have been missed: read the list again) "
+                       "a reason. A comment every 15 s keeps the connection alive; `retry:` "
+                       "says when to reconnect; a reconnecting client's Last-Event-ID gets "
+                       "what it missed, or a resync.",
+        "tags": ["events"],
+        "parameters": [DOMAIN, _query(
+            "extension", "only this agent extension's tickets",
+            {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z_.+-]{0,31}$"})],
+        "responses": {"200": {"description": "the stream",
+                              "content": {"text/event-stream": {"schema": {
+                                  "type": "string",
+                                  "description": "data: of `ticket` events is a TicketEvent "
+                                                 "(#/components/schemas/TicketEvent)"}}}},
+                      **_refused(400, 401, 404),
+                      "503": _json("no service token configured, or this process does not "
+                                   "stream events", _ref("Refusal"))}}},
     "/webhooks/whatsapp": {
         "get": {**_WEBHOOK, "operationId": "whatsappSubscribe",
                 "summary": "Meta's subscription handshake: echoes hub.challenge",

@@ -16,6 +16,12 @@ def operations() -> list[tuple[str, str, dict[str, Any]]]:
             for method, op in ops.items()]  # fmt: skip
 
 
+def answered_at_once(op: dict[str, Any]) -> bool:
+    """Not a stream: its whole answer comes back (httpx's ASGI transport waits for all of it,
+    so /api/events is checked over real HTTP instead, tests/api/test_events.py)."""
+    return "events" not in op.get("tags", ())
+
+
 def params(op: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return [p for p in op.get("parameters", []) if p["in"] == where]
 
