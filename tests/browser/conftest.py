@@ -66,6 +66,15 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+@pytest.fixture(scope="session")
+def expect(browser: Any) -> Any:
+    """Playwright's ``expect`` (retrying assertions), bounded by ``WAIT_MS``."""
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=WAIT_MS)
+    return playwright_expect
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Keeps each phase's report on the item, so the page fixture knows the test failed."""
