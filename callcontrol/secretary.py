@@ -293,7 +293,8 @@ async def offer_callback_by_dtmf(
     request = CallbackRequest(
         "callback", phone, caller_name=who.caller_name, reason="AI unavailable; asked by DTMF",
         scheduled_at=when.scheduled_at, time_understood=when.understood, expires_at=when.expires_at,
-        min_interval_minutes=own.callback_min_interval_minutes, call_uuid=who.call_uuid,
+        min_interval_minutes=own.callback_min_interval_minutes,
+        max_attempts=1 + own.callback_retry_attempts, call_uuid=who.call_uuid,
         domain_uuid=str(who.domain_uuid) if who.domain_uuid else None,
         secretary_uuid=str(who.secretary_uuid) if who.secretary_uuid else None,
         destination_uuid=last.destination_uuid if last else None,
@@ -716,6 +717,7 @@ class Conversation:
             "callback", preferred_time=request.preferred_time, reason=request.reason,
             scheduled_at=when.scheduled_at, time_understood=when.understood,
             expires_at=when.expires_at, min_interval_minutes=own.callback_min_interval_minutes,
+        max_attempts=1 + own.callback_retry_attempts,
             notify_via_whatsapp=whatsapp, **common, **extra,
         )  # fmt: skip
         self.record.outcome = "callback_requested"

@@ -30,8 +30,10 @@ yet bridged (``uuid_kill``). A bridged call is a conversation and is left alone.
 
 After an attempt that did not connect them (agent busy / no answer / unavailable, customer busy
 / no answer, …) the ticket goes back to ``pending`` with the attempt counted and
-``scheduled_at`` = now + ``CALLBACK_RETRY_DELAY_SECONDS``, and ``call`` tries again after that
-delay, up to ``CALLBACK_RETRY_ATTEMPTS`` retries. Then: ``failed`` when it was the agent's side
+``scheduled_at`` = now + the domain's ``CALLBACK_RETRY_DELAY_SECONDS``, and ``call`` tries
+again after that delay, up to the ticket's ``max_attempts`` in all (1 + the domain's
+``CALLBACK_RETRY_ATTEMPTS`` when the ticket was taken: changing the setting later does not
+change what a waiting caller was promised). Then: ``failed`` when it was the agent's side
 that never answered, ``needs_review`` when the customer never did (a person decides). A task
 stopped during the wait leaves the ticket ``pending`` at its new time: nothing is lost.
 
@@ -50,6 +52,7 @@ import attrs
 import trio
 
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
+from callcontrol.callbacks.domain_settings import for_domain
 from callcontrol.callbacks.tickets import (
     AGENT_COLUMNS,
     AGENT_JOINS,
@@ -150,7 +153,8 @@ class Refused(Exception):
 # the fragments are constants of tickets.py: no input reaches this text
 _TICKET = f"""
 SELECT r.request_uuid::text AS request_uuid, r.kind, r.status, r.phone_number, r.caller_name,
-       r.reason, r.attempts, r.destination_name,
+       r.reason, r.attempts, r.max_attempts, r.destination_name,
+       r.domain_uuid::text AS domain_uuid,
        {AGENT_COLUMNS}
   FROM callcontrol_callback_requests r{AGENT_JOINS}
  WHERE r.request_uuid = %s
@@ -166,7 +170,9 @@ class Ticket:
     caller_name: str | None
     reason: str | None
     attempts: int
+    max_attempts: int  # its attempts in all, fixed when it was taken
     destination_name: str | None
+    domain_uuid: str | None
     extension: str | None
     domain_name: str | None
     dnd: bool
@@ -208,6 +214,7 @@ class Plan:
     attempts_allowed: int
     agent: Leg
     customer: Leg
+    retry_delay_seconds: int = 60  # the domain's CALLBACK_RETRY_DELAY_SECONDS
 
     @property
     def first(self) -> Leg:
@@ -251,7 +258,8 @@ def plan_call(
                        DestinationType.EXTERNAL, ticket.phone_number, domain, leg="customer",
                        origination_uuid=customer_uuid, gateway=gateway, **common))  # fmt: skip
     return Plan(ticket, CallOrder(settings.callback_call_order), ticket.attempts + 1,
-                1 + settings.callback_retry_attempts, agent, customer)  # fmt: skip
+                ticket.max_attempts, agent, customer,
+                settings.callback_retry_delay_seconds)  # fmt: skip
 
 
 def result_for_cause(role: str, cause: str) -> Result:
@@ -274,7 +282,7 @@ class Decision:
     reason: str
 
 
-def decide(result: Result, plan: Plan, settings: Settings, words: str) -> Decision:
+def decide(result: Result, plan: Plan, words: str) -> Decision:
     """Where the ticket goes after an attempt (sans-IO)."""
     of = f"attempt {plan.attempt} of {plan.attempts_allowed}"
     if result is Result.BRIDGED:
@@ -282,7 +290,7 @@ def decide(result: Result, plan: Plan, settings: Settings, words: str) -> Decisi
     if result is Result.CANCELLED:
         return Decision(S.PENDING, None, False, f"{words}; not counted as an attempt")
     if plan.attempt < plan.attempts_allowed:
-        delay = settings.callback_retry_delay_seconds
+        delay = plan.retry_delay_seconds
         return Decision(S.PENDING, float(delay), True,
                         f"{words} ({of}); trying again in {delay} s")  # fmt: skip
     final = S.FAILED if result.agent_side else S.NEEDS_REVIEW
@@ -440,8 +448,9 @@ class ClickToCall:
         if why is not None:
             _log.info("callbacks.c2c_not_callable", request_uuid=request_uuid, reason=why)
             raise NotCallable(request_uuid, why)
+        own = await for_domain(self.db, self.settings, ticket.domain_uuid)
         try:
-            plan = plan_call(ticket, self.settings, new_uuid=_uuids(agent_uuid))
+            plan = plan_call(ticket, own, new_uuid=_uuids(agent_uuid))
         except UnsafeDialStringValue as exc:
             await change_status(self.db, request_uuid, S.NEEDS_REVIEW, by=BY,
                                 reason=f"cannot be dialled safely: {exc}")  # fmt: skip
@@ -609,7 +618,7 @@ class ClickToCall:
             cause=call.cause or "-", why=(call.why_unavailable or "-").replace("_", " "))
         if call.result is Result.BRIDGED and call.duration is not None:
             words += f"; they talked for {_duration(call.duration)}"
-        decision = decide(call.result, plan, self.settings, words)
+        decision = decide(call.result, plan, words)
         return AttemptReport(plan, call.result, call.cause, call.duration, decision, words)
 
     async def _finish(self, plan: Plan, call: _Call) -> AttemptReport:

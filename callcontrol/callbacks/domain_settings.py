@@ -20,12 +20,20 @@ KEYS: dict[str, tuple[str, str]] = {
     "CALLBACK_EXPIRATION_HOURS": ("callback_expiration_hours", "expiration_hours"),
     "CALLBACK_MAX_NOTIFICATIONS": ("callback_max_notifications", "max_notifications"),
     "CALLBACK_MIN_INTERVAL_MINUTES": ("callback_min_interval_minutes", "min_interval_minutes"),
+    "CALLBACK_RETRY_ATTEMPTS": ("callback_retry_attempts", "retry_attempts"),
+    "CALLBACK_RETRY_DELAY_SECONDS": ("callback_retry_delay_seconds", "retry_delay_seconds"),
+}
+# The bounds a domain's value must keep (the table's CHECKs, and the environment's own)
+BOUNDS: dict[str, tuple[int, int]] = {
+    "CALLBACK_RETRY_ATTEMPTS": (0, 20),
+    "CALLBACK_RETRY_DELAY_SECONDS": (1, 86_400),
 }
 
 _log = get_logger("callcontrol.callbacks.domain_settings")
 
 _READ = """
-SELECT expiration_hours, max_notifications, min_interval_minutes
+SELECT expiration_hours, max_notifications, min_interval_minutes, retry_attempts,
+       retry_delay_seconds
   FROM callcontrol_callback_settings WHERE domain_uuid = %s
 """
 
@@ -63,8 +71,9 @@ def parse_assignment(text: str) -> tuple[str, int | None]:
     value = value.strip()
     if value.lower() in ("", "default"):
         return key, None
-    if not value.isdigit() or int(value) <= 0:
-        raise ValueError(f"{key}: {value!r} is not a positive whole number")
+    low, high = BOUNDS.get(key, (1, 1_000_000))
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ValueError(f"{key}: {value!r} is not a whole number from {low} to {high}")
     return key, int(value)
 
 

@@ -29,12 +29,14 @@ _INSERT = """
 INSERT INTO callcontrol_callback_requests
     (request_uuid, kind, call_uuid, domain_uuid, secretary_uuid, destination_uuid,
      destination_name, caller_name, phone_number, preferred_time, scheduled_at,
-     time_understood, expires_at, reason, message, min_interval_minutes, notify_via_whatsapp)
+     time_understood, expires_at, reason, message, min_interval_minutes, notify_via_whatsapp,
+     max_attempts)
 VALUES (%(request_uuid)s, %(kind)s, %(call_uuid)s, %(domain_uuid)s, %(secretary_uuid)s,
         %(destination_uuid)s, %(destination_name)s, %(caller_name)s, %(phone_number)s,
         %(preferred_time)s, %(scheduled_at)s, %(time_understood)s,
         COALESCE(%(expires_at)s::timestamptz, now() + interval '24 hours'), %(reason)s,
-        %(message)s, COALESCE(%(min_interval_minutes)s::integer, 10), %(notify_via_whatsapp)s)
+        %(message)s, COALESCE(%(min_interval_minutes)s::integer, 10), %(notify_via_whatsapp)s,
+        COALESCE(%(max_attempts)s::integer, 3))
 ON CONFLICT (request_uuid) DO UPDATE SET
     caller_name = EXCLUDED.caller_name, phone_number = EXCLUDED.phone_number,
     preferred_time = EXCLUDED.preferred_time, scheduled_at = EXCLUDED.scheduled_at,
@@ -45,7 +47,8 @@ RETURNING (xmax = 0) AS inserted
 """
 
 _SPOOLED_DEFAULTS = {"scheduled_at": None, "time_understood": None, "expires_at": None,
-                     "min_interval_minutes": None, "notify_via_whatsapp": False}
+                     "min_interval_minutes": None, "notify_via_whatsapp": False,
+                     "max_attempts": None}
 
 _log = get_logger("callcontrol.callbacks")
 
@@ -69,6 +72,8 @@ class CallbackRequest:
     # CALLBACK_MIN_INTERVAL_MINUTES as it was for the ticket's domain when it was taken
     min_interval_minutes: int | None = None
     notify_via_whatsapp: bool = False  # the caller asked to be told on WhatsApp (a mobile)
+    # click-to-call's attempts, 1 + CALLBACK_RETRY_ATTEMPTS as it was for the domain
+    max_attempts: int | None = None
     request_uuid: str = attrs.field(factory=generated.uuid4_text)
 
     def row(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from callcontrol.callbacks.clicktocall import (
     Result,
     session,
 )
+from callcontrol.callbacks.domain_settings import store
 from callcontrol.callbacks.requests import CallbackRequest, save_request
 from callcontrol.callbacks.tickets import history
 from callcontrol.config import load_settings
@@ -191,6 +192,26 @@ async def test_an_agent_busy_every_time_is_retried_after_the_delay_then_failed(
     assert (row["status"], row["attempts"]) == ("failed", 3)
     assert [a["attempt"] for a in await _attempts(db, ticket)] == [1, 2, 3]
     assert (await history(db, ticket))[-1]["reason"].endswith("(attempt 3 of 3); no attempt left")
+
+
+async def test_the_domain_s_retry_delay_and_the_ticket_s_own_attempts_apply(
+    db, ticket, autojump_clock
+):
+    # the domain waits 5 minutes between two tries; the ticket was promised 2 attempts in all
+    # when it was taken, whatever CALLBACK_RETRY_ATTEMPTS says now (3 here)
+    domain = await db.fetch_value("SELECT domain_uuid::text FROM callcontrol_callback_requests")
+    await store(db, domain, "CALLBACK_RETRY_DELAY_SECONDS", 300)
+    await db.execute("UPDATE callcontrol_callback_requests SET max_attempts = 2")
+    settings = load_settings({"CALLBACK_RETRY_ATTEMPTS": "3"})
+    async with switch(agent=Busy()) as (_sim, line):
+        started = trio.current_time()
+        reports = await ClickToCall(db, line.conn, settings).call(ticket)
+        took = trio.current_time() - started
+        assert len(line.originates()) == 2
+    assert [r.decision.retry_in for r in reports] == [300, None]
+    assert 300 <= took < 305
+    assert (await _row(db, ticket))["status"] == "failed"
+    assert (await history(db, ticket))[-1]["reason"].endswith("(attempt 2 of 2); no attempt left")
 
 
 async def test_a_customer_who_does_not_answer_ends_the_agent_leg_too(db, ticket, autojump_clock):

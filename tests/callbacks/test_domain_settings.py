@@ -86,8 +86,11 @@ def test_assignments_are_validated():
     assert parse_assignment("callback_max_notifications=3") == ("CALLBACK_MAX_NOTIFICATIONS", 3)
     assert parse_assignment("CALLBACK_EXPIRATION_HOURS=default") == (
         "CALLBACK_EXPIRATION_HOURS", None)
+    # no retry at all is a choice a domain may make; no wait between two is not
+    assert parse_assignment("CALLBACK_RETRY_ATTEMPTS=0") == ("CALLBACK_RETRY_ATTEMPTS", 0)
     for bad in ("CALLBACK_CHECK_INTERVAL_MS=5", "CALLBACK_MAX_NOTIFICATIONS=0",
-                "CALLBACK_MAX_NOTIFICATIONS=two", "CALLBACK_MAX_NOTIFICATIONS"):
+                "CALLBACK_MAX_NOTIFICATIONS=two", "CALLBACK_MAX_NOTIFICATIONS",
+                "CALLBACK_RETRY_ATTEMPTS=21", "CALLBACK_RETRY_DELAY_SECONDS=0"):
         with pytest.raises(ValueError, match="CALLBACK"):
             parse_assignment(bad)
 

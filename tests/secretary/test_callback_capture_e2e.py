@@ -66,13 +66,15 @@ async def test_the_ticket_keeps_the_configured_interval_between_notifications(of
         [*GREETING, callback("011 98888-7777", "amanhã"), AwaitToolOutput(), GoSilent()],
         strict=False,
     ) as (server, url):
-        call = office.call(office.services(url, callback_min_interval_minutes=25))
+        call = office.call(office.services(url, callback_min_interval_minutes=25,
+                                                   callback_retry_attempts=4))
         with trio.fail_after(15):
             await server.wait_for(lambda: bool(server.sessions and server.last.tool_outputs))
         rows = await office.db.fetch_all(
-            "SELECT min_interval_minutes FROM callcontrol_callback_requests"
+            "SELECT min_interval_minutes, max_attempts FROM callcontrol_callback_requests"
         )
-        assert rows == [{"min_interval_minutes": 25}]
+        # click-to-call's attempts are fixed with the ticket: the first and 4 retries
+        assert rows == [{"min_interval_minutes": 25, "max_attempts": 5}]
         await call.hangup()
 
 
