@@ -10,7 +10,7 @@ Theory of operation
 -------------------
 A handoff rings one destination, maybe several times (``max_retries``), while the caller
 listens to hold music. Each attempt is a new agent leg (B) with our own UUID, originated with
-``bgapi`` so the call's socket keeps hearing the caller. An attempt ends in one of three ways:
+``bgapi`` so the call's socket keeps hearing the caller. An attempt ends in one of these ways:
 
 * voicemail or a forward answers instead of the agent (a leg that ran the domain's
   dialplan, fusionpbx.md): that is no agent — the leg is hung up and the attempt counts as
@@ -22,6 +22,9 @@ listens to hold music. Each attempt is a new agent leg (B) with our own UUID, or
   created, our ring guard, a refused bridge): the cause becomes a typed outcome; a retryable
   outcome with attempts left waits ``retry_delay`` on hold and rings again; otherwise the hold
   music stops and the handoff finishes with that outcome, so the AI can say what happened;
+* the destination is withdrawn (its state, read again while it rang, says DND or disabled):
+  every live leg is killed, the hold music stops, the handoff finishes with that outcome and
+  is not retried;
 * the caller hangs up: every live agent leg is killed at once (FreeSWITCH never cancels a
   B-leg by itself), the outcome is CANCELLED, and nothing but that cleanup is sent.
 
@@ -117,6 +120,15 @@ class RetryDue:
     pass
 
 
+@attrs.frozen
+class Withdrawn:
+    """The destination turned out not to be ringable after all (its state, read again while
+    it rang, says DND or disabled): stop, with this outcome, and do not retry."""
+
+    outcome: Outcome
+    cause: str
+
+
 Input = (
     LegAnswered
     | LegAnsweredByVoicemail
@@ -128,6 +140,7 @@ Input = (
     | CallerHungUp
     | RingGuardExpired
     | RetryDue
+    | Withdrawn
 )
 
 # -- actions -----------------------------------------------------------------------------------
@@ -427,6 +440,13 @@ def retry_due(m: HandoffMachine, event: Input) -> list[Action]:
     return m._ring()
 
 
+def withdrawn(m: HandoffMachine, event: Input) -> list[Action]:
+    assert isinstance(event, Withdrawn)
+    m.current_leg = None
+    kills = m._kill(m.live_legs, "ORIGINATOR_CANCEL")
+    return [*kills, *m._finish(event.outcome, event.cause)]
+
+
 _ACTIVE = (State.RINGING, State.WHISPERING, State.BRIDGING, State.RETRY_WAIT)
 
 TRANSITIONS: dict[tuple[State, type], Handler] = {
@@ -441,6 +461,9 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {
     (State.BRIDGING, BridgeRefused): bridge_refused,
     (State.BRIDGING, CallerBridged): bridged,
     (State.RETRY_WAIT, RetryDue): retry_due,
+    # Once answered, a person took the call: too late to withdraw it.
+    (State.RINGING, Withdrawn): withdrawn,
+    (State.RETRY_WAIT, Withdrawn): withdrawn,
     **{(state, CallerHungUp): caller_hungup for state in _ACTIVE},
     (State.DONE, CallerHungUp): caller_hungup_after,
 }

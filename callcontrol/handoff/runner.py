@@ -83,6 +83,8 @@ class HandoffRunner:
         self._started_at = 0.0
         self.result: HandoffResult | None = None
         self._bridge_prelude: list[bytes] = []
+        self._withdrawn: list[m.Withdrawn] = []
+        self._waiting: trio.CancelScope | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -99,6 +101,13 @@ class HandoffRunner:
         while self.result is None:
             await self._step()
         return self.result
+
+    def withdraw(self, outcome: Outcome, cause: str) -> None:
+        """From another task: stop ringing with ``outcome`` (ignored once a person answered
+        or the outcome is decided). The loop takes it at its next step."""
+        self._withdrawn.append(m.Withdrawn(outcome, cause))
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def finish_legs(self) -> None:
         """After the outcome (or when the caller left): make sure no agent leg is left alive."""
@@ -132,9 +141,16 @@ class HandoffRunner:
 
     async def _step(self) -> None:
         assert self._events is not None
+        if self._withdrawn:
+            await self._feed(self._withdrawn.pop(0))
+            return
         deadline = min((due for due, _ in self._timers.values()), default=math.inf)
-        with trio.move_on_at(deadline):
+        event: Event | None = None
+        # Only the wait is in this scope, so a withdrawal cancels a receive, never a command.
+        with trio.move_on_at(deadline) as self._waiting:
             event = await self._events.receive()
+        self._waiting = None
+        if event is not None:
             inp = self._translate(event)
             if inp is not None:
                 await self._feed(inp)

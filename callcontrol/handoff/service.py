@@ -4,7 +4,10 @@ The AI calls this with what the caller said ("suporte", "o João do financeiro")
 find the destination in the directory (an ambiguous match goes back as a question, no match
 goes to the default destination); check its working hours (closed → say when it opens);
 check DND for an extension (reported as DND without ringing it, since FusionPBX would make the
-phone look merely busy); then ring it on hold through ``HandoffRunner``. Whatever happens, the
+phone look merely busy); then ring it on hold through ``HandoffRunner``. The extension's state
+is the one last read (``ExtensionStates``), so the ring does not wait for PostgreSQL; it is read
+again while the phone rings, and DND or disabled found then withdraws the attempt
+(destinations/extension_cache.py says why that is safe). Whatever happens, the
 AI gets a ``HandoffReply``: a status, the pt-BR sentence to say, and what can be offered next.
 """
 
@@ -16,11 +19,13 @@ from typing import Any
 from uuid import UUID
 
 import attrs
+import trio
 
 from callcontrol import generated
 from callcontrol.config import Settings
 from callcontrol.db.database import Database, DatabaseUnavailable
 from callcontrol.destinations.directory import Directory, availability
+from callcontrol.destinations.extension_cache import ExtensionStates
 from callcontrol.destinations.fusionpbx import (
     ExtensionState,
     domain_fallback,
@@ -57,6 +62,9 @@ CALLBACK_OUTCOMES = frozenset(
 
 # finish_legs waits for the legs' own hangups, then may still send one kill.
 WIND_DOWN_BUDGET = WIND_DOWN_SECONDS + KILL_REPLY_SECONDS + 1.0
+# How long a handoff that ended busy waits for its recheck to say whether that was DND (the
+# read is milliseconds; a database that does not answer leaves it busy).
+RECHECK_WAIT_SECONDS = 2.0
 
 
 @attrs.frozen
@@ -113,6 +121,17 @@ class CallIdentity:
         )
 
 
+@attrs.define(eq=False)
+class _Recheck:
+    """The second read of an extension whose cached state a handoff rings on."""
+
+    domain_uuid: UUID
+    number: str
+    used: ExtensionState
+    done: trio.Event = attrs.field(factory=trio.Event)
+    withdrawal: tuple[Outcome, str] | None = None
+
+
 def _uuid_or_none(text: str | None) -> UUID | None:
     try:
         return UUID(text) if text else None
@@ -131,6 +150,9 @@ class HandoffService:
     settings: Settings
     metrics: Metrics
     now: Callable[[], datetime] = lambda: generated.now(UTC)
+    states: ExtensionStates = attrs.field(
+        default=attrs.Factory(lambda self: ExtensionStates(self.db), takes_self=True)
+    )
 
     async def transfer(
         self,
@@ -190,8 +212,11 @@ class HandoffService:
                 destination_uuid=str(destination.uuid),
             )  # fmt: skip
         target = destination
+        recheck: _Recheck | None = None
         if destination.destination_type is DestinationType.EXTENSION and who.domain_uuid:
-            state = await self._extension(who.domain_uuid, destination.number, log)
+            state, cached = await self._extension(who.domain_uuid, destination.number, log)
+            if cached:
+                recheck = _Recheck(who.domain_uuid, destination.number, state)
             if not state.enabled:
                 log.info("handoff.result", status="unavailable",
                          reason="v_extensions.enabled is false")  # fmt: skip
@@ -231,7 +256,12 @@ class HandoffService:
                     result)  # fmt: skip
 
         ctx.on_cleanup("handoff.finish_legs", wind_down, seconds=WIND_DOWN_BUDGET)
+        if recheck is not None:
+            # In the call's nursery: a read of milliseconds, harmless once the ring is over.
+            ctx.nursery.start_soon(self._recheck, recheck, runner, log)
         result = await runner.run()
+        if recheck is not None and result.outcome is Outcome.BUSY:
+            result = await self._busy_or_withdrawn(recheck, result)
         decided = True
         reply = self._reply(destination, result.outcome, result.cause, result.attempts,
                             result.seconds, result)  # fmt: skip
@@ -287,13 +317,50 @@ class HandoffService:
             return None
         return default
 
-    async def _extension(self, domain_uuid: UUID, number: str, log: Any) -> ExtensionState:
+    async def _extension(
+        self, domain_uuid: UUID, number: str, log: Any
+    ) -> tuple[ExtensionState, bool]:
+        """The extension's state, and whether it is the cached one (to be read again)."""
+        cached = self.states.cached(domain_uuid, number)
+        if cached is not None:
+            return cached, True
         try:
-            return await extension_state(self.db, domain_uuid, number)
+            return await self.states.read(domain_uuid, number), False
         except DatabaseUnavailable as exc:
             # Ring anyway: a busy phone is reported as busy, and nobody is lost to a DB blip.
             log.warning("handoff.extension_state_unknown", error=str(exc))
-            return ExtensionState(exists=False)
+            return ExtensionState(exists=False), False
+
+    async def _recheck(self, recheck: _Recheck, runner: HandoffRunner, log: Any) -> None:
+        """Read the state the handoff rings on again, while it rings; withdraw the attempt if
+        it says DND or disabled now."""
+        try:
+            fresh = await self.states.read(recheck.domain_uuid, recheck.number)
+        except DatabaseUnavailable as exc:
+            log.warning("handoff.recheck_unknown", error=str(exc))
+            return
+        finally:
+            recheck.done.set()
+        used = recheck.used
+        if fresh.exists and not fresh.enabled and used.enabled:
+            recheck.withdrawal = (Outcome.UNAVAILABLE, "EXTENSION_DISABLED")
+        elif fresh.dnd and not used.dnd:
+            recheck.withdrawal = (Outcome.DND, "DO_NOT_DISTURB")
+        if recheck.withdrawal is not None:
+            outcome, cause = recheck.withdrawal
+            log.info("handoff.withdrawn", status=outcome.value, cause=cause,
+                     reason="v_extensions read again while it rang")  # fmt: skip
+            runner.withdraw(outcome, cause)
+
+    async def _busy_or_withdrawn(self, recheck: _Recheck, result: HandoffResult) -> HandoffResult:
+        """A busy from a phone put in DND after its state was cached (FusionPBX's directory
+        answers USER_BUSY for it) is DND: the recheck says which."""
+        with trio.move_on_after(RECHECK_WAIT_SECONDS):
+            await recheck.done.wait()
+        if recheck.withdrawal is None:
+            return result
+        outcome, cause = recheck.withdrawal
+        return attrs.evolve(result, outcome=outcome, cause=cause)
 
     async def _forwarded(self, domain_uuid: UUID, destination: Destination, to: str
                          ) -> Destination:  # fmt: skip

@@ -157,6 +157,11 @@ class HandoffInterleavings(RuleBasedStateMachine):
         self.retry_armed = False
         self.feed(m.RetryDue())
 
+    @rule(outcome=st.sampled_from([Outcome.DND, Outcome.UNAVAILABLE]))
+    def destination_withdrawn(self, outcome):
+        # the extension's state, read again while it rings, says it must not be rung
+        self.feed(m.Withdrawn(outcome, "DO_NOT_DISTURB"))
+
     @precondition(lambda self: self.caller_gone_at is None)
     @rule()
     def caller_hangs_up(self):
@@ -205,6 +210,14 @@ class HandoffInterleavings(RuleBasedStateMachine):
                 hold_on = False
             elif isinstance(action, m.Finish) and action.outcome is not Outcome.CANCELLED:
                 assert not hold_on, "the AI would speak over the hold music"
+
+    @invariant()
+    def nothing_rings_after_a_withdrawal(self):
+        for i, action in enumerate(self.actions):
+            if isinstance(action, m.Finish) and action.outcome in (Outcome.DND,
+                                                                    Outcome.UNAVAILABLE):
+                later = self.actions[i:]
+                assert not any(isinstance(a, m.Originate | m.Bridge) for a in later), later
 
     @invariant()
     def an_answered_leg_we_do_not_bridge_is_killed(self):

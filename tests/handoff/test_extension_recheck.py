@@ -1,0 +1,116 @@
+"""The extension's state off the way to the ring: a handoff rings on the state the previous
+one read, reads it again while it rings, and still honours a DND switched on meanwhile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from callcontrol.testing.freeswitch import Answer, Busy, Manual
+from tests.handoff.test_handoff_e2e import SUPORTE, SUPORTE_CHANNEL, add_suporte, lines, originates
+
+
+class HeldReads:
+    """The real database, except that a read of an extension's state waits for ``release``."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.release = trio.Event()
+        self.started = 0
+        self.finished = 0
+
+    async def fetch_one(self, query: Any, params: Any = None) -> Any:
+        self.started += 1
+        await self.release.wait()
+        row = await self.db.fetch_one(query, params)
+        self.finished += 1
+        return row
+
+
+async def warmed(pbx: Any, **destination: Any) -> HeldReads:
+    """Suporte (1001) answered once, so its state is known; later reads of it are held."""
+    await add_suporte(pbx, **destination)
+    pbx.sim.endpoints[SUPORTE] = Answer(after=1.0)
+    first = pbx.call(pbx.transfer_flow("suporte"))
+    assert (await pbx.next_reply()).status == "success"
+    await first.hangup()
+    held = HeldReads(pbx.db)
+    pbx.service.states.db = held
+    return held
+
+
+async def set_dnd(pbx: Any) -> None:
+    await pbx.db.execute(
+        "UPDATE v_extensions SET do_not_disturb = 'true' WHERE domain_uuid = %s"
+        " AND extension = '1001'", (pbx.domain_uuid,)
+    )  # fmt: skip
+
+
+async def ringing(call: Any, count: int = 1) -> None:
+    # On MockClock a handoff stuck on its read jumps straight to this deadline: a failure.
+    with trio.fail_after(600):
+        await call.wait_for(lambda: len(originates(call)) == count)
+
+
+async def test_the_originate_does_not_wait_for_the_extension_state(pbx, autojump_clock):
+    held = await warmed(pbx)
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    await ringing(call)
+    assert held.started == 1 and held.finished == 0  # read again, and not back yet
+    held.release.set()
+    reply = await pbx.next_reply()
+    assert reply.status == "success"
+    assert held.finished == 1
+    await call.hangup()
+
+
+async def test_dnd_found_while_it_rings_kills_the_leg_and_is_reported(pbx, autojump_clock):
+    held = await warmed(pbx)
+    await set_dnd(pbx)
+    pbx.sim.endpoints[SUPORTE] = Manual()  # a switch slower to refuse than our read
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    await ringing(call)
+    leg = pbx.sim.legs(SUPORTE_CHANNEL)[-1]
+    held.release.set()
+    reply = await pbx.next_reply()
+    assert reply.status == "dnd" and reply.cause == "DO_NOT_DISTURB"
+    assert reply.message == "O ramal do Suporte está em modo não perturbe agora."
+    await leg.wait_gone()
+    assert f"api uuid_kill {leg.uuid} ORIGINATOR_CANCEL" in lines(call)
+    assert not any(line.startswith("api uuid_bridge") for line in lines(call))
+    assert call.playing is None  # the hold music stopped before the AI speaks
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_busy_from_a_phone_put_in_dnd_is_dnd_and_not_rung_again(pbx, autojump_clock,
+                                                                       retries):  # fmt: skip
+    held = await warmed(pbx, max_retries=retries, retry_delay_seconds=5)
+    await set_dnd(pbx)
+    # What FusionPBX's directory makes of a DND extension: error/user_busy.
+    pbx.sim.endpoints[SUPORTE] = Busy()
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    await ringing(call)
+    await trio.testing.wait_all_tasks_blocked()  # the busy is in; the read still held
+    assert held.finished == 0
+    held.release.set()
+    reply = await pbx.next_reply()
+    assert reply.status == "dnd" and reply.cause == "DO_NOT_DISTURB"
+    assert len(originates(call)) == 1
+    assert pbx.metrics.value(
+        "voice_transfers_total", status="dnd", destination_type="extension"
+    ) == 1
+
+
+async def test_a_state_older_than_max_age_is_read_before_ringing(pbx, autojump_clock):
+    held = await warmed(pbx)
+    held.release.set()
+    await set_dnd(pbx)
+    autojump_clock.jump(pbx.service.states.max_age + 1)
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    reply = await pbx.next_reply()
+    assert reply.status == "dnd"
+    assert originates(call) == []
+    assert pbx.sim.legs(SUPORTE_CHANNEL)[1:] == []  # only the first call's leg
