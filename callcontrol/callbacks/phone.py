@@ -273,6 +273,22 @@ def _groups(number: PhoneNumber) -> tuple[str, ...]:
     return tuple(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
+def display(text: str) -> str:
+    """The number as a Brazilian reads it on a screen: ``(11) 99999-0000``, ``(11) 3456-7890``,
+    ``0800 123 4567``, ``4004 1234``; a foreign number in its international form; anything that
+    is not a number (a withheld caller ID) as it was given."""
+    number = normalise(text)
+    if isinstance(number, PhoneProblem):
+        return text
+    groups = _groups(number)
+    if number.kind in (Kind.MOBILE, Kind.LANDLINE):
+        return f"({groups[0]}) {groups[1]}-{groups[2]}"
+    if number.kind is Kind.FOREIGN:
+        parsed = phonenumbers.parse(number.e164)
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return " ".join(groups)
+
+
 def readback(number: PhoneNumber, language: Language = "pt-BR") -> str:
     """How the AI reads the number back to the caller (see the module's notes)."""
     digits = EN_DIGITS if language == "en" else PT_DIGITS
