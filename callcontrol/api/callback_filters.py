@@ -5,7 +5,9 @@ parameter). Always scoped to one domain; newest first.
 ``status`` (comma-separated ticket statuses), ``kind`` (callback | message), ``extension`` (the
 ticket's agent: its own extension, else its destination's when that is an extension),
 ``destination`` (a destination's UUID, or its name, case-insensitive), ``from`` (inclusive) and
-``to`` (exclusive; a bare date means up to the end of that day) on when the caller asked.
+``to`` (exclusive; a bare date means up to the end of that day) on when the caller asked,
+``scheduled`` (``future``: set for a time still to come, the console's "Agendados"; ``due``: no
+time set, or one already reached).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from callcontrol.callbacks.tickets import TicketStatus
 
 STATUSES = tuple(s.value for s in TicketStatus)
 KINDS = ("callback", "message")
+SCHEDULED = ("future", "due")
 
 AGENT_EXTENSION = sql.SQL(
     "coalesce(r.extension, CASE WHEN t.destination_type = 'extension'"
@@ -49,6 +52,7 @@ class CallbackFilters:
     destination_name: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    scheduled: str | None = None
 
     @classmethod
     def from_request(cls, request: Request, zone: tzinfo) -> CallbackFilters:
@@ -64,8 +68,11 @@ class CallbackFilters:
         ext = params.extension(q["extension"]) if q.get("extension") else None
         dest_uuid, dest_name = _destination(q.get("destination") or None)
         since, until = params.period(q, zone)
+        scheduled = q.get("scheduled") or None
+        if scheduled is not None and scheduled not in SCHEDULED:
+            raise bad_request("`scheduled` must be future or due")
         return cls(params.domain_uuid(request), statuses, kind, ext, dest_uuid, dest_name,
-                   since, until)  # fmt: skip
+                   since, until, scheduled)  # fmt: skip
 
     def where(self) -> tuple[sql.Composed, dict[str, Any]]:
         parts: list[sql.Composable] = [sql.SQL("r.domain_uuid = %(domain)s")]
@@ -91,6 +98,10 @@ class CallbackFilters:
         if self.until:
             parts.append(sql.SQL("r.created_at < %(until)s"))
             values["until"] = self.until
+        if self.scheduled == "future":
+            parts.append(sql.SQL("r.scheduled_at > now()"))
+        elif self.scheduled == "due":
+            parts.append(sql.SQL("(r.scheduled_at IS NULL OR r.scheduled_at <= now())"))
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), values
 
 

@@ -63,6 +63,8 @@ FILTERS = [
            {"type": "string", "maxLength": 200}),
     FROM,
     TO,
+    _query("scheduled", "future: set for a time still to come; due: no time set, or one "
+           "already reached", {"type": "string", "enum": ["future", "due"]}),
 ]  # fmt: skip
 PAGES = [
     _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
@@ -167,7 +169,8 @@ SCHEMAS: dict[str, Schema] = {
         "items": {"type": "array", "items": _ref("Ticket")},
         "total": {"type": "integer"}, "limit": {"type": "integer"},
         "offset": {"type": "integer"}, "next_cursor": _maybe("string")}),
-    "Stats": _object(["domain_uuid", "period", "calls", "handoffs", "callbacks", "destinations"], {
+    "Stats": _object(["domain_uuid", "period", "calls", "handoffs", "callbacks", "destinations",
+                      "handoffs_over_time"], {
         "domain_uuid": {"type": "string", "format": "uuid"},
         "period": _object(["from", "to"], {"from": _maybe("string", format="date-time"),
                                            "to": _maybe("string", format="date-time")}),
@@ -192,6 +195,13 @@ SCHEMAS: dict[str, Schema] = {
                 "destination": {"type": "string"}, "destination_type": _maybe("string"),
                 "destination_number": _maybe("string"), "handoffs": {"type": "integer"},
                 "by_outcome": _BY_OUTCOME, "answer_rate": _RATE})},
+        "handoffs_over_time": _object(["bucket", "points"], {
+            "bucket": {"type": "string", "enum": ["hour", "day"],
+                       "description": "hour for a period of two days or less, else day"},
+            "points": {"type": "array", "description": "every bucket of the period, oldest "
+                       "first, in CALLCONTROL_TIMEZONE", "items": _object(["at", "by_outcome"], {
+                           "at": {"type": "string", "format": "date-time"},
+                           "by_outcome": _BY_OUTCOME})}}),
     }),
 }  # fmt: skip
 

@@ -10,12 +10,17 @@ A handoff is counted once per call, with the outcome it ended on (retries inside
 not separate handoffs: the table keeps the last result only). Replies that rang nobody
 (``ambiguous``, ``closed``, ``no_destination``, ``disabled``) are ``not_attempted``, outside the
 outcomes and the answer rates.
+
+``handoffs_over_time`` counts the same handoffs per hour (a period of two days or less) or per
+day, in CALLCONTROL_TIMEZONE, every bucket of the period present (zeros included) so a chart
+draws gaps as gaps; a period without ``from`` starts at the first handoff, without ``to`` ends
+now.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from psycopg import sql
@@ -111,6 +116,47 @@ SELECT count(*) AS n, avg(extract(epoch FROM now() - r.created_at)) AS mean,
 """
 
 
+# naive local timestamps (the bucket's start as a clock in the zone reads it)
+_SERIES = """
+SELECT date_trunc(%(bucket)s, c.started_at AT TIME ZONE %(zone)s) AS at, c.handoff_status,
+       count(*) AS n
+  FROM callcontrol_calls c
+ WHERE c.domain_uuid = %(domain)s AND c.handoff_status = ANY(%(attempted)s)
+       AND c.started_at IS NOT NULL {window}
+ GROUP BY 1, 2
+ ORDER BY 1
+"""
+MAX_BUCKETS = 800  # a longer series is the buckets with handoffs only
+
+
+def _bucket(since: datetime | None, until: datetime | None) -> str:
+    return "hour" if since and until and until - since <= timedelta(days=2) else "day"
+
+
+def _truncate(moment: datetime, bucket: str, zone: tzinfo) -> datetime:
+    local = moment.astimezone(zone).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    return local if bucket == "hour" else local.replace(hour=0)
+
+
+def _series(rows: list[dict[str, Any]], bucket: str, zone: tzinfo, since: datetime | None,
+            until: datetime | None, now: datetime) -> dict[str, Any]:  # fmt: skip
+    found: dict[datetime, list[tuple[str, int]]] = {}
+    for row in rows:
+        found.setdefault(row["at"], []).append((row["handoff_status"], row["n"]))
+    step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+    starts = sorted(found)
+    if since is not None or starts:
+        first = _truncate(since, bucket, zone) if since else starts[0]
+        last = _truncate((until - timedelta(microseconds=1)) if until else now, bucket, zone)
+        if starts:
+            last = max(last, starts[-1])
+        if (last - first) / step < MAX_BUCKETS:
+            starts = [first + i * step for i in range(int((last - first) / step) + 1)]
+    points = [{"at": at.replace(tzinfo=zone).isoformat(),
+               "by_outcome": _outcomes(found.get(at, ()))} for at in starts]  # fmt: skip
+    return {"bucket": bucket, "points": points}
+
+
 def _q(text: str, window: sql.Composable) -> sql.Composed:
     return sql.SQL(text).format(window=window)
 
@@ -145,6 +191,11 @@ async def stats(request: Request) -> Response:
     tickets = await db.fetch_all(_q(_TICKETS, _window("r.created_at", since, until)), values)
     times = await db.fetch_one(_q(_TIMES, _window("r.created_at", since, until)), values) or {}
     waiting = await db.fetch_one(_q(_WAITING, _window("r.created_at", since, until)), values)
+    bucket = _bucket(since, until)
+    zone_name = getattr(ctx.timezone, "key", "UTC")
+    series = await db.fetch_all(_q(_SERIES, _window("c.started_at", since, until)),
+                                {**values, "bucket": bucket, "zone": zone_name})  # fmt: skip
+    now = await db.fetch_value("SELECT now()")
     body: dict[str, Any] = {
         "domain_uuid": str(domain),
         "period": {"from": since.isoformat() if since else None,
@@ -153,6 +204,7 @@ async def stats(request: Request) -> Response:
         "handoffs": _handoffs(calls),
         "callbacks": _callbacks(tickets, times, waiting or {}),
         "destinations": _destinations(destinations),
+        "handoffs_over_time": _series(series, bucket, ctx.timezone, since, until, now),
     }  # fmt: skip
     _log.info("api.stats", domain_uuid=str(domain), calls=body["calls"]["total"],
               since=body["period"]["from"], until=body["period"]["to"])  # fmt: skip

@@ -170,3 +170,23 @@ async def test_an_illegal_move_is_a_409_that_names_it(client, db, domains):
     big = await client.post(f"/api/callbacks/{ringing}/cancel", content=b"x" * 20000,
                             params={"domain_uuid": str(a)}, headers=AUTH)  # fmt: skip
     assert big.status_code == 413
+
+
+async def test_scheduled_future_and_due_split_the_open_tickets(client, db, domains):
+    (a, _), _ = domains
+    now = await db.fetch_value("SELECT now()")
+    later = await add_ticket(db, a, scheduled_at=now + timedelta(hours=2))
+    earlier = await add_ticket(db, a, scheduled_at=now - timedelta(hours=2))
+    asap = await add_ticket(db, a, scheduled_at=None)
+
+    async def ids(scheduled):
+        reply = await client.get("/api/callbacks", params={"domain_uuid": str(a),
+                                 "scheduled": scheduled}, headers=AUTH)  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        return {t["id"] for t in reply.json()["items"]}
+
+    assert await ids("future") == {later}
+    assert await ids("due") == {earlier, asap}
+    refused = await client.get("/api/callbacks", params={"domain_uuid": str(a),
+                               "scheduled": "soon"}, headers=AUTH)  # fmt: skip
+    assert refused.status_code == 400 and "scheduled" in refused.json()["reason"]

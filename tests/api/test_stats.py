@@ -134,3 +134,32 @@ async def test_a_period_or_domain_that_makes_no_sense_is_a_400_naming_it(client,
         assert reply.status_code == 400, query
         assert word in reply.json()["reason"], (query, reply.json())
         assert set(reply.json()) == {"error", "reason"}
+
+
+async def test_handoffs_over_time_per_hour_on_a_day_with_every_hour_present(client, db, domains):
+    (a, _), (b, _) = domains
+    await call(db, a, "success", "Suporte")  # 09:00 local
+    await call(db, a, "busy", "Suporte", at=DAY + timedelta(minutes=20))
+    await call(db, a, "success", "Suporte", at=DAY + timedelta(hours=3))  # 12:00 local
+    await call(db, a, "ambiguous", None, at=DAY + timedelta(hours=3))  # rang nobody
+    await call(db, b, "success", "Suporte", at=DAY + timedelta(hours=5))  # another domain
+    series = (await stats(client, a, **ON_THE_DAY))["handoffs_over_time"]
+    assert series["bucket"] == "hour"
+    assert len(series["points"]) == 24
+    assert series["points"][0]["at"] == "2026-11-02T00:00:00-03:00"
+    by_hour = {p["at"][11:13]: p["by_outcome"] for p in series["points"]}
+    assert by_hour["09"]["answered"] == 1 and by_hour["09"]["busy"] == 1
+    assert by_hour["12"] == {**dict.fromkeys(by_hour["12"], 0), "answered": 1}
+    assert sum(sum(p["by_outcome"].values()) for p in series["points"]) == 3
+
+
+async def test_handoffs_over_time_per_day_over_a_week(client, db, domains):
+    (a, _), _ = domains
+    await call(db, a, "no_answer", "Suporte", at=DAY - timedelta(days=3))
+    await call(db, a, "success", "Suporte")
+    series = (await stats(client, a, **{"from": "2026-10-27", "to": "2026-11-02"}))
+    points = series["handoffs_over_time"]["points"]
+    assert series["handoffs_over_time"]["bucket"] == "day"
+    assert [p["at"][:10] for p in points] == [f"2026-{d}" for d in (
+        "10-27", "10-28", "10-29", "10-30", "10-31", "11-01", "11-02")]  # fmt: skip
+    assert points[3]["by_outcome"]["no_answer"] == 1 and points[6]["by_outcome"]["answered"] == 1
