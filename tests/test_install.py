@@ -101,6 +101,16 @@ def test_the_wheel_carries_the_top_level_files_byte_for_byte(
     assert shipped == expected
 
 
+def test_the_wheel_carries_the_pages_templates_and_static_files(built: tuple[Path, Path]) -> None:
+    """``serve`` renders the console from package data: a wheel without it serves 500s."""
+    _, wheel = built
+    with zipfile.ZipFile(wheel) as whl:
+        shipped = set(whl.namelist())
+    for folder in ("callcontrol/api/static", "callcontrol/api/templates"):
+        files = {f"{folder}/{p.name}" for p in (ROOT / folder).iterdir() if p.is_file()}
+        assert len(files) >= 5 and files <= shipped, files - shipped
+
+
 def test_the_sdist_carries_them_too(built: tuple[Path, Path]) -> None:
     sdist, _ = built
     with tarfile.open(sdist) as tar:

@@ -25,6 +25,14 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 # Paths that check their callers themselves, by what those can send: Meta signs its webhook
 # with the app secret and cannot send our token (api.whatsapp_webhook).
 SIGNED_PATHS = frozenset({"/webhooks/whatsapp"})
+# The pages people open in a browser check who is asking themselves (no one signed in: a
+# redirect to /login, never a JSON 401), and their static files are the same for everyone.
+PAGE_PATHS = frozenset({"/login", "/console"})
+PAGE_PREFIXES = ("/console/", "/static/")
+
+
+def is_page(path: str) -> bool:
+    return path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)
 
 TOKENLESS_REFUSAL = (
     "this server has no service token configured (VOICE_AI_SERVICE_TOKEN), so its API "
@@ -52,7 +60,8 @@ class RequireToken:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if request.url.path in OPEN_PATHS or request.url.path in SIGNED_PATHS:
+        path = request.url.path
+        if path in OPEN_PATHS or path in SIGNED_PATHS or is_page(path):
             await self.app(scope, receive, send)
             return
         client = request.client.host if request.client else None

@@ -23,7 +23,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callcontrol.api import callbacks, clicktocall, events, openapi, stats, whatsapp_webhook
+from callcontrol.api import (
+    assets,
+    callbacks,
+    clicktocall,
+    events,
+    openapi,
+    pages,
+    stats,
+    whatsapp_webhook,
+)
 from callcontrol.api.auth import OPEN_PATHS, RequireToken, token_ok
 from callcontrol.api.clicktocall import Initiator
 from callcontrol.api.context import ApiContext
@@ -98,6 +107,13 @@ def build_app(
         Route("/api/events", events.events_endpoint),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.subscribe, methods=["GET"]),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.receive, methods=["POST"]),
+        # the pages people use (HTML, not in the OpenAPI document of the API)
+        Route("/login", pages.login, methods=["GET"], include_in_schema=False),
+        Route("/console", pages.console, methods=["GET"], include_in_schema=False),
+        Route("/console/callbacks", pages.callbacks_page, methods=["GET"],
+              include_in_schema=False),
+        Route("/console/dashboard", pages.dashboard, methods=["GET"], include_in_schema=False),
+        Route("/static/{name}", assets.static_file, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     # "/api/callbacks/" is a 404 with a reason like any other unknown path, not a 307 with an

@@ -33,6 +33,8 @@ def app_routes() -> dict[tuple[str, str], Route]:
     found = {}
     for route in app.routes:
         assert isinstance(route, Route), route
+        if not route.include_in_schema:
+            continue  # the pages people use (HTML, api.pages): not the API's
         for method in route.methods or ():
             if method != "HEAD":  # Starlette adds HEAD to every GET
                 found[(method, route.path)] = route
