@@ -242,7 +242,7 @@
     function handle(e) {
       var data;
       try { data = JSON.parse(e.data); } catch (err) { return; }
-      if (data && typeof data === 'object') onEvent(data.type || e.type, data);
+      if (data && typeof data === 'object') onEvent(e.type, data);
     }
     function connect() {
       if (!window.EventSource) { startPolling(); return; }
@@ -253,7 +253,8 @@
         poll(); // what happened while the stream was down
       };
       source.onmessage = handle;
-      ['callback.notified', 'callback.changed', 'callback.created'].forEach(function (name) {
+      // api.events: "ticket" (what changed in one ticket) and "resync" (read the list again)
+      ['ticket', 'resync'].forEach(function (name) {
         source.addEventListener(name, handle);
       });
       source.onerror = function () {

@@ -146,8 +146,13 @@
   }
 
   var refreshing = null;
+  var queued = null;
   function refresh() {
-    if (refreshing) return refreshing;
+    // a change made while a read is under way may be missing from it: read once more after
+    if (refreshing) {
+      queued = queued || refreshing.then(function () { queued = null; return refresh(); });
+      return queued;
+    }
     cards.setAttribute('aria-busy', 'true');
     refreshing = cc.api('/api/callbacks', {
       params: { status: SHOWN.join(','), kind: 'callback', limit: 200 }
@@ -270,17 +275,24 @@
     });
   }, 30000);
 
-  cc.live(function (type, event) {
-    var t = event.ticket;
-    if (!t || !t.id) { refresh(); return; }
-    if (SHOWN.indexOf(t.status) < 0 || !mine(t)) {
-      if (tickets[t.id]) leave(t.id);
-      return;
+  // An event says what changed (callbacks.events.TicketChange), not the whole ticket: the list
+  // is read again (one read for a burst of events), and a ticket the scanner notified again
+  // while already on screen is announced again.
+  var again = {};
+  var pending = null;
+  cc.live(function (name, change) {
+    if (name === 'ticket' && change.id) {
+      if (SHOWN.indexOf(change.status) < 0 && tickets[change.id]) { leave(change.id); return; }
+      if (change.change === 'notified' && seen[change.id] !== undefined) again[change.id] = true;
     }
-    var known = seen[t.id] !== undefined;
-    upsert(t, true);
-    // a ticket already on screen that the scanner says is due now: tell the agent again
-    if (known && type === 'callback.notified') arrived(t);
+    if (pending) return;
+    pending = setTimeout(function () {
+      pending = null;
+      refresh().then(function () {
+        Object.keys(again).forEach(function (id) { if (tickets[id]) arrived(tickets[id]); });
+        again = {};
+      });
+    }, 150);
   }, refresh, document.getElementById('live'));
 
   refresh();
