@@ -83,6 +83,9 @@ class Settings:
     callback_retry_delay_seconds: int = 60
     callback_retry_attempts: int = 2
     callback_gateway: str | None = None
+    # what the customer's phone shows when called back (unset: the agent's outbound caller ID)
+    callback_caller_id_number: str | None = None
+    callback_caller_id_name: str | None = None
     realtime_url: str = "wss://api.openai.com/v1/realtime"
     realtime_model: str = "gpt-realtime"
     realtime_voice: str = "marin"
@@ -189,6 +192,21 @@ def _gateway(text: str) -> str:
     if not _GATEWAY.fullmatch(text):
         raise ValueError("must be a FreeSWITCH gateway name: letters, digits, '_', '.', '-'")
     return text
+
+
+_CALLER_ID_NUMBER = re.compile(r"\+?[0-9]{3,20}")
+
+
+def _caller_id_number(text: str) -> str:
+    if not _CALLER_ID_NUMBER.fullmatch(text):
+        raise ValueError("must be a phone number: digits, optionally after a +, e.g. 551130001234")
+    return text
+
+
+def _caller_id_name(text: str) -> str:
+    if not text.strip() or len(text) > 64:
+        raise ValueError("must be a name of 1 to 64 characters, e.g. Clinica Exemplo")
+    return text.strip()
 
 
 def parse_workers(text: str) -> int:
@@ -299,6 +317,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
                                      _whole_number_between(1, 86_400)),
     "CALLBACK_RETRY_ATTEMPTS": ("callback_retry_attempts", _whole_number_between(0, 20)),
     "CALLBACK_GATEWAY": ("callback_gateway", _gateway),
+    "CALLBACK_CALLER_ID_NUMBER": ("callback_caller_id_number", _caller_id_number),
+    "CALLBACK_CALLER_ID_NAME": ("callback_caller_id_name", _caller_id_name),
     "REALTIME_URL": ("realtime_url", _url("ws", "wss")),
     "REALTIME_MODEL": ("realtime_model", _text),
     "REALTIME_VOICE": ("realtime_voice", _text),

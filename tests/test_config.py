@@ -99,9 +99,11 @@ def test_click_to_call_settings_are_checked():
     with pytest.raises(ConfigError) as raised:
         load_settings({"CALLBACK_CALL_ORDER": "whoever", "CALLBACK_GATEWAY": "gw,x=1",
                        "CALLBACK_RING_TIMEOUT_SECONDS": "3", "CALLBACK_RETRY_ATTEMPTS": "-1",
-                       "CALLBACK_RETRY_DELAY_SECONDS": "soon"})  # fmt: skip
+                       "CALLBACK_RETRY_DELAY_SECONDS": "soon",
+                       "CALLBACK_CALLER_ID_NUMBER": "1000,x=y", "CALLBACK_CALLER_ID_NAME": " "})
     text = "\n".join(raised.value.problems)
-    assert len(raised.value.problems) == 5
+    assert len(raised.value.problems) == 7
+    assert "CALLBACK_CALLER_ID_NUMBER='1000,x=y': must be a phone number" in text
     assert "CALLBACK_CALL_ORDER='whoever': must be one of agent-first, customer-first" in text
     assert "CALLBACK_GATEWAY='gw,x=1': must be a FreeSWITCH gateway name" in text
     assert "CALLBACK_RING_TIMEOUT_SECONDS='3': must be between 5 and 300" in text

@@ -72,6 +72,7 @@ from callcontrol.handoff.dialstring import (
     callback_dial_string,
     endpoint,
     originate_argument,
+    usable_caller_id_number,
 )
 from callcontrol.handoff.outcomes import Outcome, outcome_for_cause
 from callcontrol.logs import get_logger
@@ -155,6 +156,8 @@ _TICKET = f"""
 SELECT r.request_uuid::text AS request_uuid, r.kind, r.status, r.phone_number, r.caller_name,
        r.reason, r.attempts, r.max_attempts, r.destination_name,
        r.domain_uuid::text AS domain_uuid,
+       e.outbound_caller_id_number AS agent_outbound_number,
+       e.outbound_caller_id_name AS agent_outbound_name,
        {AGENT_COLUMNS}
   FROM callcontrol_callback_requests r{AGENT_JOINS}
  WHERE r.request_uuid = %s
@@ -176,6 +179,9 @@ class Ticket:
     extension: str | None
     domain_name: str | None
     dnd: bool
+    # what FusionPBX shows when this agent dials out (v_extensions.outbound_caller_id_*)
+    agent_outbound_number: str | None = None
+    agent_outbound_name: str | None = None
 
     def why_not_callable(self) -> str | None:
         if self.kind != "callback":
@@ -231,6 +237,14 @@ def caller_id_name(ticket: Ticket) -> str:
     return f"Retorno - {about}" if about else "Retorno"
 
 
+def customer_caller_id_number(ticket: Ticket, settings: Settings) -> str | None:
+    """What the customer's phone shows: CALLBACK_CALLER_ID_NUMBER, else what it would show if
+    the agent dialled them from their own phone (their extension's outbound caller ID), else
+    nothing (the gateway's or the route's own)."""
+    return settings.callback_caller_id_number or usable_caller_id_number(
+        ticket.agent_outbound_number)
+
+
 def plan_call(
     ticket: Ticket, settings: Settings, *, new_uuid: Callable[[], str] = lambda: str(
         uuid_module.uuid4())
@@ -256,7 +270,10 @@ def plan_call(
                             gateway=gateway),
                    callback_dial_string(
                        DestinationType.EXTERNAL, ticket.phone_number, domain, leg="customer",
-                       origination_uuid=customer_uuid, gateway=gateway, **common))  # fmt: skip
+                       origination_uuid=customer_uuid, gateway=gateway,
+                       caller_id_number=customer_caller_id_number(ticket, settings),
+                       caller_id_name=settings.callback_caller_id_name
+                       or ticket.agent_outbound_name, **common))  # fmt: skip
     return Plan(ticket, CallOrder(settings.callback_call_order), ticket.attempts + 1,
                 ticket.max_attempts, agent, customer,
                 settings.callback_retry_delay_seconds)  # fmt: skip

@@ -160,6 +160,14 @@ def _leg_variables(
     return variables
 
 
+def usable_caller_id_number(value: str | None) -> str | None:
+    """``value`` when it can be shown as a caller ID number, else None: for numbers read from
+    FusionPBX's tables, which nothing there validates and which must not stop a call."""
+    if value is None or not _PATTERNS["caller ID number"].fullmatch(value.strip()):
+        return None
+    return value.strip()
+
+
 def _with_caller_id_name(block: str, caller_id_name: str | None) -> str:
     # the name goes in last and by hand: it is the one value format_variables would refuse
     shown_name = safe_caller_id_name(caller_id_name)

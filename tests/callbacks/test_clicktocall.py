@@ -152,6 +152,32 @@ async def test_agent_then_customer_answer_one_bridge_and_the_ticket_is_completed
     assert "they talked for 2 min 5 s" in report.words
 
 
+@pytest.mark.parametrize(("stored", "env", "shown"), [
+    # the agent's own outbound caller ID, as if they had dialled the customer themselves
+    (("551130001000", "Clinica Exemplo"), {}, ("551130001000", "'Clinica Exemplo'")),
+    # the administrator's number wins over the extension's
+    (("551130001000", None), {"CALLBACK_CALLER_ID_NUMBER": "+551140004000",
+                              "CALLBACK_CALLER_ID_NAME": "Central"}, ("+551140004000", "Central")),
+    # what FusionPBX's table holds is not trusted into a dial string: a number that could
+    # not be dialled safely is left out, a name is cut to its safe letters; the call goes on
+    (("1000,origination_uuid=x}", "x'}"), {}, (None, "x")),
+], ids=["extension", "configured", "hostile-in-table"])
+async def test_the_customer_sees_the_company_s_number(db, ticket, autojump_clock, stored, env,
+                                                      shown):  # fmt: skip
+    number, name = stored
+    await db.execute("UPDATE v_extensions SET outbound_caller_id_number = %s,"
+                     " outbound_caller_id_name = %s WHERE extension = '1001'", (number, name))
+    async with switch(agent=Answer(), customer=Busy()) as (_sim, line):
+        report = await ClickToCall(db, line.conn, load_settings(env)).attempt(ticket)
+        [_, customer_originate] = line.originates()
+        if shown[0] is None:
+            assert "origination_caller_id_number" not in customer_originate
+        else:
+            assert f",origination_caller_id_number={shown[0]}," in customer_originate
+        assert f",origination_caller_id_name={shown[1]}}}" in customer_originate
+    assert report.result is Result.CUSTOMER_BUSY
+
+
 async def _collect(reports, c2c, ticket):
     reports.append(await c2c.call(ticket))
 
