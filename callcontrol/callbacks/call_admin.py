@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import trio
 
 from callcontrol.callbacks import clicktocall
@@ -32,12 +34,20 @@ PROG = "callcontrol callback call"
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
+def own_instance(settings: Settings, pid: int) -> Settings:
+    """This command's legs carry an instance id of their own (``<instance>-cli-<pid>``): a
+    ``serve`` of the same CALLCONTROL_INSTANCE_ID that restarts while the admin's call rings
+    kills the legs its own earlier run left, and must not take these for them. Ctrl-C here
+    hangs them up itself."""
+    return attrs.evolve(settings, instance_id=f"{settings.instance_id}-cli-{pid}")
+
+
 class _Unreachable(Exception):
     pass
 
 
 def run_call(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = own_instance(load_settings(), os.getpid())
     configure_logging(settings.log_format, level=logging.CRITICAL)
     try:
         ticket = str(uuid.UUID(args.ticket))

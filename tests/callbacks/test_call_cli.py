@@ -4,12 +4,14 @@ switch would be a process of its own), the real clock with sub-second rings."""
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import trio
 
@@ -119,6 +121,11 @@ def test_the_admin_calls_a_ticket_back_and_sees_each_step(db_url, monkeypatch, c
         f"ticket {ticket}: completed",
     ]
     assert _status(db_url, ticket) == ("completed", 1)
+    # its legs are not serve's: a serve restarting meanwhile leaves them ringing
+    with psycopg.connect(db_url) as conn:
+        [(instance,)] = conn.execute("SELECT instance FROM callcontrol_callback_attempts"
+                                     " WHERE request_uuid = %s", (ticket,)).fetchall()  # fmt: skip
+    assert instance == f"callcontrol-cli-{os.getpid()}"
 
 
 def test_once_leaves_the_retry_to_the_scanner(db_url, monkeypatch, capsys, switch_thread):
