@@ -245,7 +245,7 @@ def cli() -> None:
     parser.add_argument("--of", type=int, default=1, help="how many switch processes share")
     parser.add_argument("--start-ns", type=int, default=0, help="perf_counter_ns to start at")
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
+    if hasattr(os, "sched_setaffinity") and args.cpu >= 0:  # -1: left to the kernel
         os.sched_setaffinity(0, {args.cpu})
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))

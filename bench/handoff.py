@@ -5,9 +5,11 @@ Two figures per call, measured inside the server process with ``time.perf_counte
 * **tool → originate** (t1 − t0): t0 when the flow calls ``HandoffService.transfer()`` (what
   the AI's ``request_handoff`` tool does), t1 when the ``bgapi originate`` bytes are handed to
   the socket. In between: the directory match (destinations cached; the cache is warmed before
-  the run, so loading them is not measured), the extension's state lookup (exists, enabled,
-  DND, forward-all: one PostgreSQL query per call for an extension — that one *is* measured,
-  and reported on its own) and the hold music (``sendmsg execute playback``, written without
+  the run, so loading them is not measured), the extension's state (exists, enabled, DND,
+  forward-all: the one the previous handoff read, ``ExtensionStates``; only a handoff that
+  finds none younger than 30 s waits for the PostgreSQL query, and that wait is reported on
+  its own as ``db``; every other reads it again while it rings, off this path) and the hold
+  music (``sendmsg execute playback``, written without
   waiting for its reply); ``filter Unique-ID <b>`` and the originate follow in one write.
 * **answer → bridge** (t3 − t2): t2 when the bytes holding the B-leg's CHANNEL_ANSWER come
   out of the socket, t3 when ``api uuid_bridge`` is handed to the socket. In between, as
@@ -25,8 +27,9 @@ loop is busy with other calls). The switch stamps its side on the same monotonic
 (``bench/_handoff_switch.py``). Components are summed per call; their percentiles are taken
 separately, so they do not add up to the total's percentiles.
 
-Set-up: the real ``serve()`` and ``handle_call`` on 127.0.0.1, pinned to one core; the
-simulated FreeSWITCH in a child process pinned to another, dialling N calls in over
+Set-up: the real ``serve()`` and ``handle_call`` on 127.0.0.1 in a child process pinned to
+one core (``--workers``: several, below); the simulated FreeSWITCH in child processes pinned
+to another, dialling N calls in over
 ``--ramp`` seconds. Every call is answered, put on hold and handed off to extension 1001;
 every agent leg rings until 0.5–3 s after the ramp ends (so all N ring at once), then answers
 and is bridged; the caller hangs up 0.5 s later. The database is a fresh schema on the test
@@ -59,8 +62,14 @@ ringing at once but ramped in over 5 s, "ours" is 2-4x the goal and the total is
 ``db``, the DND read (p99 ~20 ms: worker thread + PostgreSQL on the loaded machine), still on
 the way to the originate. The hold music's reply no longer is.
 
+``--workers N`` runs every load twice, with one server process and with N sharing the port
+(``SO_REUSEPORT``, as ``serve --workers``; the kernel spreads the calls), nothing pinned, so the
+workers and the switch processes share the box's cores; it prints both, the p99s and CPU per
+call side by side, and calls per box (the largest load of ``--calls`` meeting both goals) with
+the ratio.
+
 Run: ``python bench/handoff.py [--calls 500 100] [--latency 0.02 0] [--ramp 1.5]
-[--switches K]``;
+[--switches K] [--workers N]``;
 ``--quick`` (what ``./dev bench --quick`` passes) is one small load, 20 calls at 20 ms, to
 check the benchmark runs.
 Prints figures and a table of the tool -> originate p99s against the goals; asserts nothing.
@@ -74,6 +83,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -83,6 +93,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import structlog
 import trio
@@ -107,6 +118,7 @@ from callcontrol.testing.database import (  # noqa: E402
     isolated_database_url,
     server_url_for_tests,
 )
+from callcontrol.workers import WorkerRole  # noqa: E402
 
 SWITCH = Path(__file__).resolve().parent / "_handoff_switch.py"
 DOMAIN = "pbx.example.com"
@@ -141,6 +153,17 @@ class CallTimes:
         self.moh_done: int | None = None
         self.db: list[tuple[int, int]] = []  # every extension-state read of this call
         self.status = ""
+
+    def dump(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("pending", "chunk_ns")}
+
+    @classmethod
+    def load(cls, record: dict[str, Any]) -> CallTimes:
+        times = cls()
+        for key, value in record.items():
+            setattr(times, key, value)
+        times.db = [tuple(pair) for pair in times.db]
+        return times
 
     def sent(self, data: bytes, at: int) -> None:
         line = data[: data.find(b"\n")].decode(errors="replace")
@@ -333,14 +356,11 @@ def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run_once(server_url: str, calls: int, latency: float, ramp: float,
-                   cores: tuple[int, int], switches: int) -> dict[str, Any]:  # fmt: skip
-    timeline: list[CallTimes] = []
-
-    def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
-        times = CallTimes()
-        timeline.append(times)
-        return TimedStream(stream, times)
-
+                   cores: tuple[int, int] | None, switches: int,
+                   workers: int = 1) -> dict[str, Any]:  # fmt: skip
+    """One load: ``workers`` server processes (as ``serve --workers``: one shared port,
+    ``SO_REUSEPORT``), ``switches`` simulator processes. ``cores``: (server, switch) CPUs to
+    pin to, or None to leave every process to the kernel."""
     with isolated_database_url(server_url) as url, tempfile.TemporaryDirectory() as tmp:
         async with open_database(url) as db:
             domain = await add_domain(db, DOMAIN)
@@ -348,51 +368,128 @@ async def run_once(server_url: str, calls: int, latency: float, ramp: float,
             await add_extension(db, domain, "1001")
             await add_destination(db, domain, "Suporte", "extension", "1001",
                                   secretary_uuid=secretary, ring_timeout_seconds=30)  # fmt: skip
-            settings = load_settings({})
-            service = HandoffService(Directory(db), db, settings, Metrics())
-            await service.directory.destinations(domain, secretary)  # warm the cache
-            app = App(settings=settings, flow=transfer_flow(service), wrap_stream=wrap)
-            outs = [Path(tmp) / f"switch{i}.json" for i in range(switches)]
-            shares = [calls // switches + (i < calls % switches) for i in range(switches)]
-            # Every process imports before the first call: one shared start on the monotonic clock.
-            start_ns = now_ns() + int(STARTUP_SECONDS * 1e9)
-            async with trio.open_nursery() as nursery:
-                listeners = await nursery.start(serve, app, HostPort("127.0.0.1", 0))
-                port = listeners[0].socket.getsockname()[1]
-                usage0 = resource.getrusage(resource.RUSAGE_SELF)
-                wall0 = time.monotonic()
-                with trio.fail_after(STARTUP_SECONDS + ramp + 40):
-                    async with trio.open_nursery() as switch_side:
-                        for i, out in enumerate(outs):
-                            command = [sys.executable, str(SWITCH), "--port", str(port),
-                                       "--calls", str(shares[i]), "--ramp", str(ramp),
-                                       "--latency", str(latency), "--talk", str(TALK_SECONDS),
-                                       "--cpu", str(cores[1]), "--domain-uuid", str(domain),
-                                       "--secretary-uuid", str(secretary), "--out", str(out),
-                                       "--index", str(i), "--of", str(switches),
-                                       "--start-ns", str(start_ns)]  # fmt: skip
-                            switch_side.start_soon(
-                                partial(trio.run_process, command, stdout=subprocess.DEVNULL)
-                            )
-                    while app.active:
-                        await next(iter(app.active.values())).finished.wait()
-                wall = time.monotonic() - wall0 - STARTUP_SECONDS
-                usage1 = resource.getrusage(resource.RUSAGE_SELF)
-                app.shutting_down.set()
-            switch = merged([json.loads(out.read_text()) for out in outs])
-            switch["processes"] = switches
+        port = shared_free_port()
+        server_outs = [Path(tmp) / f"server{i}.json" for i in range(workers)]
+        outs = [Path(tmp) / f"switch{i}.json" for i in range(switches)]
+        shares = [calls // switches + (i < calls % switches) for i in range(switches)]
+        servers = []
+        for i, out in enumerate(server_outs):
+            command = [sys.executable, __file__, "--server-worker", f"{i}/{workers}",
+                       "--port", str(port), "--database-url", url, "--out", str(out),
+                       "--cpu", str(cores[0] if cores else -1), "--domain-uuid", str(domain),
+                       "--secretary-uuid", str(secretary)]  # fmt: skip
+            servers.append(await trio.lowlevel.open_process(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE))  # fmt: skip
+        for server in servers:
+            assert server.stdout is not None
+            with trio.fail_after(30):
+                assert (await server.stdout.receive_some(64)).startswith(b"ready")
+        # Every process imports before the first call: one shared start on the monotonic clock.
+        start_ns = now_ns() + int(STARTUP_SECONDS * 1e9)
+        wall0 = time.monotonic()
+        with trio.fail_after(STARTUP_SECONDS + ramp + 40):
+            async with trio.open_nursery() as switch_side:
+                for i, out in enumerate(outs):
+                    command = [sys.executable, str(SWITCH), "--port", str(port),
+                               "--calls", str(shares[i]), "--ramp", str(ramp),
+                               "--latency", str(latency), "--talk", str(TALK_SECONDS),
+                               "--cpu", str(cores[1] if cores else -1),
+                               "--domain-uuid", str(domain),
+                               "--secretary-uuid", str(secretary), "--out", str(out),
+                               "--index", str(i), "--of", str(switches),
+                               "--start-ns", str(start_ns)]  # fmt: skip
+                    switch_side.start_soon(
+                        partial(trio.run_process, command, stdout=subprocess.DEVNULL)
+                    )
+        wall = time.monotonic() - wall0 - STARTUP_SECONDS
+        for server in servers:  # stdin's end: drain and write the records
+            assert server.stdin is not None
+            await server.stdin.aclose()
+        with trio.fail_after(60):
+            for server in servers:
+                await server.wait()
+        parts = [json.loads(out.read_text()) for out in server_outs]
+        switch = merged([json.loads(out.read_text()) for out in outs])
+        switch["processes"] = switches
+    timeline = [CallTimes.load(record) for part in parts for record in part["calls"]]
+    per_worker = [len(part["calls"]) for part in parts]
+    cpu = sum(part["cpu"] for part in parts)
+    return {"timeline": timeline, "switch": switch, "cpu": cpu, "wall": wall,
+            "workers": workers, "per_worker": per_worker, "pinned": cores is not None}  # fmt: skip
+
+
+def shared_free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# -- one server worker (a child process) ---------------------------------------------------
+
+
+async def server_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One of ``--workers`` server processes: ``serve()`` on the shared port until stdin ends,
+    then the calls' stamps and this process's CPU to ``--out``."""
+    timeline: list[CallTimes] = []
+
+    def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
+        times = CallTimes()
+        timeline.append(times)
+        return TimedStream(stream, times)
+
+    role = WorkerRole.parse(args.server_worker)
+    async with open_database(args.database_url) as db:
+        domain, secretary = UUID(args.domain_uuid), UUID(args.secretary_uuid)
+        settings = load_settings({})
+        service = HandoffService(Directory(db), db, settings, Metrics())
+        await service.directory.destinations(domain, secretary)  # warm the cache
+        app = App(settings=settings, flow=transfer_flow(service), wrap_stream=wrap, role=role)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, app, HostPort("127.0.0.1", args.port))
+            usage0 = resource.getrusage(resource.RUSAGE_SELF)
+            sys.stdout.write("ready\n")
+            sys.stdout.flush()
+            await trio.to_thread.run_sync(sys.stdin.read)
+            while app.active:
+                await next(iter(app.active.values())).finished.wait()
+            usage1 = resource.getrusage(resource.RUSAGE_SELF)
+            app.shutting_down.set()
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
-    return {"timeline": timeline, "switch": switch, "cpu": cpu, "wall": wall}
+    return {"cpu": cpu, "calls": [t.dump() for t in timeline]}
+
+
+def server_worker_cli(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server-worker", required=True, help="I/N")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--cpu", type=int, default=-1)
+    parser.add_argument("--domain-uuid", required=True)
+    parser.add_argument("--secretary-uuid", required=True)
+    args = parser.parse_args(argv)
+    if args.cpu >= 0:
+        os.sched_setaffinity(0, {args.cpu})
+    configure_logging("json")
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
+    fusionpbx_module.extension_state = timed_query(fusionpbx_module.extension_state)
+    Path(args.out).write_text(json.dumps(trio.run(server_worker, args)))
 
 
 def report(calls: int, latency: float, result: dict[str, Any]) -> dict[str, Any]:
     """Prints one run; returns its tool -> originate p99s for the summary table."""
-    summary: dict[str, Any] = {"calls": calls, "latency": latency}
+    summary: dict[str, Any] = {"calls": calls, "latency": latency,
+                               "workers": result["workers"]}  # fmt: skip
     timeline: list[CallTimes] = result["timeline"]
     switch = result["switch"]
     ok = [t for t in timeline if t.status == "success"]
     ringing = [(t.t1, t.t2) for t in timeline if t.t1 is not None and t.t2 is not None]
     print(f"\n== N = {calls} calls, simulator latency {latency * 1000:g} ms ==")
+    shares = "/".join(str(n) for n in result["per_worker"])
+    print(f"  server: {result['workers']} worker process(es), calls each {shares};"
+          f" {'pinned' if result['pinned'] else 'no process pinned'}")
     print(
         f"  calls served {len(timeline)}, bridged {len(ok)} (switch saw {switch['bridged']}"
         f" bridged, {switch['failed']} not); peak B-legs ringing at once"
@@ -430,6 +527,7 @@ def report(calls: int, latency: float, result: dict[str, Any]) -> dict[str, Any]
             summary["complete"] = len(ok) == calls
             for key in ("ours", "total", "db"):
                 summary[key] = pct([p[key] for p in parts], 99)
+            summary["cpu_ms"] = result["cpu"] / max(1, len(timeline)) * 1000
         print(f"  {title}, n={len(parts)}, ms:")
         print(f"    {'':8}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
         for key in ("total", "ours", "db", "switch", "flight"):
@@ -463,6 +561,8 @@ def table(rows: list[dict[str, Any]]) -> None:
             print(f"| N = {row['calls']}, {row['latency'] * 1000:g} ms switch | no samples | | |")
             continue
         where = f"N = {row['calls']}, {row['latency'] * 1000:g} ms switch"
+        if row["workers"] > 1:
+            where += f", {row['workers']} workers"
         if not row["complete"]:
             where += f" (only {row['n']} bridged)"
         for key, goal in (("ours", GOAL_OURS_MS), ("total", GOAL_TOTAL_MS)):
@@ -481,15 +581,54 @@ def machine() -> str:
     return f"{platform.node()}: nproc {os.cpu_count()}, {model}, Python {platform.python_version()}"
 
 
+def passes(row: dict[str, Any]) -> bool:
+    return bool(row.get("complete")) and row["ours"] <= GOAL_OURS_MS and (
+        row["total"] <= GOAL_TOTAL_MS
+    )
+
+
+def per_box(rows: list[dict[str, Any]], workers: int) -> None:
+    """1 worker against ``workers`` workers, same loads, same run: the p99s, the CPU per call,
+    and calls per box (the largest load meeting both goals)."""
+    print(f"\n| tool -> originate p99, ms | 1 worker: ours / total | {workers} workers:"
+          " ours / total | total 1 / total N | CPU ms per call 1 / N |")
+    print("|---|---|---|---|---|")
+    one = {(r["latency"], r["calls"]): r for r in rows if r["workers"] == 1}
+    many = {(r["latency"], r["calls"]): r for r in rows if r["workers"] == workers}
+    for key, a in one.items():
+        b = many.get(key)
+        if b is None or "ours" not in a or "ours" not in b:
+            continue
+        print(f"| N = {key[1]}, {key[0] * 1000:g} ms switch | {a['ours']:.2f} / {a['total']:.2f}"
+              f" | {b['ours']:.2f} / {b['total']:.2f} | {a['total'] / b['total']:.2f}"
+              f" | {a['cpu_ms']:.2f} / {b['cpu_ms']:.2f} |")
+    for latency in sorted({key[0] for key in one}):
+        best = [max((r["calls"] for r in group.values() if r["latency"] == latency
+                     and "ours" in r and passes(r)), default=0)
+                for group in (one, many)]  # fmt: skip
+        ratio = f"{best[1] / best[0]:.2f}" if best[0] else "n/a (1 worker passes no load)"
+        print(f"calls per box ({latency * 1000:g} ms switch, largest load with p99 ours <="
+              f" {GOAL_OURS_MS:g} ms and total <= {GOAL_TOTAL_MS:g} ms): 1 worker {best[0]},"
+              f" {workers} workers {best[1]}; ratio {ratio}")
+
+
 async def main(args: argparse.Namespace, cores: tuple[int, int]) -> None:
     rows = []
+    # With --workers, each load runs with 1 worker and with N, nothing pinned in either: N
+    # workers and the switch processes share the box's cores, as serve and FreeSWITCH would.
+    counts = [1] if args.workers == 1 else [1, args.workers]
+    pinning = cores if args.workers == 1 else None
     with server_url_for_tests() as server_url:
         for latency in args.latency:
             for calls in args.calls:
                 switches = args.switches or max(1, -(-calls // CALLS_PER_SWITCH))
-                result = await run_once(server_url, calls, latency, args.ramp, cores, switches)
-                rows.append(report(calls, latency, result))
+                for workers in counts:
+                    result = await run_once(server_url, calls, latency, args.ramp, pinning,
+                                            switches, workers)  # fmt: skip
+                    rows.append(report(calls, latency, result))
     table(rows)
+    if args.workers > 1:
+        per_box(rows, args.workers)
 
 
 def cli() -> None:
@@ -511,8 +650,18 @@ def cli() -> None:
         f" {CALLS_PER_SWITCH} calls)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N > 1: run every load with 1 server worker and with N (SO_REUSEPORT, as serve"
+        " --workers), nothing pinned, and print calls per box and the ratio",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="one small run (20 calls, 20 ms) to check it works"
     )
+    if sys.argv[1:2] == ["--server-worker"]:
+        server_worker_cli(sys.argv[1:])
+        return
     args = parser.parse_args()
     if args.quick:
         args.calls, args.latency = [20], [0.02]
@@ -524,10 +673,12 @@ def cli() -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
     fusionpbx_module.extension_state = timed_query(fusionpbx_module.extension_state)
     print(machine())
-    print(
-        f"server pinned to CPU {cores[0]}, simulated FreeSWITCH to CPU {cores[1]}"
-        + ("" if cores[0] != cores[1] else " (only one CPU: they share it)")
-    )
+    if args.workers == 1:
+        print(
+            f"server pinned to CPU {cores[0]}, simulated FreeSWITCH to CPU {cores[1]}"
+            + ("" if cores[0] != cores[1] else " (only one CPU: they share it)")
+        )
+    print(f"load average (/proc/loadavg): {Path('/proc/loadavg').read_text().strip()}")
     print(
         "destinations cached by the directory (warmed before each run): loading them is not"
         " measured; the per-call extension-state query (DND) is, as 'db'"

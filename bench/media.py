@@ -12,7 +12,13 @@ Added relay latency, per frame:
 * out: the frame's 20 ms pacing slot → the moment it is handed to the kernel (loop lag).
 A load passes when both p99s are ≤ 5 ms and ≥ 99 % of the caller's frames arrived.
 
-Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--quick]
+``--workers N`` measures calls per box instead of per core: every load runs once with one
+server process and once with N, each on its own slice of the unicast ports as ``serve
+--workers`` cuts them (``callcontrol.workers.split_ports``), against the same FreeSWITCH-side
+process; nothing is pinned, so the workers and that process share the box's cores. It prints
+the largest passing load for each and the ratio.
+
+Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--workers 2] [--quick]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -45,6 +52,7 @@ from callcontrol.logs import configure_logging
 from callcontrol.media.codecs import model_format_for_line, ulaw_encode
 from callcontrol.media.transport import CALLER_BUFFER_MS, FRAME_MS
 from callcontrol.media.unicast import UnicastPorts, UnicastTransport, line_format_for
+from callcontrol.workers import WorkerRole, split_ports
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 FRAME = 0.020
@@ -249,6 +257,107 @@ async def measure(n: int, seconds: float, base: int, codec: str) -> dict[str, An
     }
 
 
+# --- --workers: the server side in N processes ------------------------------------------------
+
+
+async def server_side(n: int, seconds: float, base: int, codec: str) -> dict[str, Any]:
+    """One worker's share: n calls on ports base..base+2n-1, measured for ``seconds`` after
+    a warm-up; the raw latencies go back to the parent, which merges the workers."""
+    ports = UnicastPorts(PortRange(HOST, base, base + 2 * n - 1))
+    calls: list[MeasuredTransport] = []
+    ready = trio.Event()
+    async with trio.open_nursery() as nursery:
+        for k in range(n):
+            nursery.start_soon(one_call, k, ports, calls, ready, n, codec)
+        with trio.fail_after(30):
+            await ready.wait()
+        await trio.sleep(1.0)  # warm-up
+        for c in calls:
+            c.lateness.clear()
+            c.in_latency.clear()
+            c.stats.caller_frames = 0
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await trio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        nursery.cancel_scope.cancel()
+    return {
+        "in": np.concatenate([np.asarray(c.in_latency) for c in calls]),
+        "out": np.concatenate([np.asarray(c.lateness) for c in calls]) * 1000,
+        "frames": sum(c.stats.caller_frames for c in calls),
+        "cpu": cpu,
+        "wall": wall,
+    }
+
+
+def run_server_worker(base: int, n: int, seconds: float, codec: str, out: str) -> None:
+    configure_logging("json", level=40)
+    result = trio.run(server_side, n, seconds, base, codec)
+    np.savez(out, **{k: np.asarray(v) for k, v in result.items()})
+
+
+def measure_workers(n: int, workers: int, seconds: float, base: int, codec: str,
+                    tmp: Path) -> dict[str, Any]:  # fmt: skip
+    """n calls (rounded down to a multiple of ``workers``) over ``workers`` server processes."""
+    n -= n % workers
+    peer = subprocess.Popen(
+        [sys.executable, __file__, "--peer", str(base), str(n), str(seconds + 8), codec],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert peer.stdout is not None
+    assert peer.stdout.readline().strip() == "ready"
+    whole = PortRange(HOST, base, base + 2 * n - 1)
+    servers = []
+    for i in range(workers):
+        share = split_ports(whole, WorkerRole(i, workers))
+        out = tmp / f"worker{i}.npz"
+        servers.append((out, subprocess.Popen(
+            [sys.executable, __file__, "--server-worker", str(share.first),
+             str(len(share) // 2), str(seconds), codec, str(out)],
+        )))  # fmt: skip
+    for _, server in servers:
+        server.wait(timeout=seconds + 60)
+    out_text, _ = peer.communicate(timeout=30)
+    parts = [np.load(out) for out, _ in servers]
+    lat_in = np.concatenate([p["in"] for p in parts])
+    lat_out = np.concatenate([p["out"] for p in parts])
+    wall = float(np.mean([p["wall"] for p in parts]))
+    return {
+        "n": n,
+        "in_p50": float(np.percentile(lat_in, 50)),
+        "in_p99": float(np.percentile(lat_in, 99)),
+        "out_p50": float(np.percentile(lat_out, 50)),
+        "out_p99": float(np.percentile(lat_out, 99)),
+        "delivered": sum(int(p["frames"]) for p in parts) / (n * wall / FRAME),
+        "cpu": sum(float(p["cpu"]) / float(p["wall"]) for p in parts),
+        "peer": out_text.strip().splitlines()[-1] if out_text.strip() else "",
+    }
+
+
+def passing(r: dict[str, Any]) -> bool:
+    return bool(r["in_p99"] <= 5 and r["out_p99"] <= 5 and r["delivered"] >= 0.99)
+
+
+def main_workers(counts: list[int], workers: int, seconds: float, codec: str,
+                 first_port: int) -> None:  # fmt: skip
+    print(f"calls per box: each load with 1 server process, then {workers} (nothing pinned)")
+    print(f"{'calls':>6} {'workers':>7} {'in p50':>7} {'in p99':>7} {'out p50':>8} "
+          f"{'out p99':>8} {'frames':>7} {'cpu':>6}  ok")
+    best = {1: 0, workers: 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, n in enumerate(counts):
+            for count in (1, workers):
+                r = measure_workers(n, count, seconds, first_port + (i % 4) * 5000, codec,
+                                    Path(tmp))  # fmt: skip
+                ok = passing(r)
+                best[count] = r["n"] if ok else best[count]
+                print(f"{r['n']:>6} {count:>7} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms "
+                      f"{r['out_p50']:>7.2f}ms {r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} "
+                      f"{r['cpu']:>6.1%}  {'yes' if ok else 'NO'}   [{r['peer']}]", flush=True)
+    ratio = f"{best[workers] / best[1]:.2f}" if best[1] else "n/a (1 worker passes no load)"
+    print(f"largest passing load per box: 1 worker {best[1]} calls, {workers} workers"
+          f" {best[workers]} calls; ratio {ratio}")
+
+
 async def main_async(counts: list[int], seconds: float, codec: str, first_port: int) -> None:
     print(f"{'calls':>6} {'in p50':>7} {'in p99':>7} {'out p50':>8} {'out p99':>8} "
           f"{'frames':>7} {'cpu':>6} {'cpu/call':>9} {'RSS/call':>9} {'gc max':>8}  ok")
@@ -269,6 +378,10 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--peer":
         run_peers(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--server-worker":
+        run_server_worker(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5],
+                          sys.argv[6])  # fmt: skip
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", default="100,200,300,400,500,600")
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -276,6 +389,8 @@ def main() -> None:
                         help="line codec: L16 8 kHz (resampled to 24 kHz) or PCMU (pass-through)")
     parser.add_argument("--first-port", type=int, default=20000,
                         help="UDP ports used: from this one to 20000 above it (default 20000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="N > 1: each load with 1 server process and with N; calls per box")
     parser.add_argument("--quick", action="store_true",
                         help="one small load (20 calls, 1 s) to check it works")
     args = parser.parse_args()
@@ -285,6 +400,11 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} codec={args.codec}")
+    if args.workers > 1:
+        print(f"load average (/proc/loadavg): {Path('/proc/loadavg').read_text().strip()}")
+        main_workers([int(x) for x in args.calls.split(",")], args.workers, args.seconds,
+                     args.codec, args.first_port)  # fmt: skip
+        return
     trio.run(main_async, [int(x) for x in args.calls.split(",")], args.seconds, args.codec,
              args.first_port)
 

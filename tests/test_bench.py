@@ -111,3 +111,20 @@ def test_scanner_benchmark_runs() -> None:
     assert "== 500 open tickets" in out
     assert "scan_once, best of 2:" in out and "one request per ticket:" in out
     assert "ratio: per-ticket / scan_once" in out
+
+
+def test_media_benchmark_runs_with_workers() -> None:
+    out = _run_quick("media", "--workers", "2", "--first-port",
+                     str(random.randrange(20000, 30000, 2)))  # fmt: skip
+    rows = [line.split()[:2] for line in out.splitlines()]
+    assert ["20", "1"] in rows and ["20", "2"] in rows  # the same load, 1 worker then 2
+    assert out.splitlines()[-1].startswith("largest passing load per box: 1 worker ")
+    assert "workers" in out.splitlines()[-1] and "ratio" in out.splitlines()[-1]
+
+
+def test_handoff_benchmark_runs_with_workers() -> None:
+    out = _run_quick("handoff", "--workers", "2")
+    assert out.count("calls served 20,") == 2
+    assert "server: 1 worker process(es), calls each 20;" in out
+    assert "server: 2 worker process(es), calls each " in out
+    assert "calls per box (20 ms switch" in out and "ratio" in out
