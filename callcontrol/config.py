@@ -67,6 +67,10 @@ class Settings:
     esl_port: int = 8021
     esl_password: str = attrs.field(default="ClueCon", repr=False)
     service_token: str | None = attrs.field(default=None, repr=False)
+    # people's sign-in (api/sessions.py): None derives the secret from service_token
+    session_secret: str | None = attrs.field(default=None, repr=False)
+    session_hours: int = 12
+    session_cookie_secure: bool = False  # Secure even when the request came over http
     transfer_default_timeout: int = 30
     transfer_announce_enabled: bool = True
     transfer_music_on_hold: str = "local_stream://moh"
@@ -269,6 +273,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _session_secret(text: str) -> str:
+    if len(text) < 32:
+        raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    return text
+
+
 def _digits(text: str) -> str:
     if not (text.isascii() and text.isdigit() and len(text) <= 30):
         raise ValueError("must be the number's id from Meta's app dashboard (digits only)")
@@ -300,6 +310,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ESL_PORT": ("esl_port", _port),
     "ESL_PASSWORD": ("esl_password", _text),
     "VOICE_AI_SERVICE_TOKEN": ("service_token", _text),
+    "CALLCONTROL_SESSION_SECRET": ("session_secret", _session_secret),
+    "CALLCONTROL_SESSION_HOURS": ("session_hours", _whole_number_between(1, 24 * 30)),
+    "CALLCONTROL_SESSION_COOKIE_SECURE": ("session_cookie_secure", _bool),
     "TRANSFER_DEFAULT_TIMEOUT": ("transfer_default_timeout", _positive_int),
     "TRANSFER_ANNOUNCE_ENABLED": ("transfer_announce_enabled", _bool),
     "TRANSFER_MUSIC_ON_HOLD": ("transfer_music_on_hold", _text),

@@ -15,6 +15,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -466,9 +467,25 @@ async def _serve_api(
                               calls=_ClickToCallOf(app),
                               retry_delay_seconds=app.settings.callback_retry_delay_seconds,
                               event_hub=app.events.hub if app.events is not None else None,
+                              sign_in=sign_in_of(app.settings),
                               )  # fmt: skip
         await serve_http(http, app.settings.http_listen, task_status=task_status)
         nursery.cancel_scope.cancel()
+
+
+def sign_in_of(settings: Settings) -> Any:
+    """People's sign-in as the settings make it: off (and saying why) without a secret."""
+    from callcontrol.api.sessions import SessionCodec, session_secret  # noqa: PLC0415
+    from callcontrol.api.signin import SignIn  # noqa: PLC0415
+
+    secret = session_secret(settings.session_secret, settings.service_token)
+    if secret is None:
+        get_logger("callcontrol.api").warning(
+            "api.sign_in_off", why="neither CALLCONTROL_SESSION_SECRET nor "
+            "VOICE_AI_SERVICE_TOKEN is set")  # fmt: skip
+        return SignIn(None)
+    codec = SessionCodec(secret, time.time, max_age_seconds=settings.session_hours * 3600)
+    return SignIn(codec, secure_cookies=settings.session_cookie_secure)
 
 
 class _ClickToCallOf:

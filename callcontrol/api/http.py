@@ -4,8 +4,9 @@ The two probes answer anyone, so a load balancer, systemd or a monitoring check 
 without a secret: ``/healthz`` (liveness: the process is up) and ``/readyz`` (readiness: 200 when
 calls can be served, else 503 with a JSON body naming what is not ready). They say nothing
 beyond that. Every other path needs the service token (``VOICE_AI_SERVICE_TOKEN``), sent as
-``Authorization: Bearer <token>``, compared in constant time. With no token configured those
-paths refuse every request: an open endpoint is never the default.
+``Authorization: Bearer <token>``, compared in constant time, or a person's session cookie
+(``POST /login`` with a FusionPBX username and password; ``api.auth`` says who may see what).
+With neither configured those paths refuse every request: an open endpoint is never the default.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from callcontrol.api import (
     events,
     openapi,
     pages,
+    signin,
     stats,
     whatsapp_webhook,
 )
@@ -67,13 +69,15 @@ def build_app(
     calls: Initiator | None = None,
     retry_delay_seconds: int = 60,
     event_hub: EventHub | None = None,
+    sign_in: signin.SignIn | None = None,
 ) -> Starlette:
     """The whole HTTP side. ``db``: the callbacks endpoints' database (None: they answer 503);
     ``availability``: FreeSWITCH's snapshot (None: every extension is UNKNOWN); ``timezone``:
     what a date without an offset in a query means (CALLCONTROL_TIMEZONE); ``whatsapp``: the
     WhatsApp webhook's settings (None: it answers 503); ``calls``: click-to-call's starter
     (None: initiate answers 503); ``retry_delay_seconds``: CALLBACK_RETRY_DELAY_SECONDS;
-    ``event_hub``: the tickets' changes for /api/events (None: it answers 503)."""
+    ``event_hub``: the tickets' changes for /api/events (None: it answers 503);
+    ``sign_in``: people's sign-in (None: off, ``/login`` says why)."""
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
@@ -105,6 +109,9 @@ def build_app(
         Route("/api/callback/originate", clicktocall.originate, methods=["POST"]),
         Route("/api/stats", stats.stats),
         Route("/api/events", events.events_endpoint),
+        Route(signin.LOGIN, signin.post_login, methods=["POST"]),
+        Route(signin.LOGOUT, signin.post_logout, methods=["POST"]),
+        Route("/api/me", signin.api_me),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.subscribe, methods=["GET"]),
         Route(whatsapp_webhook.PATH, whatsapp_webhook.receive, methods=["POST"]),
         # the pages people use (HTML, not in the OpenAPI document of the API)
@@ -122,7 +129,9 @@ def build_app(
     app.state.api = ApiContext(metrics, db, availability,
                                timezone or ZoneInfo("America/Sao_Paulo"), whatsapp, calls,
                                retry_delay_seconds, event_hub)  # fmt: skip
-    app.add_middleware(RequireToken, token=token)
+    sign_in = sign_in or signin.SignIn(None)
+    app.state.signin = sign_in
+    app.add_middleware(RequireToken, token=token, signin=sign_in)
     return app
 
 

@@ -5,7 +5,7 @@ the Starlette app is in it and nothing else, with the same path parameters, that
 query parameter (and body field) is one the endpoint reads and each one it reads is documented,
 and the hostile-input property test checks every answer against the schema documented for it.
 
-Behind the service token like the rest (docs/api.md says why).
+Behind the service token or a person's session like the rest (docs/api.md says why).
 """
 
 from __future__ import annotations
@@ -147,7 +147,8 @@ SCHEMAS: dict[str, Schema] = {
                   "not_found, method_not_allowed, illegal_move, expires_first, too_large, "
                   "no_token_configured, database_unavailable; click-to-call also USER_BUSY, "
                   "OFFLINE, DND, UNKNOWN, not_callable, not_dialable, already_calling, "
-                  "click_to_call_unavailable"},
+                  "click_to_call_unavailable; sign-in also csrf, forbidden, cross_site, "
+                  "too_many_failures, sign_in_off"},
         "reason": {"type": "string", "description": "what to fix, in a sentence"},
         "shouldRetry": {"type": "boolean", "description": "click-to-call refused for the "
                         "agent's availability: whether trying again later may work"},
@@ -163,6 +164,16 @@ SCHEMAS: dict[str, Schema] = {
         "status": {"type": "string", "enum": ["AVAILABLE", "IN_CALL", "RINGING", "DND",
                                               "OFFLINE", "UNKNOWN"]},
         "available": {"type": "boolean"}, "reason": {"type": "string"}}),
+    "Me": _object(["username", "role", "domain_uuid", "domain_name", "extensions",
+                   "csrf_token"], {
+        "username": _maybe("string", description="the FusionPBX username (null: the service)"),
+        "role": {"type": "string", "enum": ["service", "agent", "supervisor"]},
+        "domain_uuid": _maybe("string", format="uuid"),
+        "domain_name": _maybe("string"),
+        "extensions": {"type": "array", "items": {"type": "string"},
+                       "description": "the user's own extensions (v_extension_users)"},
+        "csrf_token": _maybe("string", description="send it back as the X-CSRF-Token header "
+                             "on every POST made with the session (null: no session)")}),
     "Ticket": _object(list(_TICKET_FIELDS), _TICKET_FIELDS),
     "TicketDetail": _object([*_TICKET_FIELDS, *_TICKET_MORE], {**_TICKET_FIELDS, **_TICKET_MORE}),
     "TicketPage": _object(["items", "total", "limit", "offset", "next_cursor"], {
@@ -233,6 +244,12 @@ _C2C_RESPONSES = {
 }
 
 _PROBE = {"security": [], "tags": ["probes"]}
+_LOGIN = _object(["username", "password"], {
+    "username": {"type": "string", "maxLength": 255,
+                 "description": "the FusionPBX username, or user@domain"},
+    "password": {"type": "string", "maxLength": 1024},
+    "domain_name": {"type": "string", "maxLength": 255,
+                    "description": "the user's domain, when the username is not enough"}})
 _DATA = (400, 401, 503)
 # Meta's calls: checked by the verify token and the signature, not the service token
 _WEBHOOK = {"security": [], "tags": ["webhooks"]}
@@ -261,6 +278,44 @@ PATHS: dict[str, dict[str, Schema]] = {
                               "tags": ["operations"], "responses": {
                                   "200": _json("OpenAPI 3.1", {"type": "object"}),
                                   **_refused(401, 503)}}},
+    "/login": {
+        "post": {"security": [], "tags": ["sign-in"], "operationId": "login",
+                 "summary": "sign in with a FusionPBX username and password; sets the "
+                            "session cookie",
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": _LOGIN},
+                     "application/x-www-form-urlencoded": {"schema": {
+                         **_LOGIN, "properties": {**_LOGIN["properties"], "next": {
+                             "type": "string", "description": "a path of this site"}}}}}},
+                 "responses": {
+                     "200": _json("signed in (JSON clients): who, and the CSRF token",
+                                  _ref("Me")),
+                     "303": {"description": "signed in (a form): on to `next` or /console"},
+                     "400": _json("a field is missing or not text", _ref("Refusal")),
+                     "401": {"description": "wrong username or password (the same answer for "
+                                            "an unknown or disabled user); a form gets the "
+                                            "form again",
+                             "content": {"application/json": {"schema": _ref("Refusal")},
+                                         "text/html": {"schema": {"type": "string"}}}},
+                     "403": _json("sent from another site (Origin)", _ref("Refusal")),
+                     "413": _json("the body is over 16 KiB", _ref("Refusal")),
+                     "429": _json("too many failures from this address or for this username; "
+                                  "Retry-After says when to try again", _ref("Refusal")),
+                     "503": _json("sign_in_off (no session secret), database_unavailable",
+                                  _ref("Refusal"))}},
+    },
+    "/logout": {"post": {
+        "tags": ["sign-in"], "operationId": "logout",
+        "summary": "sign out: the cookie is cleared and the session refused from now on",
+        "responses": {"200": _json("signed out", _object(["status"], {
+                          "status": {"type": "string", "enum": ["signed_out"]}})),
+                      "303": {"description": "signed out (a form), or no session: to /login"},
+                      "403": _json("csrf: the session's X-CSRF-Token (or csrf_token field) "
+                                   "is missing or wrong", _ref("Refusal")),
+                      **_refused(401, 503)}}},
+    "/api/me": {"get": {
+        "tags": ["sign-in"], "operationId": "me", "summary": "who is asking",
+        "responses": {"200": _json("the principal", _ref("Me")), **_refused(401, 503)}}},
     "/api/extension/status/{extension}": {"get": {
         "operationId": "extensionStatus", "summary": "may this agent be called now?",
         "tags": ["callbacks"],
@@ -374,12 +429,17 @@ def document() -> dict[str, Any]:
         "info": {"title": "callcontrol", "version": __version__,
                  "description": "callback tickets, extension status and figures of an AI "
                                 "voice secretary on FusionPBX; see docs/api.md"},
-        "security": [{"serviceToken": []}],
+        "security": [{"serviceToken": []}, {"sessionCookie": []}],
         "paths": PATHS,
         "components": {
             "securitySchemes": {"serviceToken": {
                 "type": "http", "scheme": "bearer",
-                "description": "VOICE_AI_SERVICE_TOKEN, as Authorization: Bearer <token>"}},
+                "description": "VOICE_AI_SERVICE_TOKEN, as Authorization: Bearer <token>"},
+                "sessionCookie": {
+                    "type": "apiKey", "in": "cookie", "name": "callcontrol_session",
+                    "description": "a person's session, set by POST /login (FusionPBX username "
+                                   "and password); every POST with it also needs the session's "
+                                   "X-CSRF-Token header (GET /api/me gives it)"}},
             "schemas": SCHEMAS,
         },
     }  # fmt: skip

@@ -53,8 +53,8 @@ _SCHEMA_FILES = resources.files("callcontrol.testing") / "data" / "fusionpbx"
 # ~150 ms per test (catalog writes), these ~20 ms; ``StockPBX(all_tables=True)`` loads them all.
 READ_TABLES = frozenset({
     "v_domains", "v_domain_settings", "v_default_settings", "v_software", "v_users",
-    "v_extensions", "v_extension_users", "v_voicemails", "v_ring_groups",
-    "v_ring_group_destinations", "v_call_center_queues", "v_call_center_agents",
+    "v_user_groups", "v_groups", "v_extensions", "v_extension_users", "v_voicemails",
+    "v_ring_groups", "v_ring_group_destinations", "v_call_center_queues", "v_call_center_agents",
     "v_call_center_tiers", "v_follow_me", "v_follow_me_destinations", "v_dialplans",
     "v_dialplan_details", "v_destinations", "v_music_on_hold", "v_gateways",
 })  # fmt: skip

@@ -4,6 +4,7 @@ migrations), reached with httpx through its ASGI interface."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,11 +12,14 @@ import httpx
 import pytest
 
 from callcontrol.api.http import build_app
+from callcontrol.api.sessions import SessionCodec
+from callcontrol.api.signin import SignIn
 from callcontrol.callbacks.availability import Snapshot
 from callcontrol.metrics import Metrics
 from callcontrol.testing.database import add_domain, add_extension
 
 TOKEN = "s3cret-token"
+SESSION_SECRET = b"a session secret of the tests, 32+ bytes"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -62,7 +66,8 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 async def client(db, switch, metrics, calls):
-    app = build_app(metrics, TOKEN, db=db, availability=switch, calls=calls)
+    app = build_app(metrics, TOKEN, db=db, availability=switch, calls=calls,
+                    sign_in=SignIn(SessionCodec(SESSION_SECRET, time.time)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
         yield c

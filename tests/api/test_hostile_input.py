@@ -8,6 +8,7 @@ one refusal shape; never a 500, never a traceback; and nothing is written to the
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, quote_from_bytes, unquote
@@ -22,11 +23,13 @@ from starlette.applications import Starlette
 from starlette.routing import Match
 
 from callcontrol.api.http import build_app
+from callcontrol.api.sessions import SessionCodec
+from callcontrol.api.signin import SignIn
 from callcontrol.api.whatsapp_webhook import WhatsAppWebhook
 from callcontrol.db import Database, PoolOptions, open_database
 from callcontrol.metrics import Metrics
 from callcontrol.testing.database import add_destination, add_domain, add_extension
-from tests.api.conftest import AUTH, TOKEN, add_call, add_ticket
+from tests.api.conftest import AUTH, SESSION_SECRET, TOKEN, add_call, add_ticket
 from tests.api.openapi_check import (
     DOC,
     answer_problems,
@@ -191,7 +194,8 @@ def test_hostile_input_is_a_200_or_a_4xx_refusal_and_writes_nothing(db_url, seed
 
     async def ask(db: Database) -> tuple[Starlette, httpx.Response, dict[str, str]]:
         # the WhatsApp webhook configured, so its checks are reached (not only "it is off")
-        app = build_app(Metrics(), TOKEN, db=db, whatsapp=WhatsAppWebhook(WHATSAPP))
+        app = build_app(Metrics(), TOKEN, db=db, whatsapp=WhatsAppWebhook(WHATSAPP),
+                        sign_in=SignIn(SessionCodec(SESSION_SECRET, time.time)))
         transport = httpx.ASGITransport(app=app)  # an app exception is raised here, not hidden
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             reply = await client.request(method, target_url, content=body, headers=AUTH)

@@ -17,6 +17,7 @@ from callcontrol.api import params as api_params
 from callcontrol.api.http import build_app
 from callcontrol.api.openapi import document
 from callcontrol.metrics import Metrics
+from callcontrol.testing.fusionpbx_users import add_user
 from tests.api.conftest import AUTH, T0, TOKEN, add_call, add_ticket
 from tests.api.openapi_check import (
     DOC,
@@ -126,7 +127,8 @@ def reads(monkeypatch) -> Recorded:
     return seen
 
 
-GOOD_BODIES = {"snoozeCallback": {"minutes": 5}, "cancelCallback": {"reason": "resolvido"}}
+GOOD_BODIES = {"snoozeCallback": {"minutes": 5}, "cancelCallback": {"reason": "resolvido"},
+               "login": {"username": "ana", "password": "pw-of-ana"}}
 STARTED = {"initiateCallback", "originateCallback"}  # 202: the call runs in the background
 
 
@@ -137,6 +139,7 @@ async def test_each_endpoint_reads_exactly_the_parameters_it_documents(client, d
     call = await add_call(db, a, [{"t": 0.0, "role": "caller", "text": "alô"}],
                           outcome="callback_requested", handoff_status="busy",
                           handoff_destination="Suporte")  # fmt: skip
+    await add_user(db, a, "ana", "pw-of-ana")
     for method, path, op in operations():
         if "webhooks" in op.get("tags", ()):
             continue  # Meta's: signed, not token-authorized (tests/api/test_whatsapp_webhook.py)
