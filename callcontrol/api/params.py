@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 
 from callcontrol.api.errors import ApiError, bad_request
+from callcontrol.api.principal import Principal
 
 # FusionPBX extensions are mostly digits, but letters and a few signs are allowed there.
 EXTENSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.+-]{0,31}")
@@ -41,8 +42,12 @@ def parse_uuid(text: str, name: str) -> uuid.UUID:
 
 
 def domain_uuid(request: Request) -> uuid.UUID:
-    """Every data endpoint is scoped to one FusionPBX domain, named by ``domain_uuid``."""
-    return parse_uuid(required(request.query_params, "domain_uuid"), "domain_uuid")
+    """The one FusionPBX domain every data endpoint is scoped to: the service names it
+    (``domain_uuid``, required); a person's is their own (``domain_uuid`` may be left out, and
+    naming another is a 404, ``Principal.domain``)."""
+    text = request.query_params.get("domain_uuid")
+    asked = parse_uuid(text, "domain_uuid") if text else None
+    return Principal.of(request).domain(asked)
 
 
 def extension(text: str, name: str = "extension") -> str:

@@ -65,9 +65,15 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-async def client(db, switch, metrics, calls):
-    app = build_app(metrics, TOKEN, db=db, availability=switch, calls=calls,
-                    sign_in=SignIn(SessionCodec(SESSION_SECRET, time.time)))
+def app(db, switch, metrics, calls):
+    """The whole HTTP side: the service token, the database, the switch's snapshot,
+    click-to-call, and sign-in on (tests/api/people.py signs people in)."""
+    return build_app(metrics, TOKEN, db=db, availability=switch, calls=calls,
+                     sign_in=SignIn(SessionCodec(SESSION_SECRET, time.time)))
+
+
+@pytest.fixture
+async def client(app):
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
         yield c
