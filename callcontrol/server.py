@@ -480,7 +480,8 @@ def sign_in_of(settings: Settings) -> Any:
 
     secret = session_secret(settings.session_secret, settings.service_token)
     if secret is None:
-        get_logger("callcontrol.api").warning(
+        # info, not a warning: without the token the API is closed anyway (serve says so)
+        get_logger("callcontrol.api").info(
             "api.sign_in_off", why="neither CALLCONTROL_SESSION_SECRET nor "
             "VOICE_AI_SERVICE_TOKEN is set")  # fmt: skip
         return SignIn(None)
