@@ -8,6 +8,10 @@ ticket's agent: its own extension, else its destination's when that is an extens
 ``to`` (exclusive; a bare date means up to the end of that day) on when the caller asked,
 ``scheduled`` (``future``: set for a time still to come, the console's "Agendados"; ``due``: no
 time set, or one already reached).
+
+An agent's requests are narrowed to their own extensions besides (``mine``, from the principal:
+``v_extension_users``): another extension asked for, or a ticket whose agent is not theirs, is
+simply not there. A supervisor and the service see the whole domain.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from starlette.requests import Request
 
 from callcontrol.api import params
 from callcontrol.api.errors import bad_request
+from callcontrol.api.principal import Principal
 from callcontrol.callbacks.tickets import TicketStatus
 
 STATUSES = tuple(s.value for s in TicketStatus)
@@ -53,6 +58,8 @@ class CallbackFilters:
     since: datetime | None = None
     until: datetime | None = None
     scheduled: str | None = None
+    # an agent's own extensions; None: every extension (a supervisor, the service)
+    mine: tuple[str, ...] | None = None
 
     @classmethod
     def from_request(cls, request: Request, zone: tzinfo) -> CallbackFilters:
@@ -72,11 +79,14 @@ class CallbackFilters:
         if scheduled is not None and scheduled not in SCHEDULED:
             raise bad_request("`scheduled` must be future or due")
         return cls(params.domain_uuid(request), statuses, kind, ext, dest_uuid, dest_name,
-                   since, until, scheduled)  # fmt: skip
+                   since, until, scheduled, own_extensions(request))  # fmt: skip
 
     def where(self) -> tuple[sql.Composed, dict[str, Any]]:
         parts: list[sql.Composable] = [sql.SQL("r.domain_uuid = %(domain)s")]
         values: dict[str, Any] = {"domain": self.domain_uuid}
+        if self.mine is not None:
+            parts.append(sql.SQL("{} = ANY(%(mine)s)").format(AGENT_EXTENSION))
+            values["mine"] = list(self.mine)
         if self.statuses:
             parts.append(sql.SQL("r.status = ANY(%(statuses)s)"))
             values["statuses"] = list(self.statuses)
@@ -103,6 +113,21 @@ class CallbackFilters:
         elif self.scheduled == "due":
             parts.append(sql.SQL("(r.scheduled_at IS NULL OR r.scheduled_at <= now())"))
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), values
+
+
+def own_extensions(request: Request) -> tuple[str, ...] | None:
+    """The extensions whose tickets the asker may see: an agent's own; None: every one."""
+    principal = Principal.of(request)
+    return None if principal.sees_every_extension else principal.extensions
+
+
+def agent_only(request: Request) -> tuple[sql.Composable, dict[str, Any]]:
+    """The condition (`` AND ...``) that keeps an agent to their own tickets; nothing for the
+    others. For queries that name one ticket (``FROM`` joined)."""
+    mine = own_extensions(request)
+    if mine is None:
+        return sql.SQL(""), {}
+    return sql.SQL(" AND {} = ANY(%(mine)s)").format(AGENT_EXTENSION), {"mine": list(mine)}
 
 
 def _destination(text: str | None) -> tuple[uuid.UUID | None, str | None]:

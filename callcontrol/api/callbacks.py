@@ -2,8 +2,9 @@
 
 Every status change goes through ``callbacks.tickets`` (locked, checked against the allowed
 moves, recorded in the ticket's history), so a ticket cancelled here shows "canceled by api"
-with the reason given; a move the ticket's status does not allow is a 409 naming both.
-A ticket of another domain is a 404, as if it did not exist.
+(the service token; a signed-in person's username instead) with the reason given; a move the
+ticket's status does not allow is a 409 naming both. A ticket of another domain is a 404, as if
+it did not exist; so is, for an agent, a ticket of an extension that is not theirs.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from callcontrol.api.callback_filters import (
     AGENT_EXTENSION,
     FROM,
     CallbackFilters,
+    agent_only,
     decode_cursor,
     encode_cursor,
 )
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, bad_request, not_found
+from callcontrol.api.principal import Principal
 from callcontrol.callbacks import tickets
 from callcontrol.db.database import Database, Row
 from callcontrol.logs import get_logger
@@ -35,6 +38,13 @@ _log = get_logger("callcontrol.api")
 MAX_LIMIT = 200
 MAX_SNOOZE_MINUTES = 24 * 60
 CHANGED_BY = "api"
+
+
+def changed_by(request: Request) -> str:
+    """Who the ticket's history says made a change: a person's FusionPBX username, else "api"
+    (the service token)."""
+    principal = Principal.of(request)
+    return principal.username if principal.is_person and principal.username else CHANGED_BY
 
 COLUMNS = sql.SQL(
     "SELECT r.request_uuid::text AS id, r.kind, r.status, r.phone_number, r.caller_name,"
@@ -89,8 +99,9 @@ async def _ticket(db: Database, request: Request) -> tuple[uuid.UUID, Row]:
     """The ticket named by the path, in the request's domain (404 otherwise)."""
     ident = params.parse_uuid(request.path_params["id"], "id")
     domain = params.domain_uuid(request)
+    mine, values = agent_only(request)
     query = COLUMNS + FROM + sql.SQL(" WHERE r.request_uuid = %(id)s AND r.domain_uuid = %(d)s")
-    row = await db.fetch_one(query, {"id": ident, "d": domain})
+    row = await db.fetch_one(query + mine, {"id": ident, "d": domain, **values})
     if row is None:
         raise not_found("no callback with that id in this domain")
     return ident, row
@@ -151,7 +162,7 @@ async def snooze_callback(request: Request) -> Response:
     now = await db.fetch_value("SELECT now()")
     until = now + timedelta(minutes=minutes)
     try:
-        await tickets.snooze(db, str(ident), until, by=CHANGED_BY,
+        await tickets.snooze(db, str(ident), until, by=changed_by(request),
                              reason=f"snoozed {minutes} min")  # fmt: skip
     except tickets.MoveRefused as exc:
         raise _conflict(exc, "snoozed") from None
@@ -170,7 +181,7 @@ async def cancel_callback(request: Request) -> Response:
     reason = None if reason is None else params.text(reason, "reason", max_length=500)
     try:
         await tickets.change_status(db, str(ident), tickets.TicketStatus.CANCELED,
-                                    by=CHANGED_BY, reason=reason)  # fmt: skip
+                                    by=changed_by(request), reason=reason)  # fmt: skip
     except tickets.MoveRefused as exc:
         raise _conflict(exc, "canceled") from None
     _log.info("api.callback_canceled", request_uuid=str(ident))

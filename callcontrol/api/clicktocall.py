@@ -17,10 +17,12 @@ import uuid
 from typing import Protocol
 
 import trio
+from psycopg import sql
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callcontrol.api import params
+from callcontrol.api.callback_filters import FROM, agent_only
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, bad_request, not_found
 from callcontrol.callbacks.availability import Availability, availability
@@ -41,9 +43,8 @@ class Initiator(Protocol):
         ...
 
 
-_IN_DOMAIN = """
-SELECT 1 FROM callcontrol_callback_requests WHERE request_uuid = %(id)s AND domain_uuid = %(d)s
-"""
+_IN_DOMAIN = sql.SQL("SELECT 1") + FROM + sql.SQL(
+    " WHERE r.request_uuid = %(id)s AND r.domain_uuid = %(d)s")
 
 
 async def initiate_callback(request: Request) -> Response:
@@ -63,7 +64,8 @@ async def originate(request: Request) -> Response:
 async def _initiate(request: Request, ident: uuid.UUID, domain: uuid.UUID) -> Response:
     ctx = ApiContext.of(request)
     db = ctx.database()
-    if await db.fetch_one(_IN_DOMAIN, {"id": ident, "d": domain}) is None:
+    mine, values = agent_only(request)  # an agent calls back only their own extensions' tickets
+    if await db.fetch_one(_IN_DOMAIN + mine, {"id": ident, "d": domain, **values}) is None:
         raise not_found("no callback with that id in this domain")
     ticket = await load_ticket(db, str(ident))
     _check_callable(ticket)

@@ -2,7 +2,9 @@
 
 The answer is the callback scanner's own (``callbacks.availability``): DND from FusionPBX's
 ``v_extensions``, in a call / ringing / registered from one FreeSWITCH snapshot. An extension
-FusionPBX does not have in that domain is a 404, so a typo is not reported as "offline".
+FusionPBX does not have in that domain is a 404, so a typo is not reported as "offline". An
+agent may ask about their own extensions only: any other is a 404 for them, as if it did not
+exist (a supervisor and the service ask about any of the domain).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from callcontrol.api import params
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, not_found
+from callcontrol.api.principal import Principal
 from callcontrol.callbacks.availability import Availability, Snapshot, availability
 from callcontrol.destinations.dnd import dnd_sql
 from callcontrol.logs import get_logger
@@ -62,6 +65,9 @@ async def extension_status(request: Request) -> Response:
 async def _answer(ctx: ApiContext, request: Request) -> dict[str, object]:
     extension = params.extension(request.path_params["extension"])
     domain = params.domain_uuid(request)
+    if not Principal.of(request).may_see_extension(extension):
+        # an agent asks about their own extensions only; another's is not there for them
+        raise not_found(f"you have no extension {extension}")
     row = await ctx.database().fetch_one(_EXTENSION, {"extension": extension, "domain": domain})
     if row is None:
         raise not_found("no FusionPBX domain has that domain_uuid")

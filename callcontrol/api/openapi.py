@@ -48,8 +48,9 @@ DATE = {"type": "string", "maxLength": 40,
         "description": "ISO 8601 date or date-time; without an offset, in CALLCONTROL_TIMEZONE"}
 
 DOMAIN = _query("domain_uuid", "the FusionPBX domain (v_domains.domain_uuid); every answer "
-                "is about this domain only", {"type": "string", "format": "uuid"},
-                required=True)  # fmt: skip
+                "is about this domain only. Required with the service token; a signed-in "
+                "person's is their own (another domain is a 404)",
+                {"type": "string", "format": "uuid"})  # fmt: skip
 FROM = _query("from", "when the caller asked (calls: when they started), inclusive", DATE)
 TO = _query("to", "exclusive; a bare date includes that day", DATE)
 FILTERS = [
@@ -223,7 +224,11 @@ def _json(description: str, schema: Schema) -> Schema:
 
 def _refused(*codes: int) -> dict[str, Schema]:
     why = {400: "a parameter is not what it must be (the reason names it)",
-           401: "no service token, or the wrong one", 404: "not in this domain",
+           401: "no service token, or the wrong one (nor a session)",
+           403: "csrf: a POST with a session lacks its X-CSRF-Token; forbidden: not for "
+                "this person (an agent asking for the figures)",
+           404: "not in this domain (a person naming another domain; an agent, a ticket or "
+                "extension not theirs)",
            409: "the ticket's status does not allow it", 413: "the body is over 16 KiB",
            503: "the database is not answering, or no service token is configured"}  # fmt: skip
     return {str(code): _json(why[code], _ref("Refusal")) for code in codes}
@@ -232,7 +237,7 @@ def _refused(*codes: int) -> dict[str, Schema]:
 # click-to-call: 202 at once (the call runs in the background), or a typed refusal
 _C2C_RESPONSES = {
     "202": _json("the call is started: the agent's phone rings first", _ref("CallStarted")),
-    **_refused(400, 401, 404, 413),
+    **_refused(400, 401, 403, 404, 413),
     "409": _json("USER_BUSY (shouldRetry, retryAfterSeconds), OFFLINE, DND; illegal_move (its "
                  "status), not_callable (a message, or no agent's extension), not_dialable "
                  "(a value of the ticket cannot be dialled safely: sent to needs_review), "
@@ -250,7 +255,7 @@ _LOGIN = _object(["username", "password"], {
     "password": {"type": "string", "maxLength": 1024},
     "domain_name": {"type": "string", "maxLength": 255,
                     "description": "the user's domain, when the username is not enough"}})
-_DATA = (400, 401, 503)
+_DATA = (400, 401, 404, 503)
 # Meta's calls: checked by the verify token and the signature, not the service token
 _WEBHOOK = {"security": [], "tags": ["webhooks"]}
 
@@ -273,7 +278,7 @@ PATHS: dict[str, dict[str, Schema]] = {
                          "tags": ["operations"], "responses": {
                              "200": {"description": "Prometheus text format",
                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
-                             **_refused(401, 503)}}},
+                             **_refused(401, 403, 503)}}},
     "/openapi.json": {"get": {"operationId": "openapi", "summary": "this document",
                               "tags": ["operations"], "responses": {
                                   "200": _json("OpenAPI 3.1", {"type": "object"}),
@@ -322,7 +327,7 @@ PATHS: dict[str, dict[str, Schema]] = {
         "parameters": [_path("extension", "the extension number", {
             "type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z_.+-]{0,31}$"}), DOMAIN],
         "responses": {"200": _json("its status", _ref("ExtensionStatus")),
-                      **_refused(*_DATA, 404)}}},
+                      **_refused(*_DATA)}}},
     "/api/callbacks": {"get": {
         "operationId": "listCallbacks", "summary": "the domain's tickets, newest first",
         "tags": ["callbacks"], "parameters": [*FILTERS, *PAGES],
@@ -337,20 +342,20 @@ PATHS: dict[str, dict[str, Schema]] = {
         "operationId": "getCallback", "summary": "one ticket with transcript and history",
         "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
         "responses": {"200": _json("the ticket", _ref("TicketDetail")),
-                      **_refused(*_DATA, 404)}}},
+                      **_refused(*_DATA)}}},
     "/api/callbacks/{id}/snooze": {"post": {
         "operationId": "snoozeCallback", "summary": "put it off", "tags": ["callbacks"],
         "parameters": [TICKET_ID, DOMAIN],
         "requestBody": _body(["minutes"], {"minutes": {"type": "integer", "minimum": 1,
                                                        "maximum": 1440}}),
         "responses": {"200": _json("the ticket now", _ref("Ticket")),
-                      **_refused(*_DATA, 404, 409, 413)}}},
+                      **_refused(*_DATA, 403, 409, 413)}}},
     "/api/callbacks/{id}/cancel": {"post": {
         "operationId": "cancelCallback", "summary": "cancel an open ticket",
         "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
         "requestBody": _body([], {"reason": {"type": "string", "maxLength": 500}}),
         "responses": {"200": _json("the ticket now", _ref("Ticket")),
-                      **_refused(*_DATA, 404, 409, 413)}}},
+                      **_refused(*_DATA, 403, 409, 413)}}},
     "/api/callbacks/{id}/initiate": {"post": {
         "operationId": "initiateCallback", "summary": "click-to-call: call it back now",
         "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
@@ -365,7 +370,7 @@ PATHS: dict[str, dict[str, Schema]] = {
     "/api/stats": {"get": {
         "operationId": "stats", "summary": "the domain's figures over a period",
         "tags": ["reports"], "parameters": [DOMAIN, FROM, TO],
-        "responses": {"200": _json("the figures", _ref("Stats")), **_refused(*_DATA)}}},
+        "responses": {"200": _json("the figures", _ref("Stats")), **_refused(*_DATA, 403)}}},
     "/api/events": {"get": {
         "operationId": "events",
         "summary": "the tickets' changes, live, as server-sent events (text/event-stream)",

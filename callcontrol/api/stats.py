@@ -5,6 +5,7 @@ row per call the secretary answered, with the call's outcome and its *last* hand
 destination) and ``callcontrol_callback_requests`` (the tickets). Calls count by ``started_at``,
 tickets by ``created_at``, both in ``[from, to)`` as the callbacks list reads them, and both
 scoped by ``domain_uuid`` the same way: a row of another domain, or of none, is never counted.
+For a supervisor (their own domain) and the service; an agent is refused (403).
 
 A handoff is counted once per call, with the outcome it ended on (retries inside one handoff are
 not separate handoffs: the table keeps the last result only). Replies that rang nobody
@@ -29,6 +30,8 @@ from starlette.responses import JSONResponse, Response
 
 from callcontrol.api import params
 from callcontrol.api.context import ApiContext
+from callcontrol.api.errors import ApiError
+from callcontrol.api.principal import Principal
 from callcontrol.callbacks.tickets import TicketStatus
 from callcontrol.handoff.outcomes import Outcome
 from callcontrol.logs import get_logger
@@ -179,6 +182,9 @@ def _outcomes(rows: Iterable[tuple[str | None, int]]) -> dict[str, int]:
 
 async def stats(request: Request) -> Response:
     ctx = ApiContext.of(request)
+    if not Principal.of(request).sees_every_extension:
+        # the team's figures: a supervisor's (the dashboard), not an agent's
+        raise ApiError(403, "forbidden", "the figures are for supervisors (a FusionPBX admin)")
     domain = params.domain_uuid(request)
     since, until = params.period(request.query_params, ctx.timezone)
     db = ctx.database()

@@ -8,7 +8,7 @@ import pytest
 
 from callcontrol.testing.database import StockPBX
 from callcontrol.testing.fusionpbx_users import add_user
-from tests.api.conftest import add_ticket
+from tests.api.conftest import AUTH, add_ticket
 from tests.api.people import browser_on, sign_in
 
 BOTH_PBX = [StockPBX("5.5.7"), StockPBX("5.4.4")]
@@ -68,3 +68,65 @@ async def test_a_supervisor_sees_every_ticket_of_the_domain(db, app, domains, ti
         assert ids(await c.get("/api/callbacks")) == {tickets["a1001"], tickets["a1002"]}
         assert (await c.get("/api/stats")).json()["domain_uuid"] == str(a)
         assert (await c.get(f"/api/callbacks/{tickets['a1002']}")).status_code == 200
+
+
+async def test_an_agent_sees_and_acts_on_the_tickets_of_their_own_extensions_only(
+        db, app, domains, tickets, switch, calls):  # fmt: skip
+    (a, _), _ = domains
+    await add_user(db, a, "ana", "pw-ana", extensions=["1002"])
+    switch.registrations.append({"reg_user": "1001", "realm": "a.example.com"})
+    switch.registrations.append({"reg_user": "1002", "realm": "a.example.com"})
+    mine, other = tickets["a1002"], tickets["a1001"]
+    async with browser_on(app) as c:
+        csrf = {"X-CSRF-Token": await sign_in(c, "ana", "pw-ana")}
+        assert ids(await c.get("/api/callbacks")) == {mine}
+        assert ids(await c.get("/api/callbacks", params={"extension": "1001"})) == set()
+        assert ids(await c.get("/api/callbacks", params={"extension": "1002"})) == {mine}
+        report = await c.get("/api/callbacks/report.csv")
+        assert mine in report.text and other not in report.text
+        assert (await c.get(f"/api/callbacks/{mine}")).status_code == 200
+        assert (await c.get(f"/api/callbacks/{other}")).status_code == 404
+        for action, body in (("snooze", {"minutes": 5}), ("cancel", {"reason": "x"}),
+                             ("initiate", None)):  # fmt: skip
+            refused = await c.post(f"/api/callbacks/{other}/{action}", json=body, headers=csrf)
+            assert refused.status_code == 404, action
+        refused = await c.post("/api/callback/originate", json={"ticketUuid": other},
+                               headers=csrf)  # fmt: skip
+        assert refused.status_code == 404
+        assert calls.tickets == []
+        assert (await c.get("/api/extension/status/1001")).status_code == 404
+        assert (await c.get("/api/extension/status/1002")).json()["status"] == "AVAILABLE"
+        assert (await c.get("/api/stats")).status_code == 403
+        started = await c.post(f"/api/callbacks/{mine}/initiate", headers=csrf)
+        assert started.status_code == 202, started.text
+        assert calls.tickets == [mine]
+        snoozed = await c.post(f"/api/callbacks/{mine}/snooze", json={"minutes": 5},
+                               headers=csrf)  # fmt: skip
+        assert snoozed.status_code == 200 and snoozed.json()["scheduled_at"]
+        cancelled = await c.post(f"/api/callbacks/{mine}/cancel", json={"reason": "resolvido"})
+        assert cancelled.status_code == 403  # no CSRF token: nothing changed
+    rows = await db.fetch_all("SELECT request_uuid::text AS id, status, scheduled_at"
+                              " FROM callcontrol_callback_requests WHERE domain_uuid = %s",
+                              (a,))  # fmt: skip
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[other]["status"] == "pending" and by_id[other]["scheduled_at"] is None
+    assert by_id[mine]["scheduled_at"] is not None and by_id[mine]["status"] != "canceled"
+    history = await db.fetch_all("SELECT changed_by, reason FROM callcontrol_callback_history"
+                                 " WHERE request_uuid = %s ORDER BY changed_at", (mine,))
+    assert [(h["changed_by"], h["reason"]) for h in history][-1] == ("ana", "snoozed 5 min")
+
+
+async def test_an_agent_without_extensions_sees_nothing(db, app, domains, tickets):
+    (a, _), _ = domains
+    await add_user(db, a, "novo", "pw-novo")
+    async with browser_on(app) as c:
+        await sign_in(c, "novo", "pw-novo")
+        assert ids(await c.get("/api/callbacks")) == set()
+        assert (await c.get(f"/api/callbacks/{tickets['a1001']}")).status_code == 404
+
+
+async def test_the_service_still_names_its_domain(client, domains):
+    for path in ("/api/callbacks", "/api/callbacks/report.csv", "/api/stats",
+                 "/api/extension/status/1001"):  # fmt: skip
+        refused = await client.get(path, headers=AUTH)
+        assert refused.status_code == 400 and "domain_uuid" in refused.json()["reason"], path
