@@ -12,6 +12,7 @@ misspelt variables, which would otherwise be silently ignored.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 T = TypeVar("T")
+DEFAULT_ESL_PORT = 8021  # FreeSWITCH's mod_event_socket
 
 
 class ConfigError(Exception):
@@ -40,6 +42,23 @@ class HostPort:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+@attrs.frozen
+class EslBox:
+    """One FreeSWITCH's inbound Event Socket: an entry of ``ESL_HOST``."""
+
+    host: str
+    port: int
+
+    @property
+    def name(self) -> str:
+        """How logs, ``doctor`` and the metrics name the box: ``host:port`` as written."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @attrs.frozen
@@ -64,7 +83,7 @@ class Settings:
     unicast_ports: PortRange = PortRange("127.0.0.1", 40000, 40999)
     http_listen: HostPort = HostPort("127.0.0.1", 8086)
     esl_host: str = "127.0.0.1"
-    esl_port: int = 8021
+    esl_port: int = DEFAULT_ESL_PORT
     esl_password: str = attrs.field(default="ClueCon", repr=False)
     service_token: str | None = attrs.field(default=None, repr=False)
     # people's sign-in (api/sessions.py): None derives the secret from service_token
@@ -122,6 +141,11 @@ class Settings:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def esl_boxes(self) -> tuple[EslBox, ...]:
+        """Every FreeSWITCH of ``ESL_HOST``, in its order (one ``ESL_PASSWORD`` for all)."""
+        return parse_esl_hosts(self.esl_host, self.esl_port)
+
 
 def _host_port(text: str) -> HostPort:
     host, sep, port = text.rpartition(":")
@@ -143,6 +167,75 @@ def _port(text: str) -> int:
     if not 0 < value < 65536:
         raise ValueError("port must be between 1 and 65535")
     return value
+
+
+# A host name or an IPv4 address in ESL_HOST, as lenient as a resolver (IPv6: ipaddress).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")
+
+
+def parse_esl_hosts(text: str, default_port: int) -> tuple[EslBox, ...]:
+    """``ESL_HOST``: one FreeSWITCH or several, comma-separated, each ``HOST``, ``HOST:PORT``,
+    ``IPV6`` or ``[IPV6]:PORT`` (no port: ``default_port``, ESL_PORT's); ``ValueError`` with
+    what is wrong with which entry."""
+    entries = text.split(",")
+    boxes: list[EslBox] = []
+    for number, raw in enumerate(entries, start=1):
+        entry = raw.strip()
+        many = len(entries) > 1
+        if not entry:
+            raise ValueError(f"entry {number} of {len(entries)} is empty (a comma too many?)"
+                             if many else "must not be empty")  # fmt: skip
+        box = _esl_box(entry, default_port, f"entry {number} ({entry!r}): " if many else "")
+        same = [b.name.lower() for b in boxes]
+        if box.name.lower() in same:
+            raise ValueError(f"{box.name} is listed twice (entries "
+                             f"{same.index(box.name.lower()) + 1} and {number})")  # fmt: skip
+        boxes.append(box)
+    return tuple(boxes)
+
+
+def _esl_box(entry: str, default_port: int, where: str) -> EslBox:
+    if "://" in entry or "/" in entry:
+        raise ValueError(f"{where}write HOST or HOST:PORT, without a scheme or a path")  # fmt: skip
+    if entry.startswith("["):
+        address, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{where}write an IPv6 address with a port as [ADDRESS]:PORT")
+        return EslBox(_ipv6(address, entry, where), _entry_port(rest[1:], default_port,
+                                                               entry, where))  # fmt: skip
+    if entry.count(":") > 1:  # a bare IPv6 address: no port can follow it unambiguously
+        return EslBox(_ipv6(entry, entry, where), default_port)
+    host, colon, port = entry.partition(":")
+    if not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{where}{host!r} is not a host name or an address")
+    return EslBox(host, _entry_port(port, default_port, entry, where) if colon
+                  else default_port)  # fmt: skip
+
+
+def _entry_port(text: str, default_port: int, entry: str, where: str) -> int:
+    if not text:
+        if entry.endswith(":"):
+            raise ValueError(f"{where}the port after ':' is missing")
+        return default_port
+    try:
+        return _port(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}{exc}") from None
+
+
+def _ipv6(text: str, entry: str, where: str) -> str:
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        raise ValueError(f"{where}{entry!r} is not an IPv6 address (with a port: "
+                         "[ADDRESS]:PORT)") from None
+
+
+def _esl_hosts(text: str) -> str:
+    # the entries' own syntax; the default port (ESL_PORT) is another variable, so the
+    # duplicates it could make are checked once both are read (load_settings)
+    parse_esl_hosts(text, DEFAULT_ESL_PORT)
+    return text
 
 
 def _port_range(text: str) -> PortRange:
@@ -306,7 +399,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CALLCONTROL_MEDIA_LISTEN": ("media_listen", _host_port),
     "CALLCONTROL_UNICAST_PORTS": ("unicast_ports", _port_range),
     "CALLCONTROL_HTTP_LISTEN": ("http_listen", _host_port),
-    "ESL_HOST": ("esl_host", _text),
+    "ESL_HOST": ("esl_host", _esl_hosts),
     "ESL_PORT": ("esl_port", _port),
     "ESL_PASSWORD": ("esl_password", _text),
     "VOICE_AI_SERVICE_TOKEN": ("service_token", _text),
@@ -481,6 +574,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         except ValueError as exc:
             shown = "<hidden>" if _is_secret(field) else repr(text)
             problems.append(f"{label}={shown}: {exc}")
+    if "esl_host" in kwargs and "esl_port" in kwargs:
+        try:  # "fs1,fs1:8021" is one box twice only once ESL_PORT says 8021
+            parse_esl_hosts(kwargs["esl_host"], kwargs["esl_port"])
+        except ValueError as exc:
+            problems.append(f"{values['ESL_HOST'][1]}={values['ESL_HOST'][0]!r} with "
+                            f"ESL_PORT={kwargs['esl_port']}: {exc}")  # fmt: skip
     if problems:
         raise ConfigError(problems)
     kwargs.update(overrides)
