@@ -87,7 +87,12 @@ from callcontrol.testing.freeswitch._media import (
     Utterance,
 )
 from callcontrol.testing.freeswitch._parser import ClientCommand, CommandParser
-from callcontrol.testing.freeswitch._sim import FreeSwitchSim, open_freeswitch_sim
+from callcontrol.testing.freeswitch._sim import (
+    FreeSwitchSim,
+    esl_hosts,
+    open_freeswitch_sim,
+    open_freeswitch_sims,
+)
 
 __all__ = [
     "Answer",
@@ -116,5 +121,7 @@ __all__ = [
     "Unregistered",
     "Utterance",
     "Voicemail",
+    "esl_hosts",
     "open_freeswitch_sim",
+    "open_freeswitch_sims",
 ]

@@ -6,8 +6,7 @@ import shutil
 import tempfile
 import uuid as uuid_mod
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from functools import partial
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import attrs
@@ -92,10 +91,15 @@ class FreeSwitchSim:
     # Fault injection: ``api`` commands (by name) whose reply never comes once the call's
     # linger notice was sent (the real switch, caller hangup while ringing, issue 12).
     unanswered_api: tuple[str, ...] = ()
+    # the box's name in its events and `show registrations` (several boxes: tell them apart)
+    hostname: str = "callcontrol-sim"
+    inbound_ports: list[int] = attrs.field(factory=list)  # serve_inbound's, in order
+    _inbound_scopes: list[trio.CancelScope] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._t0 = trio.current_time()
-        self.factory = EventFactory(core_uuid=self.new_uuid(), clock=self.now)
+        self.factory = EventFactory(core_uuid=self.new_uuid(), clock=self.now,
+                                    hostname=self.hostname)  # fmt: skip
         self.flow = CallFlow(self)
 
     # -- time, ids, bookkeeping ----------------------------------------------------------
@@ -372,9 +376,29 @@ class FreeSwitchSim:
         async def handler(stream: trio.SocketStream) -> None:
             await self.attach_inbound(stream, password)
 
-        result: list[trio.SocketListener] = await self.nursery.start(
-            partial(trio.serve_tcp, handler, port, host=host))
+        async def serve(*, task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
+            with trio.CancelScope() as scope:
+                self._inbound_scopes.append(scope)
+                await trio.serve_tcp(handler, port, host=host, task_status=task_status)
+
+        result: list[trio.SocketListener] = await self.nursery.start(serve)
+        bound = int(result[0].socket.getsockname()[1])
+        if bound not in self.inbound_ports:
+            self.inbound_ports.append(bound)
         return result
+
+    def stop_inbound(self) -> None:
+        """The box goes down for inbound clients: its ports close, and so does every inbound
+        connection (``serve_inbound(port=sim.inbound_ports[0])`` brings it back)."""
+        for scope in self._inbound_scopes:
+            scope.cancel()
+        self._inbound_scopes.clear()
+
+    def inbound_commands(self, name: str = "") -> list[str]:
+        """Every command line the inbound clients sent, in order, those starting with
+        ``name`` (``"bgapi originate"``) when given: what reached this box."""
+        lines = [c.line for listener in self.inbound for c in listener.commands]
+        return [line for line in lines if line.startswith(name)]
 
     # -- directory -------------------------------------------------------------------------
 
@@ -443,3 +467,21 @@ async def open_freeswitch_sim(**options: Any) -> AsyncIterator[FreeSwitchSim]:
     finally:
         for sim in sims:
             sim.close_media()
+
+
+@asynccontextmanager
+async def open_freeswitch_sims(count: int, **options: Any) -> AsyncIterator[list[FreeSwitchSim]]:
+    """``count`` simulated FreeSWITCH boxes, each listening for inbound clients on a port of
+    its own (``sim.inbound_ports[0]``), named ``box1``, ``box2``… (their hostname), sharing
+    ``options``; ``esl_hosts(sims)`` writes them as ``ESL_HOST`` takes them."""
+    async with AsyncExitStack() as stack:
+        sims = [await stack.enter_async_context(
+            open_freeswitch_sim(hostname=f"box{n}", **options)) for n in range(1, count + 1)]
+        for sim in sims:
+            await sim.serve_inbound()
+        yield sims
+
+
+def esl_hosts(sims: list[FreeSwitchSim]) -> str:
+    """``ESL_HOST`` for these boxes: ``127.0.0.1:PORT1,127.0.0.1:PORT2``."""
+    return ",".join(f"127.0.0.1:{sim.inbound_ports[0]}" for sim in sims)
