@@ -8,7 +8,9 @@ Event Socket for the outbound channels, and kills those of this instance that no
 talking on: still ringing (callstate ``DOWN``/``RINGING``/``EARLY``), or answered but still in
 the ``park`` they were originated into. A leg bridged to a caller is a live conversation and
 is never touched. Without an inbound Event Socket this is skipped with one warning: the legs
-then end at their own ``originate_timeout``.
+then end at their own ``originate_timeout``. With several boxes in ``ESL_HOST`` each is asked
+at once, on its own connection: a box that cannot be asked is one warning naming it, and the
+others are cleaned all the same.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import trio
 
-from callcontrol.config import Settings
+from callcontrol.config import EslBox, Settings
 from callcontrol.esl import CommandError, ConnectionClosed, ProtocolError, commands
 from callcontrol.esl.connection import EslConnection
 from callcontrol.logs import get_logger
@@ -35,15 +37,26 @@ def is_orphan_candidate(row: dict[str, Any]) -> bool:
 
 
 async def kill_orphaned_legs(settings: Settings, *, timeout: float = TIMEOUT_SECONDS) -> int:
-    """Kill this instance's leftover agent legs; returns how many. Never raises for
-    FreeSWITCH's sake: a start is not stopped by a switch that cannot be asked."""
-    log = get_logger("callcontrol.server")
-    where = f"{settings.esl_host}:{settings.esl_port}"
+    """Kill this instance's leftover agent legs on every box; returns how many. Never raises
+    for FreeSWITCH's sake: a start is not stopped by a switch that cannot be asked."""
+    killed: list[int] = []
+
+    async def one(box: EslBox) -> None:
+        killed.append(await _kill_on_box(settings, box, timeout))
+
+    async with trio.open_nursery() as nursery:
+        for box in settings.esl_boxes:
+            nursery.start_soon(one, box)
+    return sum(killed)
+
+
+async def _kill_on_box(settings: Settings, box: EslBox, timeout: float) -> int:
+    log = get_logger("callcontrol.server", esl=box.name)
     try:
         with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(settings.esl_host, settings.esl_port)
+            stream = await trio.open_tcp_stream(box.host, box.port)
     except (OSError, trio.TooSlowError) as exc:
-        log.warning("server.orphans_not_checked", esl=where, error=repr(exc),
+        log.warning("server.orphans_not_checked", error=repr(exc),
                     effect="legs left by an earlier run ring until their originate_timeout",
                     fix="set ESL_HOST/ESL_PORT/ESL_PASSWORD to FreeSWITCH's inbound Event "
                         "Socket")  # fmt: skip
@@ -56,7 +69,7 @@ async def kill_orphaned_legs(settings: Settings, *, timeout: float = TIMEOUT_SEC
                 return await _kill_ours(conn, settings, log)
         except (trio.TooSlowError, ConnectionClosed, ProtocolError, CommandError,
                 ValueError) as exc:  # fmt: skip
-            log.warning("server.orphans_not_checked", esl=where, error=repr(exc))
+            log.warning("server.orphans_not_checked", error=repr(exc))
             return 0
         finally:
             with trio.CancelScope(shield=True):

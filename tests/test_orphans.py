@@ -92,3 +92,25 @@ async def test_a_wrong_password_is_a_warning_not_a_failed_start(autojump_clock):
         with structlog.testing.capture_logs() as logs:
             assert await kill_orphaned_legs(_settings(port, ESL_PASSWORD="wrong")) == 0
         assert any(e["event"] == "server.orphans_not_checked" for e in logs)
+
+
+async def test_every_box_of_esl_host_is_cleaned_and_one_down_is_named(autojump_clock):
+    from callcontrol.testing.freeswitch import esl_hosts, open_freeswitch_sims
+
+    async with open_freeswitch_sims(2, domain=DOMAIN) as sims:
+        legs = ["33333333-0000-4000-8000-000000000001", "33333333-0000-4000-8000-000000000002"]
+        for sim, leg in zip(sims, legs, strict=True):
+            sim.endpoints[f"user/1003@{DOMAIN}"] = Manual()
+            _originate(sim, leg, f"user/1003@{DOMAIN}")
+            await sim.wait_for(lambda sim=sim, leg=leg: leg in sim.channels)
+        hosts = f"{esl_hosts(sims)},127.0.0.1:1"  # a third box that is not there
+        with structlog.testing.capture_logs() as logs:
+            assert await kill_orphaned_legs(load_settings({"ESL_HOST": hosts})) == 2
+        for sim, leg in zip(sims, legs, strict=True):
+            await sim.leg(leg).wait_gone()
+            assert sim.inbound_commands("api uuid_kill") == [f"api uuid_kill {leg} "
+                                                             "ORIGINATOR_CANCEL"]
+    [down] = [e for e in logs if e["event"] == "server.orphans_not_checked"]
+    assert down["esl"] == "127.0.0.1:1"
+    checked = sorted(e["esl"] for e in logs if e["event"] == "server.orphans_checked")
+    assert checked == sorted(f"127.0.0.1:{s.inbound_ports[0]}" for s in sims)
