@@ -92,9 +92,9 @@ class Metrics:
         )  # fmt: skip
         self.callback_alerts = Counter(
             "voice_callback_availability_alerts_total",
-            "Times FreeSWITCH could not say who is free for three scans in a row.",
-            registry=r,
-        )
+            "Times a FreeSWITCH box (ESL_HOST) could not say who is free for three scans in "
+            "a row.", ["box"], registry=r,
+        )  # fmt: skip
         self.outbox_deliveries = Counter(
             "voice_outbox_deliveries_total", "Outbox sends by kind and result (delivered, failed).",
             ["kind", "result"], registry=r,

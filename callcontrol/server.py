@@ -508,14 +508,12 @@ class _ClickToCallOf:
 
 def _watch_availability(settings: Settings, nursery: trio.Nursery) -> Any:
     """FreeSWITCH's availability snapshot for the API's extension status: one inbound Event
-    Socket connection, opened when the first status is asked (a server nobody asks never
-    connects), reconnecting by itself; while it is down every answer is UNKNOWN."""
-    from callcontrol.callbacks.availability import AvailabilityMonitor  # noqa: PLC0415
-    from callcontrol.esl.inbound import InboundClient  # noqa: PLC0415
+    Socket connection per box of ``ESL_HOST``, opened when the first status is asked (a server
+    nobody asks never connects), each reconnecting by itself; an extension that could be on a
+    box that is down is UNKNOWN (``availability.Boxes``)."""
+    from callcontrol.callbacks.availability import Boxes  # noqa: PLC0415
 
-    client = InboundClient(settings.esl_host, settings.esl_port, settings.esl_password,
-                           events=AvailabilityMonitor.events())  # fmt: skip
-    monitor = AvailabilityMonitor(client)
+    boxes = Boxes.connect(settings, used_for="the API's extension status")
 
     class OnFirstUse:
         started = False
@@ -523,9 +521,9 @@ def _watch_availability(settings: Settings, nursery: trio.Nursery) -> Any:
         async def snapshot(self) -> Any:
             if not self.started:
                 self.started = True
-                nursery.start_soon(client.run)
-                nursery.start_soon(monitor.run)
-            return await monitor.snapshot()
+                nursery.start_soon(boxes.run_clients)
+                nursery.start_soon(boxes.run_monitors)
+            return await boxes.snapshot()
 
     return OnFirstUse()
 

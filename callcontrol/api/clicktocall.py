@@ -26,7 +26,7 @@ from callcontrol.api.callback_filters import FROM, agent_only
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, bad_request, not_found
 from callcontrol.callbacks.availability import Availability, availability
-from callcontrol.callbacks.clicktocall import NotCallable, Refused, Ticket, load_ticket
+from callcontrol.callbacks.clicktocall import NoBox, NotCallable, Refused, Ticket, load_ticket
 from callcontrol.callbacks.tickets import MoveRefused, TicketNotFound, TicketStatus, may_move
 from callcontrol.esl import ConnectionClosed
 from callcontrol.logs import get_logger
@@ -79,7 +79,10 @@ async def _initiate(request: Request, ident: uuid.UUID, domain: uuid.UUID) -> Re
         raise ApiError(503, "click_to_call_unavailable",
                        "click-to-call is not running (CALLBACK_ENABLED off, or migrations "
                        "pending)")  # fmt: skip
-    agent_leg = await _hand_over(ctx.calls, str(ident))
+    try:
+        agent_leg = await _hand_over(ctx.calls, str(ident))
+    except NoBox as exc:  # several boxes: the agent's went away since the check above
+        raise _unavailable(exc.availability, ticket, ctx) from None
     if agent_leg is None:
         raise ApiError(409, "already_calling", "this callback is being called right now")
     _log.info("api.c2c_initiated", request_uuid=str(ident), agent_leg=agent_leg,

@@ -15,18 +15,28 @@ snapshot, marked stale by the events that can change an answer (registrations, c
 created, answered, hung up) and read again only when asked while stale — a scan of 10k
 tickets costs one snapshot, not 10k requests. When FreeSWITCH cannot be asked the answer is
 UNKNOWN, which is never treated as available.
+
+Several boxes (``ESL_HOST=fs1,fs2``): ``Boxes`` keeps one monitor per box and ``merge`` makes
+their snapshots one. An extension is answered from the box it is registered on (the first in
+``ESL_HOST``'s order when on two: ``Snapshot.box_of``, where click-to-call rings it); the
+channels of every box count for IN_CALL / RINGING. A box that cannot be asked makes UNKNOWN
+only what could be on it: an extension registered on a live box is answered as usual, and one
+registered nowhere is OFFLINE only when its domain's registrations are on live boxes and were
+not on the box that is down when it was last read (a box never read could hold any domain:
+UNKNOWN). A domain is thus answered from the box its registrations are on.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import trio
 
+from callcontrol.config import Settings
 from callcontrol.esl import ConnectionClosed, ProtocolError
 from callcontrol.esl.inbound import InboundClient
 from callcontrol.logs import get_logger
@@ -60,11 +70,38 @@ def _key(user: str, domain: str) -> tuple[str, str]:
     return user.strip(), domain.strip().lower()
 
 
+Key = tuple[str, str]  # (extension, domain)
+
+
 @attrs.frozen
 class Snapshot:
-    registered: frozenset[tuple[str, str]]
-    answered: frozenset[tuple[str, str]]
-    ringing: frozenset[tuple[str, str]]
+    registered: frozenset[Key]
+    answered: frozenset[Key]
+    ringing: frozenset[Key]
+    # several boxes (``merge``): each registration's box, the boxes that could not be read,
+    # and the domains that could be on them (None: any, a box down was never read)
+    registered_on: Mapping[Key, str] = attrs.field(factory=dict, eq=False)
+    down: frozenset[str] = frozenset()
+    hidden_domains: frozenset[str] | None = frozenset()
+
+    @property
+    def domains(self) -> frozenset[str]:
+        """The domains with a registration here."""
+        return frozenset(domain for _, domain in self.registered)
+
+    def box_of(self, extension: str, domain: str) -> str | None:
+        """The box the extension is registered on (None: nowhere that could be read, or a
+        snapshot of one box, which does not name it)."""
+        return self.registered_on.get(_key(extension, domain))
+
+    def could_hide(self, domain: str) -> bool:
+        """Could an extension of ``domain`` be registered on a box that cannot be asked?"""
+        if not self.down:
+            return False
+        if self.hidden_domains is None:
+            return True
+        domain = domain.strip().lower()
+        return domain in self.hidden_domains or domain not in self.domains
 
     @classmethod
     def from_rows(
@@ -116,23 +153,76 @@ def availability(
     if key in snapshot.ringing:
         return Availability.RINGING
     if key not in snapshot.registered:
-        return Availability.OFFLINE
+        return Availability.UNKNOWN if snapshot.could_hide(domain) else Availability.OFFLINE
     return Availability.AVAILABLE
+
+
+def merge(
+    read: Sequence[tuple[str, Snapshot | None]], last_domains: Mapping[str, frozenset[str]]
+) -> Snapshot | None:
+    """One snapshot of several boxes, in ``ESL_HOST``'s order (None: none could be read);
+    ``last_domains``: each box's domains when it was last read."""
+    live = [(name, snapshot) for name, snapshot in read if snapshot is not None]
+    if not live:
+        return None
+    down = frozenset(name for name, snapshot in read if snapshot is None)
+    registered_on: dict[Key, str] = {}
+    for name, snapshot in live:
+        for key in snapshot.registered:
+            registered_on.setdefault(key, name)
+    hidden: frozenset[str] | None = frozenset()
+    if any(name not in last_domains for name in down):
+        hidden = None
+    else:
+        hidden = frozenset().union(*(last_domains[name] for name in down))
+    return Snapshot(
+        frozenset().union(*(s.registered for _, s in live)),
+        frozenset().union(*(s.answered for _, s in live)),
+        frozenset().union(*(s.ringing for _, s in live)),
+        registered_on=registered_on, down=down, hidden_domains=hidden,
+    )  # fmt: skip
+
+
+class Signals:
+    """Events set (and replaced) when an answer may have changed, and when an extension may
+    have become free: one monitor's, or shared by the monitors of every box."""
+
+    def __init__(self) -> None:
+        self.changed = trio.Event()
+        self.freed = trio.Event()
+
+    def fire(self, *, freed: bool) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+        if freed:
+            self.freed.set()
+            self.freed = trio.Event()
 
 
 class AvailabilityMonitor:
     """One FreeSWITCH's snapshot, kept fresh by its events; run ``run()`` in a nursery."""
 
-    def __init__(self, client: InboundClient) -> None:
+    def __init__(self, client: InboundClient, *, box: str | None = None,
+                 signals: Signals | None = None) -> None:  # fmt: skip
         self.client = client
-        self.log: Any = get_logger("callcontrol.callbacks.availability")
+        self.box = box or f"{client.host}:{client.port}"
+        self.log: Any = get_logger("callcontrol.callbacks.availability", box=self.box)
         self._snapshot: Snapshot | None = None
         self._stale = True
         self.reads = 0
         self.failures_in_a_row = 0
-        self.changed = trio.Event()  # set (and replaced) when an answer may have changed
-        self.freed = trio.Event()  # set (and replaced) when an extension may have become free
+        self.signals = signals or Signals()
         self._read_on_connection = 0  # the client's connection count the snapshot was read on
+
+    @property
+    def changed(self) -> trio.Event:
+        """Set (and replaced) when an answer may have changed."""
+        return self.signals.changed
+
+    @property
+    def freed(self) -> trio.Event:
+        """Set (and replaced) when an extension may have become free."""
+        return self.signals.freed
 
     @staticmethod
     def events() -> list[str]:
@@ -144,27 +234,20 @@ class AvailabilityMonitor:
             subclass = event.get("Event-Subclass")
             if event.name in _EVENTS_THAT_CHANGE_IT or subclass in _SUBCLASSES:
                 self._stale = True
-                self.changed.set()
-                self.changed = trio.Event()
-            if event.name == _FREEING_EVENT or subclass == _FREEING_SUBCLASS:
-                self.freed.set()
-                self.freed = trio.Event()
-
+                self.signals.fire(freed=event.name == _FREEING_EVENT
+                                  or subclass == _FREEING_SUBCLASS)  # fmt: skip
     async def snapshot(self) -> Snapshot | None:
         """The current snapshot, read again if an event made it stale; None when FreeSWITCH
         cannot be asked (every answer is then UNKNOWN)."""
-        # a reconnection means events may have been missed while the socket was down
+        # a reconnection means events may have been missed while the socket was down; and
+        # while it is down, what was read before is no answer (UNKNOWN, not the old one)
         reconnected = self.client.connections != self._read_on_connection
-        if not self._stale and not reconnected and self._snapshot is not None:
+        if (not self._stale and not reconnected and self._snapshot is not None
+                and self.client.connected):  # fmt: skip
             return self._snapshot
         self._stale = False  # events arriving during the read make it stale again
         try:
-            with trio.fail_after(READ_TIMEOUT_SECONDS):
-                registrations = await self.client.api("show", "registrations", "as", "json",
-                                                      timeout=READ_TIMEOUT_SECONDS)  # fmt: skip
-                channels = await self.client.api("show", "channels", "as", "json",
-                                                 timeout=READ_TIMEOUT_SECONDS)  # fmt: skip
-            snapshot = Snapshot.parse(registrations, channels)
+            snapshot = await self._read()
         except (trio.TooSlowError, ConnectionClosed, ProtocolError, ValueError) as exc:
             self._stale = True
             self._snapshot = None
@@ -177,6 +260,80 @@ class AvailabilityMonitor:
         self._read_on_connection = self.client.connections
         self._snapshot = snapshot
         return snapshot
+
+    async def _read(self) -> Snapshot:
+        if self.client.in_outage:
+            # known down: UNKNOWN now, rather than every question waiting for a reconnect
+            # (with several boxes, one that is down would slow every answer)
+            raise ConnectionClosed("not connected (reconnecting)")
+        with trio.fail_after(READ_TIMEOUT_SECONDS):
+            registrations = await self.client.api("show", "registrations", "as", "json",
+                                                  timeout=READ_TIMEOUT_SECONDS)  # fmt: skip
+            channels = await self.client.api("show", "channels", "as", "json",
+                                             timeout=READ_TIMEOUT_SECONDS)  # fmt: skip
+        return Snapshot.parse(registrations, channels)
+
+    async def of(self, extension: str, domain: str, *, dnd: bool = False) -> Availability:
+        return availability(await self.snapshot(), extension, domain, dnd=dnd)
+
+
+class Boxes:
+    """Every FreeSWITCH of ``ESL_HOST``: an inbound client and a monitor each (run
+    ``run_clients`` and ``run_monitors``), one merged snapshot (``snapshot``)."""
+
+    def __init__(self, clients: Sequence[tuple[str, InboundClient]]) -> None:
+        if not clients:
+            raise ValueError("no FreeSWITCH box")
+        self.names = tuple(name for name, _ in clients)
+        self.clients = dict(clients)
+        self.signals = Signals()
+        self.monitors = {name: AvailabilityMonitor(client, box=name, signals=self.signals)
+                         for name, client in clients}  # fmt: skip
+        self._last_domains: dict[str, frozenset[str]] = {}
+
+    @classmethod
+    def connect(cls, settings: Settings, *, events: Sequence[str] | None = None,
+                used_for: str | None = None) -> Boxes:  # fmt: skip
+        """One client per box of ``ESL_HOST``, subscribed to ``events`` (the monitor's by
+        default), with ``ESL_PASSWORD``."""
+        events = AvailabilityMonitor.events() if events is None else events
+        return cls([(box.name, InboundClient(box.host, box.port, settings.esl_password,
+                                             events=events, used_for=used_for))
+                    for box in settings.esl_boxes])  # fmt: skip
+
+    @property
+    def changed(self) -> trio.Event:
+        return self.signals.changed
+
+    @property
+    def freed(self) -> trio.Event:
+        return self.signals.freed
+
+    async def run_clients(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for client in self.clients.values():
+                nursery.start_soon(client.run)
+
+    async def run_monitors(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for monitor in self.monitors.values():
+                nursery.start_soon(monitor.run)
+
+    async def snapshot(self) -> Snapshot | None:
+        """Every box's snapshot (each read again only when stale), at once, merged; None when
+        no box could be asked."""
+        read: dict[str, Snapshot | None] = {}
+
+        async def one(name: str) -> None:
+            read[name] = await self.monitors[name].snapshot()
+
+        async with trio.open_nursery() as nursery:
+            for name in self.names:
+                nursery.start_soon(one, name)
+        for name, snapshot in read.items():
+            if snapshot is not None:
+                self._last_domains[name] = snapshot.domains
+        return merge([(name, read[name]) for name in self.names], self._last_domains)
 
     async def of(self, extension: str, domain: str, *, dnd: bool = False) -> Availability:
         return availability(await self.snapshot(), extension, domain, dnd=dnd)

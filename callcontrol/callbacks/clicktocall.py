@@ -149,6 +149,20 @@ class Refused(Exception):
         self.error = error
 
 
+class NoBox(Exception):
+    """No FreeSWITCH box of ``ESL_HOST`` has the agent's extension registered: there is
+    nowhere to ring it. ``availability`` says why: OFFLINE (registered nowhere), or UNKNOWN
+    (a box it could be on cannot be asked). Nothing was claimed or dialled."""
+
+    def __init__(self, request_uuid: str, extension: str, availability: Availability) -> None:
+        where = ("a FreeSWITCH box it could be on cannot be asked"
+                 if availability is Availability.UNKNOWN
+                 else "no FreeSWITCH box has it registered")  # fmt: skip
+        super().__init__(f"ticket {request_uuid}: the agent's extension {extension} cannot "
+                         f"be rung: {where}")  # fmt: skip
+        self.availability = availability
+
+
 # -- the ticket and the plan (sans-IO) -----------------------------------------------------
 
 # the fragments are constants of tickets.py: no input reaches this text

@@ -26,7 +26,9 @@ an extension may have become free:
    one ticket twice.
 
 UNKNOWN availability (FreeSWITCH cannot be asked) notifies nobody; three scans in a row without
-it raise an alert (``callbacks.availability_alert``), and the scanner goes on. A scan that
+a box raise an alert for that box (``callbacks.availability_alert``, with several boxes in
+``ESL_HOST`` one per box: the agents of the boxes that answer are told meanwhile), and the
+scanner goes on. A scan that
 fails for any other reason (the database is down, a bug) is logged as ``callbacks.scan_failed``
 and the next one runs at the next interval: the scanner never takes ``serve`` down.
 """
@@ -132,6 +134,7 @@ class ScanResult:
     availability_known: bool = True
     called: tuple[DueTicket, ...] = ()  # ready_to_call, agent free: click-to-call started
     reclaimed: tuple[str, ...] = ()  # in_progress, its click-to-call gone: pending again
+    boxes_down: tuple[str, ...] = ()  # of ESL_HOST's, those the snapshot could not read
 
 
 SnapshotSource = Callable[[], Awaitable[Snapshot | None]]
@@ -162,6 +165,7 @@ async def scan_once(
     if snapshot is None:
         return ScanResult(expired, to_review, len(due), availability_known=False,
                           reclaimed=reclaimed)  # fmt: skip
+    boxes_down = tuple(sorted(snapshot.down))
     called = tuple(t for t in ready if _is_free(snapshot, t))
     for ticket in called:
         _log.info("callbacks.c2c_due", request_uuid=ticket.request_uuid,
@@ -182,7 +186,7 @@ async def scan_once(
         if notify is not None:
             await notify(ticket)
     return ScanResult(expired, to_review, len(due), notified, called=called,
-                      reclaimed=reclaimed)  # fmt: skip
+                      reclaimed=reclaimed, boxes_down=boxes_down)  # fmt: skip
 
 
 def _is_free(snapshot: Snapshot, ticket: DueTicket) -> bool:
@@ -266,8 +270,12 @@ class Scanner:
         start_call: StartCall | None = None,
         wake: Callable[[], trio.Event] | None = None,
         metrics: Metrics | None = None,
+        boxes: tuple[str, ...] | None = None,
     ) -> None:
         self.db = db
+        # whose outages are counted, each for its own alert: ESL_HOST's boxes by default
+        self.boxes = boxes or tuple(box.name for box in settings.esl_boxes)
+        self.down_in_a_row = dict.fromkeys(self.boxes, 0)
         self.snapshot_of = snapshot_of
         self.settings = settings
         self.clock = clock
@@ -275,7 +283,6 @@ class Scanner:
         self.start_call = start_call
         self.wake = wake  # an event set when an extension may have become free
         self.metrics = metrics
-        self.unknown_in_a_row = 0
         self.scans = 0
         self.failed_scans = 0
         self.alerts = 0
@@ -316,19 +323,30 @@ class Scanner:
             return None
         self.scans += 1
         self._count(result, trio.current_time() - started)
-        if result.availability_known:
-            self.unknown_in_a_row = 0
-        else:
-            self.unknown_in_a_row += 1
-            if self.unknown_in_a_row == ALERT_AFTER_FAILURES:
-                self.alerts += 1
-                if self.metrics is not None:
-                    self.metrics.callback_alerts.inc()
-                _log.error("callbacks.availability_alert", scans=self.unknown_in_a_row,
-                           due=result.due,
-                           effect="no agent is told of a callback until FreeSWITCH answers",
-                           fix="check ESL_HOST/ESL_PORT/ESL_PASSWORD and FreeSWITCH")  # fmt: skip
+        down = set(result.boxes_down) if result.availability_known else set(self.boxes)
+        for box in self.boxes:
+            self.down_in_a_row[box] = self.down_in_a_row[box] + 1 if box in down else 0
+            if self.down_in_a_row[box] == ALERT_AFTER_FAILURES:
+                self._alert(box, result)
         return result
+
+    @property
+    def unknown_in_a_row(self) -> int:
+        """The longest run of scans without one of the boxes."""
+        return max(self.down_in_a_row.values(), default=0)
+
+    def _alert(self, box: str, result: ScanResult) -> None:
+        self.alerts += 1
+        if self.metrics is not None:
+            self.metrics.callback_alerts.labels(box=box).inc()
+        several = len(self.boxes) > 1
+        effect = ("no agent whose phone could be on this box is told of a callback until it "
+                  "answers; the other boxes' agents are" if several
+                  else "no agent is told of a callback until FreeSWITCH answers")  # fmt: skip
+        _log.error("callbacks.availability_alert", box=box, scans=self.down_in_a_row[box],
+                   due=result.due, effect=effect,
+                   fix=f"check FreeSWITCH at {box} and ESL_HOST/ESL_PORT/ESL_PASSWORD"
+                   )  # fmt: skip
 
     def _failed(self, **fields: object) -> None:
         self.failed_scans += 1

@@ -1,10 +1,12 @@
 """The callbacks as ``callcontrol serve`` runs them: a sibling of the call handlers.
 
 ``run_callbacks`` owns, in its own nursery, one persistent inbound Event Socket connection to
-FreeSWITCH (``ESL_HOST``/``ESL_PORT``/``ESL_PASSWORD``, reconnecting with backoff), the
-``AvailabilityMonitor`` fed by its events, and the ``Scanner`` loop, woken at once when a phone
-registers or a call hangs up, and the ``CallStarter``: click-to-call for each ``ready_to_call``
-ticket the scanner finds with its agent free, over the same connection. Each of them is kept
+each FreeSWITCH box (``ESL_HOST``, one or several, ``ESL_PORT``/``ESL_PASSWORD``, each
+reconnecting with its own backoff), the ``AvailabilityMonitor`` of each fed by its events
+(``availability.Boxes``: one merged snapshot), and the ``Scanner`` loop, woken at once when a
+phone registers or a call hangs up on any box, and the ``CallStarter``: click-to-call for each
+``ready_to_call`` ticket the scanner finds with its agent free, over the connection of the box
+the agent's extension is registered on (both legs on that box). Each of them is kept
 running: one that raises is logged (``callbacks.task_failed``) and started again after a pause,
 so nothing here can take ``serve`` or a call down. Cancelling the nursery (SIGTERM: ``serve``
 returns after the drain) stops them; a scan cut short leaves the tickets as they were (its
@@ -22,7 +24,7 @@ import attrs
 import trio
 
 from callcontrol.callbacks import clicktocall
-from callcontrol.callbacks.availability import AvailabilityMonitor
+from callcontrol.callbacks.availability import AvailabilityMonitor, Boxes, availability
 from callcontrol.callbacks.scanner import DueTicket, Notify, Scanner
 from callcontrol.callbacks.tickets import MoveRefused, TicketNotFound
 from callcontrol.config import Settings
@@ -41,21 +43,26 @@ _log = get_logger("callcontrol.callbacks")
 class Callbacks:
     """What ``run_callbacks`` started (for ``/readyz``-style questions and tests)."""
 
-    client: InboundClient
-    monitor: AvailabilityMonitor
+    boxes: Boxes
     scanner: Scanner
     caller: CallStarter
+
+    @property
+    def client(self) -> InboundClient:
+        """The first box's connection (the only one with one FreeSWITCH)."""
+        return self.boxes.clients[self.boxes.names[0]]
 
 
 class CallStarter:
     """Click-to-call in tasks of its own (``run`` holds their nursery), one per ticket at a
-    time in this process; each over the inbound connection live at its start."""
+    time in this process; each over the inbound connection to the agent's box live at its
+    start."""
 
-    def __init__(self, db: Database, client: InboundClient, settings: Settings,
+    def __init__(self, db: Database, boxes: Boxes, settings: Settings,
                  metrics: Metrics | None = None) -> None:  # fmt: skip
         self.db = db
         self.metrics = metrics
-        self.client = client
+        self.boxes = boxes
         self.settings = settings
         self.calling: set[str] = set()
         self.finished: list[str] = []  # tickets whose click-to-call ended (tests, readiness)
@@ -74,7 +81,8 @@ class CallStarter:
         ``in_progress`` (claimed), with the agent leg's UUID (its origination_uuid), the call
         going on in the background; None when this process is calling that ticket already or
         is stopping. What stops it before the claim is raised to the caller as it is
-        (``NotCallable``, ``Refused``, ``MoveRefused``, ``TicketNotFound``, no connection)."""
+        (``NotCallable``, ``Refused``, ``NoBox``, ``MoveRefused``, ``TicketNotFound``, no
+        connection)."""
         if request_uuid in self.calling or self._nursery is None:
             return None
         agent_uuid = str(uuid_module.uuid4())
@@ -115,11 +123,13 @@ class CallStarter:
         """One ticket's click-to-call; ``raise_unclaimed()`` true: what stops it before its
         claim is raised (the API's caller waits for it) instead of logged."""
         try:
-            conn = await self.client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
+            client = await self._agents_box(uuid)
+            conn = await client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
             await clicktocall.ClickToCall(self.db, conn, self.settings, metrics=self.metrics,
                                           on_claimed=on_claimed
                                           ).call(uuid, agent_uuid=agent_uuid)  # fmt: skip
-        except (clicktocall.NotCallable, clicktocall.Refused, MoveRefused, TicketNotFound) as exc:
+        except (clicktocall.NotCallable, clicktocall.Refused, clicktocall.NoBox, MoveRefused,
+                TicketNotFound) as exc:  # fmt: skip
             if raise_unclaimed():
                 raise
             _log.info("callbacks.c2c_not_started", request_uuid=uuid, reason=str(exc))
@@ -138,6 +148,30 @@ class CallStarter:
             self.calling.discard(uuid)
             self.finished.append(uuid)
 
+    async def _agents_box(self, request_uuid: str) -> InboundClient:
+        """The connection to the box the ticket's agent is registered on: both legs are
+        originated there (the customer's through that box's outbound routes). With one box,
+        that one: the attempt's own double-check says whether the agent can be rung."""
+        boxes = self.boxes
+        if len(boxes.names) == 1:
+            return boxes.clients[boxes.names[0]]
+        ticket = await clicktocall.load_ticket(self.db, request_uuid)
+        why = ticket.why_not_callable()
+        if why is not None:
+            raise clicktocall.NotCallable(request_uuid, why)
+        extension, domain = str(ticket.extension), str(ticket.domain_name)
+        snapshot = await boxes.snapshot()
+        box = snapshot.box_of(extension, domain) if snapshot is not None else None
+        if box is None:
+            now = availability(snapshot, extension, domain)
+            _log.info("callbacks.c2c_no_box", request_uuid=request_uuid, extension=extension,
+                      domain=domain, availability=now.value,
+                      reason="no box of ESL_HOST has the agent's extension registered")
+            raise clicktocall.NoBox(request_uuid, extension, now)
+        _log.info("callbacks.c2c_box", request_uuid=request_uuid, box=box, extension=extension,
+                  reason="the agent's extension is registered there")  # fmt: skip
+        return boxes.clients[box]
+
 
 def build_callbacks(
     settings: Settings,
@@ -147,26 +181,24 @@ def build_callbacks(
     notify: Notify | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Callbacks:
-    client = InboundClient(
-        settings.esl_host, settings.esl_port, settings.esl_password,
+    boxes = Boxes.connect(
+        settings,
         # before the monitor's: every word after CUSTOM is read as a subclass name
         events=[*clicktocall.EVENTS, *AvailabilityMonitor.events()],
         used_for="callbacks: which agents are free, click-to-call",
     )  # fmt: skip
-    monitor = AvailabilityMonitor(client)
-    caller = CallStarter(db, client, settings, metrics)
-    scanner = Scanner(db, monitor.snapshot, settings, clock=clock, notify=notify,
-                      start_call=caller, wake=lambda: monitor.freed,
-                      metrics=metrics)  # fmt: skip
-    return Callbacks(client, monitor, scanner, caller)
+    caller = CallStarter(db, boxes, settings, metrics)
+    scanner = Scanner(db, boxes.snapshot, settings, clock=clock, notify=notify,
+                      start_call=caller, wake=lambda: boxes.freed, metrics=metrics,
+                      boxes=boxes.names)  # fmt: skip
+    return Callbacks(boxes, scanner, caller)
 
 
 async def run_callbacks(
     callbacks: Callbacks, *, task_status: trio.TaskStatus[Callbacks] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the inbound connection, the monitor and the scanner until cancelled."""
-    _log.info("callbacks.started",
-              esl=f"{callbacks.client.host}:{callbacks.client.port}",
+    _log.info("callbacks.started", esl=",".join(callbacks.boxes.names),
               check_interval_ms=callbacks.scanner.settings.callback_check_interval_ms)  # fmt: skip
     # The connection outlives the rest: a click-to-call stopped by SIGTERM hangs up its legs
     # over it before it closes.
@@ -174,13 +206,13 @@ async def run_callbacks(
 
     async def keep_connected() -> None:
         with connection:
-            await keep_running("esl_inbound", callbacks.client.run)
+            await keep_running("esl_inbound", callbacks.boxes.run_clients)
 
     async with trio.open_nursery() as outer:
         outer.start_soon(keep_connected)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(keep_running, "availability", callbacks.monitor.run)
+                nursery.start_soon(keep_running, "availability", callbacks.boxes.run_monitors)
                 nursery.start_soon(keep_running, "click_to_call", callbacks.caller.run)
                 nursery.start_soon(keep_running, "scanner", callbacks.scanner.run)
                 task_status.started(callbacks)

@@ -73,6 +73,7 @@ class InboundClient:
         self.auth_failures = 0
         self.dropped_events = 0
         self._changed = trio.Event()
+        self._in_outage = False  # an attempt failed or the connection dropped since it was up
 
     def _notify(self) -> None:
         self._changed.set()
@@ -86,6 +87,11 @@ class InboundClient:
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.closed.is_set()
 
+    @property
+    def in_outage(self) -> bool:
+        """Not connected, and known to be down (not merely still connecting at start)."""
+        return self._in_outage and not self.connected
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, serve, reconnect forever (until cancelled)."""
         task_status.started()
@@ -97,6 +103,7 @@ class InboundClient:
                 await self._serve_once()
             except AuthenticationFailed:
                 self.auth_failures += 1
+                self._in_outage = True
                 self.log.error("esl.inbound.auth_failed")
             except (OSError, ConnectionClosed, trio.TooSlowError, CommandError,
                     SubscriberOverflow) as exc:  # fmt: skip
@@ -106,6 +113,7 @@ class InboundClient:
                 # are info lines (its users raise their own alerts when it matters to them).
                 level = self.log.warning if attempt == 0 else self.log.info
                 level("esl.inbound.disconnected", error=repr(exc), attempt=attempt)
+            self._in_outage = True
             self._notify()
             if self.connections != connections:
                 attempt = 0
@@ -148,6 +156,7 @@ class InboundClient:
         await self._subscribe(conn)
         self.connections += 1
         self._conn = conn
+        self._in_outage = False
         self._connected.set()
         self._notify()
         self.log.info("esl.inbound.connected", connections=self.connections)

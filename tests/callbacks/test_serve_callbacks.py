@@ -107,7 +107,7 @@ async def test_a_scan_that_fails_is_logged_and_serve_goes_on(db, db_url):
                     await scanner.scanned.wait()
                 assert app.listening  # still taking calls
                 assert await _status(db, ticket) == "pending"
-                scanner.snapshot_of = app.callbacks.monitor.snapshot
+                scanner.snapshot_of = app.callbacks.boxes.snapshot
                 sim.register("1001", DOMAIN)  # the next event: this scan tells the agent
                 while await _status(db, ticket) == "pending":
                     await scanner.scanned.wait()
