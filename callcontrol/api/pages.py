@@ -90,7 +90,7 @@ def safe_next(text: str | None) -> str:
 
 
 
-_LINK = '<a href="{href}" class="nav-link{active}"{current}>{label}{badge}</a>'
+_LINK = '<a href="{href}" class="nav-link{active}"{current}><span>{label}</span>{badge}</a>'
 _BADGE = ('<span class="badge{empty}" id="pending-badge" aria-label="{count} retornos '
           'pendentes">{count}</span>')
 
@@ -110,7 +110,8 @@ def _shell(request: Request, principal: Principal | None, *, title: str, content
     header = Markup("")
     if principal is not None and principal.is_person:
         links = [("/console", "Retornos", "console"),
-                 ("/console/callbacks", "Histórico e agenda", "callbacks")]  # fmt: skip
+                 ("/console/callbacks", Markup('Histórico<span class="nav-long"> e agenda'
+                                               "</span>"), "callbacks")]  # fmt: skip
         if principal.role is Role.SUPERVISOR:
             links.append(("/console/dashboard", "Painel", "dashboard"))
         header = render(
@@ -228,10 +229,12 @@ def card(ticket: dict[str, Any] | None, now: datetime, zone: tzinfo) -> Markup:
         or t.get("destination_name") or "—")  # fmt: skip
 
 
-# The agent's open tickets, the most urgent first: the ones ready to call, then by when each is
-# due (its scheduled time, else when the caller asked).
+# The agent's open tickets, the most urgent first: the one being called (the agent is on it),
+# the ones ready to call, then by when each is due (its scheduled time, else when the caller
+# asked).
 _OPEN_ORDER = sql.SQL(
-    " ORDER BY (r.status = 'ready_to_call') DESC, coalesce(r.scheduled_at, r.created_at),"
+    " ORDER BY (r.status = 'in_progress') DESC, (r.status = 'ready_to_call') DESC,"
+    " coalesce(r.scheduled_at, r.created_at),"
     " r.request_uuid LIMIT 200"
 )
 

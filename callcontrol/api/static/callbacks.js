@@ -55,6 +55,7 @@
     });
     tr.querySelector('[data-slot="status"]').className = 'pill pill-' + t.status;
     tr.querySelectorAll('td').forEach(function (td, i) { td.dataset.label = LABELS[i]; });
+    tr.querySelector('[data-slot="scheduled"]').classList.toggle('is-none', !t.scheduled_at);
     return tr;
   }
 
@@ -101,21 +102,26 @@
     dialog.showModal();
     cc.api('/api/callbacks/' + encodeURIComponent(id)).then(function (t) {
       cc.fill(dialog, {
-        title: (t.caller_name || 'Sem nome') + ' · ' + cc.phone(t.phone_number),
-        subtitle: (cc.STATUS[t.status] || t.status) + ' · pedido em ' + cc.dateTime(t.created_at),
+        title: t.caller_name || cc.phone(t.phone_number),
+        subtitle: (t.caller_name ? cc.phone(t.phone_number) + ' · ' : '') +
+          (cc.STATUS[t.status] || t.status) + ' · pedido em ' + cc.dateTime(t.created_at),
         summary: t.summary || t.reason || t.message || 'Sem resumo.'
       });
       var facts = dialog.querySelector('[data-slot="facts"]');
-      facts.replaceChildren(
-        fact('Motivo', t.reason || t.message),
-        fact('Para', t.intended_for || t.destination_name),
-        fact('Ramal', t.extension),
-        fact('Agendado', cc.when(t.scheduled_at, '—')),
-        fact('Horário pedido', t.preferred_time),
-        fact('Tentativas', t.attempts + ' de ' + t.max_attempts),
-        fact('WhatsApp', t.whatsapp_response || (t.whatsapp_sent_at ? 'enviado ' + cc.dateTime(t.whatsapp_sent_at) : '')),
-        fact('Expira', cc.dateTime(t.expires_at))
-      );
+      var open = ['completed', 'expired', 'canceled', 'failed'].indexOf(t.status) < 0;
+      var whatsapp = t.whatsapp_response ||
+        (t.whatsapp_sent_at ? 'enviado ' + cc.dateTime(t.whatsapp_sent_at) : '');
+      // what is known: an empty field is left out rather than shown as a dash
+      facts.replaceChildren.apply(facts, [
+        ['Motivo', t.reason || t.message],
+        ['Para', t.intended_for || t.destination_name],
+        ['Ramal', t.extension],
+        ['Agendado', open ? cc.when(t.scheduled_at) : (t.scheduled_at && cc.when(t.scheduled_at))],
+        ['Horário pedido', t.preferred_time],
+        ['Tentativas', t.attempts + ' de ' + t.max_attempts],
+        ['WhatsApp', whatsapp],
+        [open ? 'Expira' : 'Concluído', open ? cc.dateTime(t.expires_at) : t.completed_at && cc.dateTime(t.completed_at)]
+      ].filter(function (f) { return f[1]; }).map(function (f) { return fact(f[0], f[1]); }));
       var recording = dialog.querySelector('[data-slot="recording"]');
       if (t.recording && t.recording.path) {
         var path = t.recording.path;

@@ -25,7 +25,11 @@
     return cc.role !== 'agent' || !own.length || own.indexOf(t.extension) >= 0;
   }
 
+  // the call under way first (the agent is on it), then the ones ready to call, then by when
+  // each is due: the server's order (pages.open_tickets)
   function urgency(a, b) {
+    var calling = (b.status === 'in_progress') - (a.status === 'in_progress');
+    if (calling) return calling;
     var ready = (b.status === 'ready_to_call') - (a.status === 'ready_to_call');
     if (ready) return ready;
     var due = Date.parse(a.scheduled_at || a.created_at) - Date.parse(b.scheduled_at || b.created_at);

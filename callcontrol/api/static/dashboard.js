@@ -75,7 +75,9 @@
       item.appendChild(document.createTextNode(o[1]));
       legend.appendChild(item);
     });
-    var W = 820, H = 240, left = 34, bottom = 26, topPad = 8;
+    // drawn at the box's own width, so the labels keep their size on a phone
+    var W = Math.max(280, box.clientWidth || 820), H = W < 560 ? 200 : 250;
+    var left = 34, bottom = 26, topPad = 8;
     var plotW = W - left - 6, plotH = H - bottom - topPad;
     var max = niceMax(top);
     var chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'xMidYMid meet' });
@@ -86,7 +88,7 @@
     }
     var slot = plotW / points.length;
     var barW = Math.max(2, Math.min(38, slot * 0.7));
-    var every = Math.ceil(points.length / (window.innerWidth < 640 ? 5 : 10));
+    var every = Math.ceil(points.length / Math.max(3, Math.floor(W / 90)));
     points.forEach(function (p, k) {
       var x = left + k * slot + (slot - barW) / 2;
       var y = topPad + plotH;
@@ -132,7 +134,15 @@
     box.replaceChildren(list);
   }
 
+  var last = null;
+  var resizing = null;
+  window.addEventListener('resize', function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () { if (last) timeChart(last.handoffs_over_time); }, 150);
+  });
+
   function show(stats, pendingNow) {
+    last = stats;
     var cb = stats.callbacks;
     kpi('open', String(pendingNow));
     kpi('open_sub', cb.open_waiting_seconds.longest
