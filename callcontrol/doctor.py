@@ -35,6 +35,7 @@ from psycopg.rows import dict_row
 
 from callcontrol.config import (
     ConfigError,
+    EslBox,
     HostPort,
     Settings,
     describe_unknown,
@@ -506,11 +507,29 @@ def _voicemail_check(conn: psycopg.Connection[Any]) -> Check:
 
 async def check_inbound_esl(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> list[Check]:
     """TCP connect, ``auth/request``, ``auth``, ``api status``, each within ``timeout``; then,
-    once FreeSWITCH is up, what it must have loaded (``check_loaded``)."""
-    where = f"{settings.esl_host}:{settings.esl_port}"
+    once FreeSWITCH is up, what it must have loaded (``check_loaded``). With several boxes in
+    ``ESL_HOST``, every box at once, each check's name ending with the box's (``host:port``),
+    in ``ESL_HOST``'s order."""
+    boxes = settings.esl_boxes
+    found: dict[EslBox, list[Check]] = {}
+
+    async def one(box: EslBox) -> None:
+        found[box] = await _check_box(settings, box, timeout)
+
+    async with trio.open_nursery() as nursery:
+        for box in boxes:
+            nursery.start_soon(one, box)
+    if len(boxes) == 1:
+        return found[boxes[0]]
+    return [attrs.evolve(check, name=f"{check.name} ({box.name})")
+            for box in boxes for check in found[box]]  # fmt: skip
+
+
+async def _check_box(settings: Settings, box: EslBox, timeout: float) -> list[Check]:
+    where = box.name
     try:
         with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(settings.esl_host, settings.esl_port)
+            stream = await trio.open_tcp_stream(box.host, box.port)
     except trio.TooSlowError:
         return [_esl_timeout(where, timeout, "connect")]
     except OSError as exc:

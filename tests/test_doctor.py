@@ -584,3 +584,21 @@ def test_doctor_failure_exit_status(capsys: Any) -> None:
     out = capsys.readouterr().out
     assert "FAIL  freeswitch event socket" in out and "-- fix:" in out
     assert out.splitlines()[-1] == "1 check(s) failed"
+
+
+async def test_two_boxes_each_reported_by_name_in_esl_host_order() -> None:
+    down = _free_port()
+    async with _switch() as (sim, port):
+        hosts = f"127.0.0.1:{port}, 127.0.0.1:{down}"
+        checks = await check_inbound_esl(_settings(ESL_HOST=hosts, ESL_PASSWORD=PASSWORD,
+                                                   TRANSFER_MUSIC_ON_HOLD="local_stream://"
+                                                   "default"))  # fmt: skip
+        asked = [c.line for c in sim.inbound[0].commands if c.verb == "api"]
+    up, gone = f"127.0.0.1:{port}", f"127.0.0.1:{down}"
+    assert [(c.name, c.status) for c in checks] == [
+        (f"freeswitch event socket ({up})", "OK"), (f"freeswitch version ({up})", "OK"),
+        (f"media transport ({up})", "OK"), (f"mod_local_stream ({up})", "OK"),
+        (f"hold music ({up})", "OK"), (f"freeswitch event socket ({gone})", "FAIL"),
+    ]  # fmt: skip
+    assert f"cannot connect to {gone}" in checks[-1].detail
+    assert asked[0] == "api status" and len(sim.inbound) == 1  # each box asked once
