@@ -8,6 +8,11 @@ admin each step and what became of the ticket, and stays until the call ends, so
 ``CALLBACK_RETRY_DELAY_SECONDS`` (``--once``: not here — the ticket waits, ``pending``, for its
 new time). Ctrl-C before they are connected hangs up every leg; after, it leaves them talking.
 Exit status 0 when agent and customer talked, 1 otherwise.
+
+With several boxes in ``ESL_HOST`` every box is asked first who is registered, and the call
+goes through the box the agent's extension is registered on (the first in ``ESL_HOST``'s
+order when on two), both legs; registered on none that answers, nothing is dialled and the
+command says so.
 """
 
 from __future__ import annotations
@@ -23,9 +28,16 @@ import attrs
 import trio
 
 from callcontrol.callbacks import clicktocall
-from callcontrol.callbacks.clicktocall import AttemptReport, ClickToCall, NotCallable, Refused
+from callcontrol.callbacks.availability import Snapshot, availability, merge
+from callcontrol.callbacks.clicktocall import (
+    AttemptReport,
+    ClickToCall,
+    NoBox,
+    NotCallable,
+    Refused,
+)
 from callcontrol.callbacks.tickets import MoveRefused, TicketNotFound, TicketStatus
-from callcontrol.config import Settings, load_settings
+from callcontrol.config import EslBox, Settings, load_settings
 from callcontrol.db import DatabaseUnavailable, PoolOptions, open_database
 from callcontrol.esl import CommandError, ConnectionClosed
 from callcontrol.logs import configure_logging
@@ -62,7 +74,7 @@ def run_call(args: argparse.Namespace) -> int:
     except _Unreachable as exc:
         print(f"{PROG}: {exc} -- fix: check ESL_HOST, ESL_PORT and ESL_PASSWORD "
               "(callcontrol doctor)", file=sys.stderr)  # fmt: skip
-    except (NotCallable, Refused, TicketNotFound, MoveRefused) as exc:
+    except (NotCallable, Refused, NoBox, TicketNotFound, MoveRefused) as exc:
         print(f"{PROG}: {_refusal(ticket, exc)}", file=sys.stderr)
     return 1
 
@@ -76,16 +88,17 @@ def _refusal(ticket: str, exc: Exception) -> str:
 
 
 async def _run(settings: Settings, ticket: str, once: bool) -> int:
-    where = f"{settings.esl_host}:{settings.esl_port}"
     async with open_database(settings.database_url, PoolOptions(min_size=1, max_size=2)) as db:
         # what is wrong with the ticket is said before FreeSWITCH is asked anything
         ticket_row = await clicktocall.load_ticket(db, ticket)
         why = ticket_row.why_not_callable()
         if why is not None:
             raise NotCallable(ticket, why)
+        box = await _agents_box(settings, ticket_row)
+        where = box.name
         try:
             with trio.fail_after(CONNECT_TIMEOUT_SECONDS):
-                stream = await trio.open_tcp_stream(settings.esl_host, settings.esl_port)
+                stream = await trio.open_tcp_stream(box.host, box.port)
         except (OSError, trio.TooSlowError) as exc:
             raise _Unreachable(f"cannot reach FreeSWITCH's Event Socket at {where}: "
                                f"{exc.strerror if isinstance(exc, OSError) else 'no answer'}"
@@ -106,6 +119,35 @@ async def _run(settings: Settings, ticket: str, once: bool) -> int:
     last = reports[-1]
     print(f"ticket {ticket}: {_final(last)}")
     return 0 if last.decision.status is TicketStatus.COMPLETED else 1
+
+
+async def _agents_box(settings: Settings, ticket: clicktocall.Ticket) -> EslBox:
+    """The box to call through: the only one, or the one the agent is registered on."""
+    boxes = settings.esl_boxes
+    if len(boxes) == 1:
+        return boxes[0]
+    read: dict[EslBox, Snapshot | None] = {}
+
+    async def ask(box: EslBox) -> None:
+        read[box] = None
+        with trio.move_on_after(CONNECT_TIMEOUT_SECONDS):
+            try:
+                stream = await trio.open_tcp_stream(box.host, box.port)
+                async with clicktocall.session(stream, settings.esl_password) as conn:
+                    read[box] = await clicktocall.read_snapshot(conn)
+            except (OSError, CommandError, ConnectionClosed):
+                pass  # that box's agents are UNKNOWN: said below if it matters
+
+    async with trio.open_nursery() as nursery:
+        for box in boxes:
+            nursery.start_soon(ask, box)
+    merged = merge([(box.name, read[box]) for box in boxes], {})
+    extension, domain = str(ticket.extension), str(ticket.domain_name)
+    name = merged.box_of(extension, domain) if merged is not None else None
+    if name is None:
+        raise NoBox(ticket.request_uuid, extension, availability(merged, extension, domain))
+    _say(f"the agent's extension {extension} is registered on {name}: calling through it")
+    return next(box for box in boxes if box.name == name)
 
 
 def _say(text: str) -> None:

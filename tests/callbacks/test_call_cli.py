@@ -54,8 +54,10 @@ def _status(db_url: str, ticket: str) -> tuple[str, int]:
 class SwitchThread:
     """A simulated FreeSWITCH in its own thread; the agent hangs up 1 s after the bridge."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Any, *, registered: bool = True) -> None:
         self.agent = agent
+        self.registered = registered
+        self.sim: Any = None
         self.port: queue.Queue[int] = queue.Queue()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=trio.run, args=(self._run,), daemon=True)
@@ -64,7 +66,9 @@ class SwitchThread:
         async with open_freeswitch_sim(domain=DOMAIN) as sim:
             sim.endpoints[f"user/1001@{DOMAIN}"] = self.agent
             sim.endpoints[f"loopback/{NUMBER}/{DOMAIN}"] = Answer(after=0.1)
-            sim.register("1001", DOMAIN)
+            self.sim = sim
+            if self.registered:
+                sim.register("1001", DOMAIN)
             listeners = await sim.serve_inbound()
             self.port.put(listeners[0].socket.getsockname()[1])
             async with trio.open_nursery() as nursery:
@@ -83,12 +87,13 @@ class SwitchThread:
 def switch_thread() -> Iterator[Any]:
     started: list[SwitchThread] = []
 
-    def start(agent: Any) -> int:
-        switch = SwitchThread(agent)
+    def start(agent: Any, registered: bool = True) -> int:
+        switch = SwitchThread(agent, registered=registered)
         switch.thread.start()
         started.append(switch)
         return switch.port.get(timeout=10)
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     for switch in started:
         switch.stop.set()
@@ -159,3 +164,39 @@ def test_what_cannot_be_called_is_said_in_one_line(db_url, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@127.0.0.1:1/x")
     code, _, err = _cli(capsys, ticket)
     assert code == 1 and "hunter2" not in err and "cannot connect to PostgreSQL" in err
+
+
+def test_with_two_boxes_the_call_goes_through_the_agents_box(db_url, monkeypatch, capsys,
+                                                             switch_thread):  # fmt: skip
+    ticket = _seed(db_url)
+    box1 = switch_thread(Answer(after=0.1), registered=False)
+    box2 = switch_thread(Answer(after=0.1))  # 1001 is registered here
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("ESL_HOST", f"127.0.0.1:{box1},127.0.0.1:{box2}")
+    code, out, err = _cli(capsys, ticket)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == (f"the agent's extension 1001 is registered on "
+                                   f"127.0.0.1:{box2}: calling through it")  # fmt: skip
+    assert out.splitlines()[-1] == f"ticket {ticket}: completed"
+    first, second = (s.sim for s in switch_thread.started)
+    assert [line.split("}", 1)[1] for line in second.inbound_commands("bgapi originate")] == [
+        f"user/1001@{DOMAIN} &park()", f"loopback/{NUMBER}/{DOMAIN} &park()"]
+    assert first.inbound_commands("bgapi") == []
+
+
+def test_with_two_boxes_an_agent_registered_on_none_is_not_rung(db_url, monkeypatch, capsys,
+                                                                switch_thread):  # fmt: skip
+    ticket = _seed(db_url)
+    box1 = switch_thread(Answer(after=0.1), registered=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = s.getsockname()[1]
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("ESL_HOST", f"127.0.0.1:{box1},127.0.0.1:{down}")
+    code, _, err = _cli(capsys, ticket)
+    assert code == 1
+    assert err.strip() == (f"callcontrol callback call: ticket {ticket}: the agent's extension "
+                           "1001 cannot be rung: a FreeSWITCH box it could be on cannot be "
+                           "asked")  # fmt: skip
+    assert _status(db_url, ticket) == ("pending", 0)
+    assert switch_thread.started[0].sim.inbound_commands("bgapi") == []
