@@ -181,6 +181,33 @@ async def test_a_race_lost_at_the_claim_is_refused_not_202(db, domains, switch):
     assert "in_progress" in reply.json()["reason"]
 
 
+async def test_an_agent_whose_box_went_away_meanwhile_is_offline_or_unknown(db, domains,
+                                                                           switch):
+    """Several boxes: the starter finds no box with the agent registered (it moved, its box
+    went down) after the API's check: the same typed refusal as if seen before."""
+    from callcontrol.callbacks.availability import Availability
+    from callcontrol.callbacks.clicktocall import NoBox
+
+    (a, _), _ = domains
+    _registered(switch)
+    ticket = await add_ticket(db, a)
+    answers = []
+    for now in (Availability.OFFLINE, Availability.UNKNOWN):
+        class NoBoxNow:
+            async def initiate(self, request_uuid: str, now=now) -> str | None:
+                raise NoBox(request_uuid, "1001", now)
+
+        app = build_app(Metrics(), TOKEN, db=db, availability=switch, calls=NoBoxNow())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://api") as client:  # fmt: skip
+            url, query = _initiate(ticket, a)
+            reply = await client.post(url, params=query, headers=AUTH)
+        answers.append((reply.status_code, reply.json()["error"]))
+    assert answers == [(409, "OFFLINE"), (503, "UNKNOWN")]
+    row = await _row(db, ticket)
+    assert (row["status"], row["attempts"]) == ("pending", 0)  # nothing claimed
+
+
 # -- inside serve, against the simulated FreeSWITCH ---------------------------------------
 
 DOMAIN = "pbx.example.com"
