@@ -98,7 +98,14 @@ def socket_address(settings: Settings) -> tuple[str, list[str]]:
 def values(settings: Settings, *, hide_secrets: bool = False) -> tuple[dict[str, str], list[str]]:
     """What each placeholder stands for, from ``settings``, and notes for the admin."""
     address, notes = socket_address(settings)
-    esl_ip = settings.esl_host
+    box, *others = settings.esl_boxes
+    if others:
+        notes.append(
+            f"ESL_HOST lists {len(others) + 1} FreeSWITCH boxes: these files are for the first, "
+            f"{box.name}; for each other box run fs-conf again with ESL_HOST set to that box "
+            "alone, and copy what it writes to that box"
+        )
+    esl_ip = box.host
     try:
         loopback = ipaddress.ip_address(esl_ip).is_loopback
     except ValueError:
@@ -122,7 +129,7 @@ def values(settings: Settings, *, hide_secrets: bool = False) -> tuple[dict[str,
     return {
         "CALLCONTROL_ESL_LISTEN": address,
         "ESL_HOST": esl_ip,
-        "ESL_PORT": str(settings.esl_port),
+        "ESL_PORT": str(box.port),
         "ESL_PASSWORD": HIDDEN if hide_secrets else settings.esl_password,
     }, notes
 

@@ -238,3 +238,14 @@ def test_refusal_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(FsConfError, match="refusing"):
         write_files(files, tmp_path)
     assert not (tmp_path / files[0].path).exists()
+
+
+def test_several_boxes_get_the_first_ones_files_and_a_note_for_the_others() -> None:
+    settings = load_settings({"ESL_HOST": "192.0.2.10:9021, 192.0.2.11",
+                              "ESL_PASSWORD": "Xy7-not-the-default"})  # fmt: skip
+    files, notes = render(settings)
+    params = _params(_by_path(files)[EVENT_SOCKET])
+    assert (params["listen-ip"], params["listen-port"]) == ("192.0.2.10", "9021")
+    [several] = [n for n in notes if "boxes" in n]
+    assert several.startswith("ESL_HOST lists 2 FreeSWITCH boxes: these files are for the "
+                              "first, 192.0.2.10:9021; for each other box run fs-conf again")
