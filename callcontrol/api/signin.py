@@ -9,12 +9,13 @@ is a path of this site, else to ``/console``; a JSON client gets 200 with what `
 Either way the answer carries the session cookie (``sessions``). A failure is the same answer
 whether the user is unknown, disabled or the password wrong (401; the form again with the
 message), is logged with the username and client but never the password, and counts towards
-the limit on failures per client address and per username (``ratelimit``): past it, 429 with
-``Retry-After`` and no password is checked.
+the limits on failures per username (5 in 5 minutes) and per client address (20: behind a
+proxy all browsers share one) (``ratelimit``): past one, 429 with ``Retry-After`` and no
+password is checked.
 
-A cross-site form cannot sign a browser in to someone else's account: a POST whose ``Origin``
-is another site is refused (403). The password check (bcrypt, ~50 ms) runs in a thread, so the
-calls this process carries are not held up meanwhile.
+A cross-site form cannot sign a browser in to someone else's account: a POST another site's
+page made (``Sec-Fetch-Site``, else ``Origin``) is refused (403). The password check (bcrypt,
+~50 ms) runs in a thread, so the calls this process carries are not held up meanwhile.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class SignIn:
 
     codec: SessionCodec | None
     secure_cookies: bool = False  # CALLCONTROL_SESSION_COOKIE_SECURE: Secure even over http
+    # per username: FusionPBX users guessing at one account; per address: one client guessing
+    # at many (higher: behind a reverse proxy every browser shares the proxy's address)
     failures: FailureLimit = attrs.field(factory=FailureLimit)
+    address_failures: FailureLimit = attrs.field(factory=lambda: FailureLimit(limit=20))
     clock: Callable[[], float] = time.time
 
     @staticmethod
@@ -136,10 +140,18 @@ def _field(fields: dict[str, Any], name: str, longest: int, *, required: bool = 
 
 
 def _cross_site(request: Request) -> bool:
+    """Whether the POST came from another site's page. The browser's ``Sec-Fetch-Site`` says so
+    whatever proxies did to ``Host``; a browser without it is judged by ``Origin`` against the
+    host it asked for (``X-Forwarded-Host`` from a proxy, else ``Host``)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin == "null"
-    return urllib.parse.urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+    asked = {request.headers.get("host", "").lower(),
+             request.headers.get("x-forwarded-host", "").lower()} - {""}  # fmt: skip
+    return urllib.parse.urlsplit(origin).netloc.lower() not in asked
 
 
 def _refuse(request: Request, as_json: bool, status: int, error: str, reason: str,
@@ -168,28 +180,31 @@ async def post_login(request: Request) -> Response:
     domain = _field(fields, "domain_name", MAX_USERNAME, required=False)
     assert username is not None and password is not None
     client = request.client.host if request.client else "unknown"
-    keys = (f"ip:{client}", f"user:{username.lower()}@{(domain or '').lower()}")
+    db = ApiContext.of(request).database()
+    candidate = await find_candidate(db, username, domain, request.headers.get("host"))
+    # the account itself when the name finds one, so no other spelling of it (case, user@domain,
+    # the domain field) starts a count of its own
+    user_key = str(candidate.user_uuid) if candidate else f"{username.lower()}|{domain or ''}"
+    limits = ((signin.address_failures, client), (signin.failures, user_key))
     now = signin.clock()
-    waits = [w for w in (signin.failures.retry_after(k, now) for k in keys) if w is not None]
+    waits = [w for limit, key in limits if (w := limit.retry_after(key, now)) is not None]
     if waits:
         _log.warning("api.login_limited", username=username, client=client, retry_after=max(waits))
         return _refuse(request, as_json, 429, "too_many_failures",
                        f"muitas tentativas; tente de novo em {max(waits)} s",
                        fields, {"Retry-After": str(max(waits))})  # fmt: skip
-    db = ApiContext.of(request).database()
-    candidate = await find_candidate(db, username, domain, request.headers.get("host"))
     principal = None
     if await _password_ok(candidate, password):
         assert candidate is not None
         principal = await load_principal(db, candidate.user_uuid, candidate.domain_uuid)
     if principal is None or principal.user_uuid is None or principal.domain_uuid is None:
-        for key in keys:
-            signin.failures.failed(key, now)
+        for limit, key in limits:
+            limit.failed(key, now)
         _log.warning("api.login_failed", username=username, client=client,
                      why="no such user" if candidate is None else "wrong password")  # fmt: skip
         reason = WRONG_EN if as_json else WRONG
         return _refuse(request, as_json, 401, "unauthorized", reason, fields)
-    signin.failures.forget(keys[1])
+    signin.failures.forget(user_key)
     session, cookie = signin.codec.new(principal.user_uuid, principal.domain_uuid)
     _log.info("api.login", username=principal.username, domain=principal.domain_name,
               role=principal.role.value, client=client)  # fmt: skip
