@@ -15,6 +15,7 @@ import pytest
 from callcontrol.api.http import build_app
 from callcontrol.api.pages import login_page, safe_next
 from callcontrol.api.principal import Principal, Role
+from callcontrol.metrics import Metrics
 from tests.api.conftest import TOKEN, add_ticket
 
 HOSTILE = '<script>alert("x")</script>&"\''
@@ -287,3 +288,26 @@ async def test_the_scripts_put_data_on_the_page_only_as_text():
         text = script.read_text()
         for risky in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert risky not in text, (script.name, risky)
+
+
+async def test_signed_in_for_real_the_pages_carry_the_sessions_csrf_token(db, domains):
+    from callcontrol.api.sessions import SessionCodec
+    from callcontrol.api.signin import SignIn
+    from callcontrol.testing.fusionpbx_users import add_user
+    from tests.api.people import Clock, browser_on, sign_in
+
+    (a, _), (b, _) = domains
+    await add_user(db, a, "ana", "senha-da-ana-1", extensions=["1001"])
+    mine = await add_ticket(db, a, caller_name="Maria Souza")
+    await add_ticket(db, b, caller_name="Outro domínio")
+    app = build_app(Metrics(), TOKEN, db=db, sign_in=SignIn(SessionCodec(b"k" * 32, Clock())))
+    async with browser_on(app) as c:
+        csrf = await sign_in(c, "ana", "senha-da-ana-1")
+        page = assert_safe_page(await c.get("/console"))
+        assert [card["data-id"] for card in page.all("article")] == [mine]
+        assert page.all("meta", name="csrf-token")[0]["content"] == csrf
+        assert page.all("input", name="csrf_token")[0]["value"] == csrf  # the sign-out form
+        assert "ana" in page.text
+        # the sign-in form sends someone signed in on to where they were going
+        onward = await c.get("/login", params={"next": "/console/callbacks"})
+        assert onward.status_code == 303 and onward.headers["location"] == "/console/callbacks"
