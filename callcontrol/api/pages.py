@@ -225,6 +225,9 @@ def card(ticket: dict[str, Any] | None, now: datetime, zone: tzinfo) -> Markup:
         tel=phone, caller_name=t.get("caller_name") or ("Sem nome" if ticket else ""),
         reason=t.get("reason") or t.get("message") or ("Sem motivo informado" if ticket else ""),
         scheduled=when_text(scheduled, now, zone) if ticket else "",
+        # the customer's WhatsApp answer the replies did not understand: the agent reads it
+        whatsapp=f"“{t['whatsapp_response']}”" if t.get("whatsapp_response") else "",
+        whatsapp_hidden="" if t.get("whatsapp_response") else Markup(" hidden"),
         extension=t.get("extension") or "—", intended_for=t.get("intended_for")
         or t.get("destination_name") or "—")  # fmt: skip
 

@@ -140,7 +140,8 @@ async def test_the_console_shows_the_agents_open_callbacks_as_cards(browser, db,
     ready = await add_ticket(db, a, created_at=now - timedelta(hours=2), status="ready_to_call",
                              caller_name="João", phone="+551134567890")  # fmt: skip
     later = await add_ticket(db, a, created_at=now - timedelta(minutes=1), status="notified",
-                             scheduled_at=now + timedelta(days=1))  # fmt: skip
+                             scheduled_at=now + timedelta(days=1),
+                             whatsapp_response="<i>só depois das 18h</i>")  # fmt: skip
     hidden = [await add_ticket(db, a, extension="1002", caller_name="Do colega"),
               await add_ticket(db, a, status="completed", caller_name="Já atendido"),
               await add_ticket(db, a, kind="message", caller_name="Só recado"),
@@ -156,6 +157,10 @@ async def test_the_console_shows_the_agents_open_callbacks_as_cards(browser, db,
     assert "Do colega" not in reply.text and "Outro domínio" not in reply.text
     assert HOSTILE in page.text and "<script>alert" not in reply.text
     assert "segunda via do <b>boleto</b>" in page.text
+    # a WhatsApp answer the replies did not understand is the agent's to read, as text
+    assert "“<i>só depois das 18h</i>”" in page.text and "<i>só" not in reply.text
+    assert sum(1 for t, attrs in page.tags if t == "p" and attrs.get("class") == "whatsapp"
+               and "hidden" not in attrs) == 1  # fmt: skip
     assert "(11) 98888-7777" in page.text and "(11) 3456-7890" in page.text
     assert "há 12 min" in page.text and "há 2 h" in page.text
     assert "Pronto para ligar" in page.text and "Avisado" in page.text

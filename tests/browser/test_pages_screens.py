@@ -53,7 +53,8 @@ def clinic(served: Served) -> uuid.UUID:
         await add_ticket(db, domain, created_at=now - timedelta(hours=1),
                          caller_name="Ana Beatriz Carvalho de Albuquerque",
                          reason="Remarcar a consulta de quinta-feira para a semana que vem",
-                         phone="+5521997776655", scheduled_at=now + timedelta(hours=2))
+                         phone="+5521997776655", scheduled_at=now + timedelta(hours=2),
+                         notify_via_whatsapp=True, whatsapp_response="Pode ser amanhã cedo?")
         done = await add_ticket(db, domain, created_at=now - timedelta(days=1),
                                 caller_name="Patrícia Lima")  # fmt: skip
         for status in ("in_progress", "completed"):
@@ -101,6 +102,7 @@ def test_every_page_as_the_agent(served, clinic, new_page, shot, expect, phone):
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     expect(page.locator("#pending-badge")).to_have_text("3")
     assert "(11) 3456-7890" in cards.first.inner_text()  # ready to call: first
+    expect(cards.last.locator(".whatsapp")).to_contain_text("Pode ser amanhã cedo?")
     for button in cards.first.locator(".actions .btn").all():
         box = button.bounding_box()
         assert box["height"] >= 44 and box["width"] >= 44, box

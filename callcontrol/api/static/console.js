@@ -56,6 +56,8 @@
       extension: t.extension || '—',
       intended_for: t.intended_for || t.destination_name || '—'
     });
+    cc.fill(node, { whatsapp: t.whatsapp_response ? '“' + t.whatsapp_response + '”' : '' });
+    node.querySelector('[data-slot="whatsapp_box"]').hidden = !t.whatsapp_response;
     var pill = node.querySelector('[data-slot="status"]');
     pill.className = 'pill pill-' + t.status;
     node.querySelector('.phone').setAttribute('href', 'tel:' + (t.phone_number || ''));
