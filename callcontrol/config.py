@@ -81,6 +81,7 @@ class Settings:
     media_transport: str = "unicast"
     media_listen: HostPort = HostPort("127.0.0.1", 8085)
     unicast_ports: PortRange = PortRange("127.0.0.1", 40000, 40999)
+    media_engine: str = "batched"
     http_listen: HostPort = HostPort("127.0.0.1", 8086)
     esl_host: str = "127.0.0.1"
     esl_port: int = DEFAULT_ESL_PORT
@@ -398,6 +399,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CALLCONTROL_MEDIA_TRANSPORT": ("media_transport", _choice("unicast", "audio_stream")),
     "CALLCONTROL_MEDIA_LISTEN": ("media_listen", _host_port),
     "CALLCONTROL_UNICAST_PORTS": ("unicast_ports", _port_range),
+    "CALLCONTROL_MEDIA_ENGINE": ("media_engine", _choice("batched", "percall")),
     "CALLCONTROL_HTTP_LISTEN": ("http_listen", _host_port),
     "ESL_HOST": ("esl_host", _esl_hosts),
     "ESL_PORT": ("esl_port", _port),

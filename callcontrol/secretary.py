@@ -344,6 +344,7 @@ async def open_media(ctx: CallContext, services: Services) -> AsyncIterator[Medi
         line, _native = line_format_for(call.channel)
         unicast = UnicastTransport(call, services.unicast_ports,
                                    model_format=model_format_for_line(line),
+                                   batched=services.settings.media_engine == "batched",
                                    lost_after=lost, log=ctx.log)  # fmt: skip
         async with unicast:
             yield unicast

@@ -90,6 +90,7 @@ class MediaStats:
     frames_played: int = 0
     playback_ms_dropped: float = 0.0
     bad_datagrams: int = 0
+    send_dropped: int = 0  # frames the kernel would not take at once (EAGAIN): never waited for
 
 
 @runtime_checkable

@@ -40,6 +40,12 @@ FreeSWITCH 1.10.12 did (media.md §1, callflow.md §2) shapes everything here:
 * **Receiving.** One process-wide receive loop serves every call's socket from one selector,
   with no per-datagram task switch; the caller's frames are converted there and queued for the
   model (``FrameQueue``).
+* **Batched (the default).** With ``batched`` (``CALLCONTROL_MEDIA_ENGINE=batched``) both loops
+  above are replaced by ``callcontrol.media.engine.MediaEngine``: one receive pass per 2 ms and
+  one send phase per 5 ms for all calls, with every frame of a pass converted in one numpy pass
+  per format pair (``callcontrol.media.batch``). Queued speech then stays in the model's format
+  until its frame is sent. ``_Hub`` stays as the ``percall`` path to compare against, and for
+  hosts without epoll.
 * **Ports.** ``UnicastPorts`` hands out pairs (even port for FreeSWITCH, the next one for us)
   from ``CALLCONTROL_UNICAST_PORTS``, never the same pair to two arms, least recently used first,
   and each arm takes a fresh pair (the switch only frees its port at teardown). Datagrams are
@@ -64,6 +70,8 @@ from callcontrol.config import PortRange
 from callcontrol.esl import CommandError, ConnectionClosed, Event, commands
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import get_logger
+from callcontrol.media import engine as _engine
+from callcontrol.media.batch import BatchConverter, batchable
 from callcontrol.media.codecs import (
     PCM24K,
     PCMA,
@@ -85,6 +93,9 @@ from callcontrol.media.transport import (
 )
 
 REPARK_SECONDS = 3.0
+# The batched media engine (callcontrol.media.engine) unless a transport is told otherwise;
+# serve sets it from CALLCONTROL_MEDIA_ENGINE.
+BATCHED_DEFAULT = True
 _MAX_DATAGRAM = 4096
 # The pacing ticker divides the 20 ms frame period into slots; a call that starts sending waits
 # at most one slot for its first frame and then keeps its slot, so frames leave 20 ms apart.
@@ -311,6 +322,7 @@ class UnicastTransport(TransportBase):
         line_format: tuple[AudioFormat, bool] | None = None,
         lost_after: float = LOST_AFTER,
         auto_rearm: bool = True,
+        batched: bool | None = None,
         log: Any = None,
     ) -> None:
         fmt, native = line_format if line_format is not None else line_format_for(call.channel)
@@ -322,10 +334,24 @@ class UnicastTransport(TransportBase):
         self.fs_ip = _ip_literal(fs_ip if fs_ip is not None else ports.range.host, "fs_ip")
         self.auto_rearm = auto_rearm
         self._frame_size = frame_bytes(fmt)
-        self._silence = silence(fmt, self._frame_size)
+        # Batched (the default): the media engine converts every call's frames of a tick at
+        # once, so queued speech stays in the model's format until its frame is sent.
+        if batched is None:
+            batched = BATCHED_DEFAULT
+        self.batched = (
+            batched and _engine.AVAILABLE and batchable(fmt, model_format)
+            and batchable(model_format, fmt)
+        )  # fmt: skip
+        play_format = model_format if self.batched else fmt
+        self._play_frame_size = frame_bytes(play_format)
+        self._silence = silence(play_format, self._play_frame_size)
         self._in: Converter = converter(fmt, model_format)
         self._out: Converter = converter(model_format, fmt)
-        self._framer = Framer(self._frame_size)
+        self._framer = Framer(self._play_frame_size)
+        self._engine: _engine.MediaEngine | None = None
+        self._in_batch: BatchConverter | None = None
+        self._out_batch: BatchConverter | None = None
+        self._in_row = self._out_row = -1
         self._framer_item: str | None = None
         self._queue: deque[tuple[str, bytes]] = deque()
         self._cap_frames = PLAYBACK_CAP_MS // FRAME_MS
@@ -348,7 +374,10 @@ class UnicastTransport(TransportBase):
         if self._started:
             return
         self._started = True
-        self._hub = _Hub.current()
+        if self.batched:
+            self._open_lanes()
+        else:
+            self._hub = _Hub.current()
         if not await self.rearm():
             raise MediaUnavailable("could not arm unicast (channel not in a usable park)")
 
@@ -373,7 +402,8 @@ class UnicastTransport(TransportBase):
         if self._framer_item is not None and item_id != self._framer_item:
             self._flush_partial()
         self._framer_item = item_id
-        for frame in self._framer.push(self._out.convert(pcm)):
+        data = pcm if self.batched else self._out.convert(pcm)
+        for frame in self._framer.push(data):
             if len(self._queue) >= self._cap_frames:
                 self.stats.playback_ms_dropped += FRAME_MS
                 continue
@@ -415,11 +445,16 @@ class UnicastTransport(TransportBase):
             await self.rearm()
 
     async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        """``close`` without a checkpoint: safe from inside the engine's own passes."""
         if self._closed:
             return
         self._closed = True
         self._drop_leg("closed")
         self._discard_playback()
+        self._close_lanes()
         self._end_frames()
         self._touch_state()
 
@@ -473,8 +508,11 @@ class UnicastTransport(TransportBase):
         leg = _Leg(pair, sock, (self.fs_ip, pair.fs_port), self.channel_state.park_generation)
         self._leg = leg
         self._armed_generation = leg.park_generation
-        assert self._hub is not None
-        self._hub.register(leg, self)
+        if self._engine is not None:
+            self._engine.register(leg, self)
+        else:
+            assert self._hub is not None
+            self._hub.register(leg, self)
         message = commands.unicast(
             self.fs_ip, pair.fs_port, pair.host, pair.our_port, native=self.native
         )
@@ -518,6 +556,8 @@ class UnicastTransport(TransportBase):
         if leg is None:
             return
         leg.alive = False
+        if self._engine is not None:
+            self._engine.unregister(leg)  # before close: epoll must not keep a dead fd
         if self._hub is not None:
             self._hub.unregister(leg)  # before close: the selector must not keep a dead fd
         leg.sock.close()
@@ -571,6 +611,26 @@ class UnicastTransport(TransportBase):
         if not self._suspended:
             self._deliver(self._in.convert(data))
 
+    def _receive_into(self, leg: _Leg, conv: BatchConverter, now: float) -> None:
+        """The engine's pass: one datagram of ``leg`` into the batch's next staging row."""
+        try:
+            nbytes, addr = self._read_into(leg.sock, conv.staging_view(conv.pending))
+        except OSError:  # BlockingIOError included: nothing there after all
+            return
+        if not leg.alive:
+            return
+        fs_ip, fs_port = leg.fs_addr
+        if addr[0] != fs_ip or addr[1] != fs_port or nbytes != self._frame_size:
+            self.stats.bad_datagrams += 1
+            return
+        self._last_rx = now
+        if not self._suspended and not self._finished:
+            conv.commit(self._in_row, self)
+
+    def _read_into(self, sock: socket.socket, buf: memoryview) -> tuple[int, Any]:
+        """Hook for measurements (bench): read one datagram into ``buf``."""
+        return sock.recvfrom_into(buf)
+
     def _read_datagram(self, sock: socket.socket) -> tuple[bytes, Any]:
         """Hook for measurements (bench): read one datagram and its source address."""
         return sock.recvfrom(_MAX_DATAGRAM)
@@ -582,8 +642,52 @@ class UnicastTransport(TransportBase):
     # -- sending ---------------------------------------------------------------------------
 
     def _wake_sender(self) -> None:
-        if self._hub is not None and self._can_send():
+        if not self._can_send():
+            return
+        if self._engine is not None:
+            self._engine.pace(self)
+        elif self._hub is not None:
             self._hub.pace(self)
+
+    def _take_frame(self) -> bytes | None:
+        """The engine's visit at this call's phase: the next frame (model format) or None."""
+        if not self._can_send():
+            return None
+        return self._next_frame()
+
+    def _send_frame(self, frame: memoryview, tick: float) -> None:
+        """The engine sends this call's converted frame of the tick at ``tick``."""
+        leg = self._leg
+        if leg is None or not leg.alive or self._finished:
+            return  # it left between taking the frame and now
+        try:
+            leg.sock.sendto(frame, leg.fs_addr)
+        except BlockingIOError:  # the socket buffer is full: drop this frame, never wait
+            self.stats.send_dropped += 1
+        except OSError:  # a vanished route: this frame is lost
+            self.stats.send_dropped += 1
+        else:
+            self._sent(trio.current_time() - tick)
+        self._last_sent_at = tick
+        if self._progress:
+            self._progress.unpark_all()
+
+    # -- the engine's per-call state -------------------------------------------------------
+
+    def _open_lanes(self) -> None:
+        engine = self._engine = _engine.MediaEngine.current()
+        self._in_batch = engine.converter(self.line_format, self.model_format)
+        self._out_batch = engine.converter(self.model_format, self.line_format)
+        self._in_row = self._in_batch.open()
+        self._out_row = self._out_batch.open()
+
+    def _close_lanes(self) -> None:
+        in_batch, out_batch = self._in_batch, self._out_batch
+        self._in_batch = self._out_batch = None  # the engine skips this call from now on
+        if in_batch is not None:
+            in_batch.release(self._in_row)
+        if out_batch is not None:
+            out_batch.release(self._out_row)
 
     def _can_send(self) -> bool:
         leg = self._leg
@@ -607,7 +711,7 @@ class UnicastTransport(TransportBase):
         try:
             leg.sock.sendto(frame, leg.fs_addr)
         except OSError:  # a full socket buffer or a vanished route: this frame is lost
-            pass
+            self.stats.send_dropped += 1
         else:
             self._sent(trio.current_time() - slot_at)
         self._last_sent_at = slot_at
@@ -650,6 +754,9 @@ class UnicastTransport(TransportBase):
         self.current_item = None
         self._played_frames = 0
         # The converter holds filter history of speech nobody will hear: start clean.
-        self._out = converter(self.model_format, self.line_format)
+        if self._out_batch is not None:
+            self._out_batch.reset(self._out_row)
+        else:
+            self._out = converter(self.model_format, self.line_format)
         self._last_sent_at = min(self._last_sent_at, trio.current_time() - FRAME_SECONDS)
         self._progress.unpark_all()

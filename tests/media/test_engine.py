@@ -1,0 +1,242 @@
+"""The batched media engine: many unicast calls over real loopback UDP, on a MockClock.
+
+Peers and engine share the process, so a datagram is readable as soon as it is sent and the
+autojumping clock makes the pacing exact: what is asserted is order, loss and what each side
+heard, never how fast it ran.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from contextlib import AsyncExitStack
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+import trio.testing
+
+from callcontrol.config import load_settings
+from callcontrol.media import engine as engine_module
+from callcontrol.media.codecs import PCM24K, PCMU, AudioFormat, converter
+from callcontrol.media.unicast import UnicastPorts, UnicastTransport
+from callcontrol.testing.media_peers import L16_8K, UnicastPeer, tone
+from tests.media.fakeswitch import open_call
+from tests.media.test_unicast import ports, take
+
+pytestmark = pytest.mark.skipif(not engine_module.AVAILABLE, reason="the engine needs epoll")
+
+
+def numbered(fmt: AudioFormat) -> Any:
+    """Frame k carries k in its first bytes (G.711: any byte is a valid sample)."""
+    if fmt.encoding == "pcm":
+        return tone(440, fmt)
+    return lambda k: struct.pack("<I", k) + bytes(range(156))
+
+
+def model_for(line: AudioFormat) -> AudioFormat:
+    return line if line.encoding != "pcm" else PCM24K
+
+
+async def open_calls(nursery: trio.Nursery, stack: AsyncExitStack, lines: list[AudioFormat],
+                     p: UnicastPorts, cls: type[UnicastTransport] = UnicastTransport,
+                     ) -> list[tuple[UnicastPeer, UnicastTransport]]:
+    out = []
+    for i, line in enumerate(lines):
+        peer = UnicastPeer(line, numbered(line))
+        await nursery.start(peer.run)
+        codec = "PCMU" if line == PCMU else "L16"
+        call, _switch = await open_call(nursery, codec, line.rate, unicast=peer,
+                                        uuid=f"c0ffee00-0000-4000-8000-{i:012d}")
+        media = await stack.enter_async_context(cls(call, p, model_format=model_for(line)))
+        await media.start()
+        assert media.batched
+        out.append((peer, media))
+    return out
+
+
+def expected_in(line: AudioFormat, peer: UnicastPeer, n: int) -> list[bytes]:
+    conv = converter(line, model_for(line))
+    return [conv.convert(peer.source(k)) for k in range(n)]
+
+
+def assert_same_audio(got: list[bytes], want: list[bytes], fmt: AudioFormat) -> None:
+    assert len(got) == len(want)
+    if fmt.encoding != "pcm":
+        assert got == want
+        return
+    a = np.frombuffer(b"".join(got), "<i2").astype(int)
+    b = np.frombuffer(b"".join(want), "<i2").astype(int)
+    assert np.abs(a - b).max() <= 1  # the batched resampler sums in another order
+
+
+async def heard(peer: UnicastPeer, n: int) -> None:
+    with trio.fail_after(5):
+        while len(peer.heard) < n:
+            await peer.changed.wait()
+
+
+LINES = [PCMU, L16_8K, PCMU, AudioFormat("pcm", 16000), L16_8K, PCMU]
+
+
+async def test_every_frame_of_every_call_arrives_in_order_both_ways(nursery, autojump_clock):
+    async with AsyncExitStack() as stack:
+        calls = await open_calls(nursery, stack, LINES, ports(len(LINES)))
+        engine = engine_module.MediaEngine.current()
+        received = [await take(media, 40, timeout=5) for _peer, media in calls]
+        for (peer, media), frames in zip(calls, received, strict=True):
+            # from the first frame the switch sent, none missing, none reordered
+            assert_same_audio(frames, expected_in(media.line_format, peer, 40),
+                              media.model_format)
+            assert media.stats.bad_datagrams == 0 and media.stats.caller_frames_dropped == 0
+        # the frames of many calls shared a pass: fewer passes than frames delivered
+        assert engine.passes < sum(len(f) for f in received) / 2
+
+        model_audio = []
+        for k, (_peer, media) in enumerate(calls):
+            fmt = media.model_format
+            if fmt == PCMU:
+                frames = [struct.pack("<I", 1000 * k + j) + bytes(156) for j in range(25)]
+            else:
+                frames = [tone(300 + 50 * k, fmt)(j) for j in range(25)]
+            model_audio.append(frames)
+            await media.play(b"".join(frames), "item")
+        for (peer, media), frames in zip(calls, model_audio, strict=True):
+            await heard(peer, 25)
+            conv = converter(media.model_format, media.line_format)
+            assert_same_audio([f for _t, f in peer.heard], [conv.convert(f) for f in frames],
+                              media.line_format)
+            times = np.diff([t for t, _f in peer.heard])
+            assert times.min() >= 0.0199  # paced: one frame per 20 ms, never a burst
+            assert media.stats.send_dropped == 0
+
+
+class LeavingMidPass(UnicastTransport):
+    """Closes another call from inside the engine's pass (as if it hung up right then)."""
+
+    victim: UnicastTransport | None = None
+    on_read = True
+    victim_frames_at_close = -1
+    left: trio.Event
+
+    def _read_into(self, sock: Any, buf: memoryview) -> tuple[int, Any]:
+        if self.on_read:
+            self._leave()
+        return super()._read_into(sock, buf)
+
+    def _sent(self, lateness: float) -> None:
+        if not self.on_read:
+            self._leave()
+
+    def _leave(self) -> None:
+        victim, self.victim = self.victim, None
+        if victim is not None:
+            victim.close_now()
+            self.victim_frames_at_close = victim.stats.caller_frames
+            self.left.set()
+
+
+@pytest.mark.parametrize("side", ["receive", "send"])
+async def test_a_call_leaving_mid_pass_leaves_the_others_untouched(nursery, autojump_clock,
+                                                                   side):
+    p = ports(4)
+    async with AsyncExitStack() as stack:
+        calls = await open_calls(nursery, stack, [PCMU] * 4, p, LeavingMidPass)
+        (_, first), (victim_peer, victim), *_ = calls
+        await take(first, 5)  # everything streams
+        assert isinstance(first, LeavingMidPass)
+        first.on_read = side == "receive"
+        for _peer, media in calls:
+            await media.play(b"\xff" * 160 * 30, "item")
+        first.left = trio.Event()
+        first.victim = victim  # armed: the next pass that reaches ``first`` closes ``victim``
+        with trio.fail_after(5):
+            await first.left.wait()
+        assert p.in_use == 3 and not victim.armed
+        heard_then = len(victim_peer.heard)
+        await take(first, 10)  # more passes go by
+        # nothing was delivered to it after it left (what was queued before is still read out)
+        assert victim.stats.caller_frames == first.victim_frames_at_close
+        assert len([f async for f in victim.frames()]) <= first.victim_frames_at_close
+        # the others keep every frame, in order, both ways
+        for peer, media in (c for c in calls if c[1] is not victim):
+            got = await take(media, 20)
+            first_k = struct.unpack("<I", got[0][:4])[0]
+            assert [struct.unpack("<I", f[:4])[0] for f in got] == list(
+                range(first_k, first_k + 20))
+            await heard(peer, 30)
+            assert media.stats.bad_datagrams == 0
+        assert len(victim_peer.heard) == heard_then
+
+
+async def test_bad_datagram_sizes_are_counted_and_never_delivered(nursery, autojump_clock):
+    p = ports(1)
+    async with AsyncExitStack() as stack:
+        [(peer, media)] = await open_calls(nursery, stack, [PCMU], p)
+        await take(media, 2)
+        arm = peer._arm
+        assert arm is not None
+        for size in (1, 159, 161, 162, 163, 1000):
+            await arm.sock.sendto(b"\x7f" * size, arm.remote)
+        frames = await take(media, 10)
+        assert media.stats.bad_datagrams == 6
+        assert all(len(f) == 160 and not f.startswith(b"\x7f") for f in frames)
+        ks = [struct.unpack("<I", f[:4])[0] for f in frames]
+        assert ks == list(range(ks[0], ks[0] + 10))  # the good ones still in order, none lost
+
+
+async def test_model_audio_cut_at_odd_bytes_sounds_as_one_piece(nursery, autojump_clock):
+    p = ports(1)
+    async with AsyncExitStack() as stack:
+        [(peer, media)] = await open_calls(nursery, stack, [L16_8K], p)
+        pcm = b"".join(tone(660, PCM24K)(j) for j in range(20))  # 400 ms at 24 kHz
+        cuts = [0, 1, 958, 961, 2883, 5001, 7777, len(pcm)]  # odd sizes, mid-sample cuts
+        for a, b in itertools.pairwise(cuts):
+            await media.play(pcm[a:b], "item")
+        await media.drained()
+        await heard(peer, 20)
+        want = converter(PCM24K, L16_8K).convert(pcm)
+        assert_same_audio([f for _t, f in peer.heard], [want[i:i + 320]
+                          for i in range(0, len(want), 320)], L16_8K)  # fmt: skip
+
+
+async def test_rearm_after_repark_moves_the_call_to_its_new_socket(nursery, autojump_clock):
+    p = ports(2)
+    async with AsyncExitStack() as stack:
+        [(peer, media)] = await open_calls(nursery, stack, [PCMU], p)
+        engine = engine_module.MediaEngine.current()
+        await take(media, 3)
+        old = peer.arms[-1]
+        execution = await media.call.conn.execute("playback", "prompt.wav")  # tears it down
+        await execution.completed(2)
+        with trio.fail_after(2):
+            while media.armed:
+                await media.state_changed.wait()
+        assert await media.rearm()  # a new park (uuid_transfer), then unicast again
+        assert peer.arms[-1] != old and media.arms == 2 and p.in_use == 1
+        assert len(engine._lanes) == 1  # the old socket left the epoll set
+        frames = await take(media, 5)
+        ks = [struct.unpack("<I", f[:4])[0] for f in frames]
+        assert ks == list(range(ks[0], ks[0] + 5))
+        await media.play(b"\xff" * 160 * 3, "after")
+        await heard(peer, 3)
+
+
+async def test_percall_engine_is_still_there_when_asked_for(nursery, autojump_clock):
+    p = ports(1)
+    peer = UnicastPeer(PCMU, numbered(PCMU))
+    await nursery.start(peer.run)
+    call, _switch = await open_call(nursery, "PCMU", 8000, unicast=peer)
+    async with UnicastTransport(call, p, model_format=PCMU, batched=False) as media:
+        await media.start()
+        assert not media.batched
+        frames = await take(media, 5)
+        assert frames == [peer.source(k) for k in range(5)]
+
+
+def test_engine_choice_is_a_setting() -> None:
+    assert load_settings({}).media_engine == "batched"
+    assert load_settings({"CALLCONTROL_MEDIA_ENGINE": "percall"}).media_engine == "percall"
+    with pytest.raises(Exception, match="CALLCONTROL_MEDIA_ENGINE"):
+        load_settings({"CALLCONTROL_MEDIA_ENGINE": "fast"})
