@@ -96,8 +96,13 @@ def test_esl_parse_benchmark_runs() -> None:
 def test_media_benchmark_runs() -> None:
     # Its own UDP ports, so two test runs on one machine do not collide.
     out = _run_quick("media", "--first-port", str(random.randrange(20000, 30000, 2)))
-    assert out.splitlines()[-1].startswith("largest passing load on one core:")
-    assert any(line.split()[:1] == ["20"] for line in out.splitlines())  # the 20-call load
+    lines = out.splitlines()
+    assert any(line.split()[:1] == ["20"] for line in lines)  # the 20-call load
+    # both codecs, both engines of the same run, and their ratio
+    start = next(i for i, x in enumerate(lines) if x.startswith("largest passing load per"))
+    summary = lines[start:]
+    assert [x.split(":")[0].strip() for x in summary[1:]] == ["L16", "PCMU"]
+    assert all("batched:" in x and "percall:" in x and "ratio" in x for x in summary[1:])
 
 
 def test_handoff_benchmark_runs() -> None:
