@@ -104,11 +104,11 @@ class SessionCodec:
     def decode(self, cookie: str | None) -> Session | None:
         """The session the cookie holds, or None: not ours (bad signature, tampered,
         malformed), expired, or signed out."""
-        if not cookie or len(cookie) > MAX_COOKIE_BYTES or cookie.count(".") != 1:
+        if not cookie or len(cookie) > MAX_COOKIE_BYTES or cookie.count(".") != 1 \
+                or not cookie.isascii():  # fmt: skip
             return None
         payload, signature = cookie.split(".")
-        if not hmac.compare_digest(self._sign(payload).encode(),
-                                   signature.encode("ascii", "replace")):
+        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode()):
             return None
         try:
             data = json.loads(_unb64(payload))

@@ -4,6 +4,8 @@ sign-out, the failure limit, and cookies that are not ours (tampered, expired, s
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from callcontrol.api.http import build_app
@@ -205,6 +207,9 @@ async def test_tampered_and_expired_cookies_are_refused(db, app, tenant, clock):
                    forged, "garbage", good + "." + signature):  # fmt: skip
         async with browser_on(app, cookies={COOKIE_NAME: cookie}) as c:
             assert (await c.get("/api/me")).status_code == 401, cookie
+    async with browser_on(app) as c:  # bytes no cookie of ours holds: refused, not a crash
+        odd = await c.get("/api/me", headers={"Cookie": f"{COOKIE_NAME}=\xe5{good}".encode()})
+        assert odd.status_code == 401
     async with browser_on(app, cookies={COOKIE_NAME: good}) as c:
         assert (await c.get("/api/me")).status_code == 200
         clock.now += 12 * 3600
@@ -263,3 +268,18 @@ async def test_the_service_token_is_the_service_and_me_says_so(app):
         me = (await c.get("/api/me", headers={"Authorization": f"Bearer {TOKEN}"})).json()
         assert me == {"username": None, "role": "service", "domain_uuid": None,
                       "domain_name": None, "extensions": [], "csrf_token": None}  # fmt: skip
+
+
+async def test_the_console_page_carries_the_token_its_sign_out_form_sends(db, app, tenant):
+    await add_user(db, tenant, "ana", "pw-ana", extensions=["1001"])
+    async with browser_on(app) as c:
+        await c.post("/login", data={"username": "ana", "password": "pw-ana"})
+        page = await c.get("/console")
+        assert page.status_code == 200, page.text
+        [meta] = re.findall(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+        [field] = re.findall(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert meta == field == (await c.get("/api/me")).json()["csrf_token"]
+        assert (await c.get("/login")).headers["location"] == "/console"  # signed in already
+        out = await c.post("/logout", data={"csrf_token": field})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        assert (await c.get("/console")).status_code == 303
