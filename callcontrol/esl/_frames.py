@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from callcontrol.esl._errors import ProtocolError
-from callcontrol.esl._headers import Headers, find_raw
+from callcontrol.esl._headers import Headers, block_shape
 from callcontrol.esl._urlcode import url_decode
 
 AUTH_REQUEST = "auth/request"
@@ -37,17 +37,19 @@ class Frame:
 
     def __init__(self, headers: Headers, body: bytes, content_type: str) -> None:
         self._headers: Headers | None = headers
-        self._block = b""
+        self._block: bytes | None = b""
         self.body = body
         self.content_type = content_type
         self._event: Event | None = None
 
     @classmethod
-    def of_envelope(cls, block: bytes, body: bytes, content_type: str) -> Frame:
+    def of_envelope(cls, block: bytes | None, body: bytes, content_type: str) -> Frame:
         """A frame whose header block the reader has checked but not split.
 
         The headers of an event's envelope (``Content-Length``, ``Content-Type``) are
-        almost never read, so even their ``Headers`` object is made on first access.
+        almost never read, so even their ``Headers`` object is made on first access. A
+        ``block`` of None stands for FreeSWITCH's own ``Content-Length: N`` (N the body's
+        length, written without leading zeros) then ``Content-Type: T``.
         """
         frame = cls.__new__(cls)
         frame._headers = None
@@ -60,7 +62,13 @@ class Frame:
     @property
     def headers(self) -> Headers:
         if self._headers is None:
-            self._headers = Headers.of_envelope(self._block)
+            block = self._block
+            if block is None:
+                length = str(len(self.body))
+                pairs = [("Content-Length", length), ("Content-Type", self.content_type)]
+                self._headers = Headers.from_pairs(pairs, decoded=True)
+            else:
+                self._headers = Headers.of_envelope(block)
         return self._headers
 
     @property
@@ -107,40 +115,96 @@ class Frame:
 
 # sre finds this two-byte literal about twice as fast as bytes.find does (CPython 3.11).
 _BLANK_LINE = re.compile(b"\n\n")
+# The lines a plain event is routed and framed by, found in one pass over its head (each
+# line's value as the strict parser takes it); an empty name stands for a line that starts
+# with its colon, which the strict parser refuses.
+_KEY_LINES = re.compile(
+    rb"\n(Event-Name|Unique-ID|Job-UUID|Application-UUID|Content-Length|): ?([^\n]*)"
+)
 
 
 class Event:
     """A FreeSWITCH event: headers (decoded on read) and an optional inner body.
 
-    ``name``, ``unique_id``, ``job_uuid`` and ``application_uuid`` are the routing keys; on a
-    plain event each is found in the raw bytes, when asked for, without parsing the other
-    ~100 headers.
+    ``name``, ``unique_id``, ``job_uuid`` and ``application_uuid`` are the routing keys. A
+    plain event is checked whole when it is made (a malformed one raises ProtocolError and
+    reaches nobody), but of its ~100 headers only those keys are picked out, in one pass;
+    the rest are cut and decoded when first read.
     """
 
-    __slots__ = ("_head", "_headers", "body")
+    __slots__ = ("_head", "_headers", "_keys", "_shape", "body")
 
-    def __init__(self, headers: Headers | None, body: bytes | None, head: bytes = b"") -> None:
-        self._headers = headers
-        self._head = head
+    def __init__(self, headers: Headers, body: bytes | None) -> None:
+        self._headers: Headers | None = headers
+        self._head = b""
+        self._shape = (0, 0)
+        # the first raw value of each routing key in the head (b"Unique-ID" -> ...)
+        self._keys: dict[bytes, bytes] | None = None
         self.body = body
 
     @classmethod
     def from_plain(cls, data: bytes) -> Event:
+        return cls.from_buffer(b"\n" + data, 1, len(data) + 1)
+
+    @classmethod
+    def from_buffer(cls, buf: bytes, start: int, stop: int) -> Event:
+        """The plain event ``buf[start:stop]``; ``buf[start - 1]`` must be a line end.
+
+        Taking the reader's buffer, not a copy of the event, lets the pass that finds the
+        routing keys see the event's first line after a line end like every other line.
+        """
+        if buf.endswith(b"\n\n", start, stop):
+            # FreeSWITCH's event without a body: the blank line ends it, unless the head
+            # holds another one, which its shape shows (and then the slow path looks again)
+            head = buf[start : stop - 2]
+            shape = block_shape(head)
+            if shape is not None:
+                keys = dict(_KEY_LINES.findall(buf, start - 1, stop - 2)[::-1])
+                if b"Content-Length" not in keys and b"" not in keys:
+                    return cls._shaped(head, shape, keys, None)
+        return cls._checked(buf[start:stop])
+
+    @classmethod
+    def _shaped(
+        cls, head: bytes, shape: tuple[int, int], keys: dict[bytes, bytes], body: bytes | None
+    ) -> Event:
+        event = cls.__new__(cls)
+        event._head = head
+        event._headers = None
+        event._shape = shape
+        event._keys = keys
+        event.body = body
+        return event
+
+    @classmethod
+    def _checked(cls, data: bytes) -> Event:
+        """Any plain event (with an inner body, or not in FreeSWITCH's shape), checked now."""
         blank = _BLANK_LINE.search(data)
         if blank is None:
             head, rest = data.rstrip(b"\n"), b""
         else:
             end = blank.start()
             head, rest = data[:end], data[end + 2 :]
+        shape = block_shape(head)
+        if shape is not None:
+            keys = dict(_KEY_LINES.findall(b"\n" + head)[::-1])
+            if b"" in keys:
+                raise ProtocolError("event header line with an empty name")
+            length = keys.get(b"Content-Length")
+        else:
+            headers = Headers.parsed(head)  # a malformed head fails here
+            raw = headers.raw("Content-Length")
+            length = None if raw is None else raw.encode("utf-8", "surrogateescape")
         body: bytes | None = None
-        length = find_raw(head, b"Content-Length: ")
         if length is not None:
             if not length.isdigit() or int(length) != len(rest):
                 raise ProtocolError("event inner Content-Length does not match its body")
             body = rest
         elif rest:
             raise ProtocolError("event has trailing bytes but no inner Content-Length")
-        return cls(None, body, head)
+        if shape is not None:
+            return cls._shaped(head, shape, keys, body)
+        return cls(headers, body)
 
     @classmethod
     def from_json(cls, data: bytes) -> Event:
@@ -172,47 +236,35 @@ class Event:
     @property
     def headers(self) -> Headers:
         if self._headers is None:
-            self._headers = Headers(self._head)
+            self._headers = Headers.shaped(self._head, self._shape)
         return self._headers
 
-    def _routing(self, key: bytes, line_key: bytes, name: str) -> str | None:
-        """``self.get(name)``; on a plain event, found in the raw head without parsing it.
-
-        ``key`` is ``b"Name: "`` and ``line_key`` ``b"\\nName: "``, as in ``find_raw``,
-        whose lookup this repeats inline: it runs four times for every event routed.
-        """
-        if self._headers is not None:
-            return self._headers.get(name)
-        head = self._head
-        if head.startswith(key):
-            start = len(key)
-        else:
-            start = head.find(line_key)
-            if start < 0:
-                return None
-            start += len(line_key)
-        end = head.find(b"\n", start)
-        raw = head[start:] if end < 0 else head[start:end]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        value = raw.decode("utf-8", "surrogateescape")
+    def _routing(self, key: bytes, name: str) -> str | None:
+        """``self.get(name)``, from the routing keys picked out of a plain event's head."""
+        keys = self._keys
+        if keys is None:
+            return self.headers.get(name)
+        raw = keys.get(key)
+        if raw is None:
+            return None
+        value = raw.decode("ascii")  # a head in FreeSWITCH's shape is ASCII
         return url_decode(value) if "%" in value else value
 
     @property
     def name(self) -> str:
-        return self._routing(b"Event-Name: ", b"\nEvent-Name: ", "Event-Name") or ""
+        return self._routing(b"Event-Name", "Event-Name") or ""
 
     @property
     def unique_id(self) -> str | None:
-        return self._routing(b"Unique-ID: ", b"\nUnique-ID: ", "Unique-ID")
+        return self._routing(b"Unique-ID", "Unique-ID")
 
     @property
     def job_uuid(self) -> str | None:
-        return self._routing(b"Job-UUID: ", b"\nJob-UUID: ", "Job-UUID")
+        return self._routing(b"Job-UUID", "Job-UUID")
 
     @property
     def application_uuid(self) -> str | None:
-        return self._routing(b"Application-UUID: ", b"\nApplication-UUID: ", "Application-UUID")
+        return self._routing(b"Application-UUID", "Application-UUID")
 
     @property
     def subclass(self) -> str | None:

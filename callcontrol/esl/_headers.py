@@ -2,12 +2,13 @@
 
 A block is kept as the bytes FreeSWITCH sent. Most frames are only *routed* (content type,
 event name, a UUID or two), so lines are split only when someone asks for a header that the
-fast lookup cannot answer, and values are percent-decoded only when read. That design, not
-micro-tuning, is what makes routing several times faster than decoding everything.
+routing keys do not answer, and values are percent-decoded only when read. Every block is
+checked when its frame is read, though (``block_shape``, one translate), so that nothing
+malformed is handed on.
 
-When a block is decoded, it is decoded whole: the ~100 lines of an event are checked,
-percent-decoded and cut with a few C-level operations (one translate for its shape, one
-translate + ``binascii.a2b_qp`` + one ``str.split`` for its pairs, see ``_fast_fields``)
+When a block is decoded, it is decoded whole: the ~100 lines of an event are
+percent-decoded and cut with a few C-level operations (one translate + ``binascii.a2b_qp``
++ one ``str.split`` for its pairs, see ``_decoded_parts``)
 instead of a Python loop per line. Those operations give the strict line parser's answer
 only for blocks shaped the way FreeSWITCH writes them (one ``Name: value`` per line, values
 URL-encoded so they hold no colon, space or newline), and a2b_qp gives ``unquote``'s only
@@ -51,24 +52,13 @@ def parse_header_lines(block: bytes, *, strict: bool = True) -> list[tuple[str, 
     return pairs
 
 
-def find_raw(block: bytes, name: bytes) -> bytes | None:
-    """The first raw value of header ``name`` (given as ``b"Name: "``) without parsing the block."""
-    if block.startswith(name):
-        start = len(name)
-    else:
-        at = block.find(b"\n" + name)
-        if at < 0:
-            return None
-        start = at + 1 + len(name)
-    end = block.find(b"\n", start)
-    value = block[start:] if end < 0 else block[start:end]
-    return value[:-1] if value.endswith(b"\r") else value
-
-
 # --- the fast path ---------------------------------------------------------------------------
 
-# Deleting every other byte leaves a block's "shape": its colons, whitespace and percent signs.
-_NOT_SHAPE = bytes(b for b in range(256) if b not in b":\n \t\r\x0b\x0c%")
+# Deleting every other byte leaves a block's "shape": its colons, whitespace and percent signs,
+# and the bytes FreeSWITCH never leaves unencoded in a value ('=', NUL, bytes over 0x7E), so
+# that a block holding any of those is not in its shape and takes the strict parser.
+_SHAPE_BYTES = frozenset(b":\n \t\r\x0b\x0c%=\0" + bytes(range(0x80, 0x100)))
+_NOT_SHAPE = bytes(b for b in range(256) if b not in _SHAPE_BYTES)
 # The shape of a block of up to 4096 lines in FreeSWITCH's shape, once its '%' are removed:
 # comparing against a prefix of it allocates nothing. Longer blocks take the strict parser.
 _SHAPES = b": \n" * 4096
@@ -78,26 +68,38 @@ _SHAPES = b": \n" * 4096
 _LOOSE_COLON = re.compile(b":[^ ]")
 
 
-def _shaped_lines(block: bytes) -> int:
-    """How many lines ``block`` has if it is in FreeSWITCH's own shape, else 0.
+def block_shape(block: bytes) -> tuple[int, int] | None:
+    """(lines, percent signs) of ``block`` if it is in FreeSWITCH's own shape, else None.
 
-    FreeSWITCH's shape: every line ``Name: value`` where the name holds no ``%``, and
-    neither name nor value holds a colon or any whitespace (values are URL-encoded). For
-    such a block the strict parser's pairs are exactly the pieces between the ``": "`` and
-    ``"\\n"`` separators, which ``_cut`` cuts in one go, unless a name is empty (the strict
-    parser refuses a line that starts with its colon): the callers check that.
+    FreeSWITCH's shape: every line ``Name: value``, ASCII, where neither name nor value
+    holds a colon, any whitespace, ``=`` or NUL (values are URL-encoded) and the name holds
+    no ``%``. The strict parser accepts such a block unless a name is empty (a line that
+    starts with its colon), and its pairs are exactly the pieces between the ``": "`` and
+    ``"\\n"`` separators, which ``_cut`` cuts in one go, if every colon is followed by its
+    space (the shape cannot tell: it has lost the bytes between them). Callers check those
+    two where they need them; ``_fs_shape`` does both.
     """
     shape = block.translate(None, _NOT_SHAPE)
-    if b"%" in shape:
-        if shape.startswith(b"%") or b"\n%" in shape:  # a '%' before a colon: in a name
-            return 0
-        shape = shape.replace(b"%", b"")
-    # one colon and one whitespace byte per line, in that order, and nothing else ...
     size = len(shape)
-    if size % 3 != 2 or not _SHAPES.startswith(shape):
-        return 0
-    # ... and adjacent (the shape cannot tell: it has lost the bytes between them)
-    return 0 if _LOOSE_COLON.search(block) else size // 3 + 1
+    # one colon and one whitespace byte per line, in that order, and nothing else ...
+    if size % 3 == 2 and _SHAPES.startswith(shape):
+        return size // 3 + 1, 0
+    if b"%" not in shape:
+        return None
+    # ... but for the '%' of values: in such a shape a '%' just before a colon is a name's
+    bare = shape.replace(b"%", b"")
+    size = len(bare)
+    if size % 3 != 2 or not _SHAPES.startswith(bare) or b"%:" in shape:
+        return None
+    return size // 3 + 1, len(shape) - size
+
+
+def _fs_shape(block: bytes) -> tuple[int, int] | None:
+    """``block_shape(block)`` if every colon has its space and every name a byte, else None."""
+    shape = block_shape(block)
+    if shape is None or _LOOSE_COLON.search(block) or block.startswith(b":") or b"\n:" in block:
+        return None
+    return shape
 
 
 # In a shaped block every space follows a colon: dropping the spaces and making the colons
@@ -115,33 +117,30 @@ def _cut(block: bytes) -> list[str]:
     return block.translate(_CUT, b" ").decode("utf-8", "surrogateescape").split("\n")
 
 
-def _decoded_parts(block: bytes, lines: int) -> list[str]:
-    """``_cut`` of a shaped block of ``lines`` lines, its values percent-decoded.
+def _decoded_parts(block: bytes, shape: tuple[int, int]) -> list[str]:
+    """``_cut`` of a block in FreeSWITCH's shape (``_fs_shape``) with its values decoded.
 
-    An ASCII block is decoded at once: names hold no ``%`` and the separators are not hex
-    digits, so only values change, and UTF-8 decoding restarts at every ASCII byte, so
-    decoding the values joined by separators equals decoding each one.
+    The block is ASCII and holds no ``=`` or NUL (its shape says so), so it is decoded at
+    once: names hold no ``%`` and the separators are not hex digits, so only values change,
+    and UTF-8 decoding restarts at every ASCII byte, so decoding the values joined by
+    separators equals decoding each one.
 
-    ``a2b_qp`` decodes it in C exactly as ``unquote`` would when the block holds no ``=``
-    or NUL of its own and every ``%`` starts an escape. Where a ``=`` starts none, a2b_qp
-    keeps it (``unquote`` keeps a ``%``), or drops it at the very end, or drops one of
-    ``==``: each escape makes 3 bytes 1, none of these shrinks the text by 2 per ``=``, so
-    the length of the output tells them apart. Should a decoded value hold a NUL itself
-    (``%00``), every such byte adds one piece,
-    which the count of pieces shows; those blocks, and all the others (non-ASCII ones:
-    ``unquote`` decodes each ASCII run of a str apart), are cut first and their values
-    decoded one by one.
+    ``a2b_qp`` decodes it in C exactly as ``unquote`` would when every ``%`` starts an
+    escape. Where a ``=`` starts none, a2b_qp keeps it (``unquote`` keeps a ``%``), or drops
+    it at the very end, or drops one of ``==``: each escape makes 3 bytes 1, none of these
+    shrinks the text by 2 per ``=``, so the length of the output tells them apart. Should a
+    decoded value hold a NUL itself (``%00``), every such byte adds one piece, which the
+    count of pieces shows; those blocks are cut first and their values decoded one by one.
     """
-    if block.isascii() and b"=" not in block and b"\0" not in block:
-        percents = block.count(b"%")
-        cut = block.translate(_CUT_QP, b" ")
-        if not percents:
-            return cut.decode("ascii").split("\0")
-        decoded = a2b_qp(cut)
-        if len(decoded) + 2 * percents == len(cut):
-            parts = decoded.decode("utf-8", "surrogateescape").split("\0")
-            if len(parts) == 2 * lines:
-                return parts
+    lines, percents = shape
+    cut = block.translate(_CUT_QP, b" ")
+    if not percents:
+        return cut.decode("ascii").split("\0")
+    decoded = a2b_qp(cut)
+    if len(decoded) + 2 * percents == len(cut):
+        parts = decoded.decode("utf-8", "surrogateescape").split("\0")
+        if len(parts) == 2 * lines:
+            return parts
     parts = _cut(block)
     parts[1::2] = [url_decode(value) for value in parts[1::2]]
     return parts
@@ -149,18 +148,18 @@ def _decoded_parts(block: bytes, lines: int) -> list[str]:
 
 def _fast_parts(block: bytes, *, decode: bool) -> list[str] | None:
     """Names and values, interleaved, of a block in FreeSWITCH's shape; None for any other."""
-    lines = _shaped_lines(block)
-    if not lines or block.startswith(b":") or b"\n:" in block:  # no line, or an empty name
+    shape = _fs_shape(block)
+    if shape is None:
         return None
-    return _decoded_parts(block, lines) if decode else _cut(block)
+    return _decoded_parts(block, shape) if decode else _cut(block)
 
 
 def _fast_fields(block: bytes) -> dict[str, str] | None:
     """The decoded Mapping of a block in FreeSWITCH's shape, or None for any other block."""
-    lines = _shaped_lines(block)
-    if not lines:
+    shape = block_shape(block)
+    if shape is None or _LOOSE_COLON.search(block):
         return None
-    fields = _first_values(_decoded_parts(block, lines))
+    fields = _first_values(_decoded_parts(block, shape))
     # an empty name is a key like any other here: one lookup instead of a scan of the block
     return None if "" in fields else fields
 
@@ -205,7 +204,7 @@ class Headers(Mapping[str, str]):
     decoded first value of every name (the Mapping side), each straight from the block.
     """
 
-    __slots__ = ("_block", "_decoded", "_fields", "_index", "_pairs")
+    __slots__ = ("_block", "_decoded", "_fields", "_index", "_pairs", "_shape")
 
     def __init__(self, block: bytes, *, decoded: bool = False) -> None:
         self._block = block
@@ -213,6 +212,15 @@ class Headers(Mapping[str, str]):
         self._pairs: list[tuple[str, str]] | None = None
         self._index: dict[str, int] | None = None
         self._fields: dict[str, str] | None = None
+        # block_shape() of a block already known to have no empty name, if known
+        self._shape: tuple[int, int] | None = None
+
+    @classmethod
+    def shaped(cls, block: bytes, shape: tuple[int, int]) -> Headers:
+        """The headers of a block in FreeSWITCH's shape without an empty name (checked)."""
+        headers = cls(block)
+        headers._shape = shape
+        return headers
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[str, str]], *, decoded: bool) -> Headers:
@@ -259,8 +267,18 @@ class Headers(Mapping[str, str]):
         """Every name with its first value, decoded (the Mapping's contents)."""
         if self._fields is None:
             fields = None
-            if len(self._block) >= _SMALL_BLOCK and not self._decoded:
-                fields = _fast_fields(self._block)
+            block = self._block
+            if self._shape is not None:
+                if not _LOOSE_COLON.search(block):
+                    fields = _first_values(_decoded_parts(block, self._shape))
+            elif self._decoded and self._pairs is not None:
+                pairs = self._pairs
+                fields = dict(pairs)
+                if len(fields) != len(pairs):  # a repeated name: its first value wins
+                    for name, value in reversed(pairs):
+                        fields[name] = value
+            elif len(block) >= _SMALL_BLOCK and not self._decoded:
+                fields = _fast_fields(block)
             if fields is None:
                 parts = [text for pair in self._ensure() for text in pair]
                 if not self._decoded:

@@ -8,6 +8,7 @@ whole block is collected before anything branches on it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 
 from callcontrol.esl._errors import ProtocolError
@@ -21,6 +22,7 @@ from callcontrol.esl._frames import (
     EVENT_XML,
     LOG_DATA,
     RUDE_REJECTION,
+    Event,
     Frame,
     parse_outer_headers,
 )
@@ -32,22 +34,34 @@ MAX_BODY = 16 * 1024 * 1024
 MAX_HEADER_BLOCK = 1024 * 1024
 
 
+# FreeSWITCH's envelope of a plain event, the commonest frame by far: matched in one go.
+_EVENT_ENVELOPE = re.compile(
+    rb"Content-Length: ([1-9][0-9]{0,7}|0)\nContent-Type: text/event-plain\n\n"
+)
+
+
 class FrameReader:
     """Feed it bytes as they arrive; take complete frames with ``next_frame``.
 
     Any chunking of the same byte stream gives the same frames. Malformed input raises
     ``ProtocolError`` and leaves the reader unusable (``broken``), as the stream's framing
     can no longer be trusted.
+
+    The unread bytes are one immutable ``bytes``: frames and events are sliced out of it
+    with one copy each, and a chunk fed after everything was read becomes the buffer as it
+    is. Chunks fed while a frame is incomplete wait in a list until they complete it, so a
+    large frame arriving in many pieces is joined once, not once per piece.
     """
 
-    __slots__ = ("_buf", "_keep_raw", "_pending", "_pos", "_start", "broken", "last_raw")
+    __slots__ = ("_buf", "_keep_raw", "_pos", "_tail", "_tail_size", "_want", "broken", "last_raw")
 
     def __init__(self, *, keep_raw: bool = False) -> None:
-        self._buf = bytearray()
+        self._buf = b""
         self._pos = 0
-        self._start = 0
-        # (headers or envelope block, content-type, body length) of the frame being read
-        self._pending: tuple[Headers | bytes, str, int] | None = None
+        self._tail: list[bytes] = []
+        self._tail_size = 0
+        # bytes from _pos the incomplete frame needs (0: unknown, look again on any feed)
+        self._want = 0
         self.broken = False
         # With keep_raw, the exact bytes of the last frame returned (for trace recording).
         self._keep_raw = keep_raw
@@ -56,14 +70,28 @@ class FrameReader:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self.broken:
             raise ProtocolError("the stream already failed to parse")
-        if self._pos and self._pending is None and self._pos >= len(self._buf) // 2:
-            del self._buf[: self._pos]
+        if not data:
+            return
+        if self._pos >= len(self._buf) and not self._tail:
+            self._buf = bytes(data)
             self._pos = 0
-        self._buf += data
+        else:
+            self._tail.append(bytes(data))
+            self._tail_size += len(data)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._tail_size
+
+    def _join(self, need: int) -> bool:
+        """Join the waiting chunks onto the unread bytes if that makes ``need`` of them."""
+        if not self._tail or self.buffered < need:
+            return False
+        self._buf = b"".join([self._buf[self._pos :], *self._tail])
+        self._pos = 0
+        self._tail = []
+        self._tail_size = 0
+        return True
 
     def next_frame(self) -> Frame | None:
         """The next complete frame, or None until more bytes arrive."""
@@ -83,30 +111,58 @@ class FrameReader:
             raise
 
     def _next(self) -> Frame | None:
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = self._read_head()
-            if pending is None:
+        if self._want:
+            if not self._join(self._want):
                 return None
-        headers, content_type, length = pending
+            self._want = 0
         buf = self._buf
-        start = self._pos
-        stop = start + length
-        if len(buf) < stop:
+        pos = self._pos
+        envelope = _EVENT_ENVELOPE.match(buf, pos)
+        if envelope is not None:
+            start = envelope.end()
+            length = int(envelope[1])
+            stop = start + length
+            if stop <= len(buf) and length <= MAX_BODY:
+                self._pos = stop
+                if self._keep_raw:
+                    self.last_raw = buf[pos:stop]
+                frame = Frame.of_envelope(None, buf[start:stop], EVENT_PLAIN)
+                frame._event = Event.from_buffer(buf, start, stop)
+                return frame
+        return self._next_other()
+
+    def _next_other(self) -> Frame | None:
+        """``_next`` for any frame but a complete plain event in FreeSWITCH's envelope."""
+        head = self._read_head()
+        if head is None:
             return None
+        headers, content_type, start, length = head
+        stop = start + length
+        buf = self._buf
+        if len(buf) < stop:
+            if not self._join(stop - self._pos):
+                self._want = stop - self._pos
+                return None
+            return self._next()  # the joined buffer starts at this frame: read it again
+        pos = self._pos
         self._pos = stop
-        self._pending = None
         if self._keep_raw:
-            self.last_raw = bytes(buf[self._start : stop])
-        body = bytes(buf[start:stop])
-        if isinstance(headers, bytes):
-            return Frame.of_envelope(headers, body, content_type)
-        return Frame(headers, body, content_type)
+            self.last_raw = buf[pos:stop]
+        body = buf[start:stop]
+        if isinstance(headers, Headers):
+            frame = Frame(headers, body, content_type)
+        else:
+            frame = Frame.of_envelope(headers, body, content_type)
+        if content_type == EVENT_PLAIN:
+            # checked here, so that a malformed event breaks the stream, not its subscriber
+            frame._event = Event.from_buffer(buf, start, stop)
+        return frame
 
-    def _read_head(self) -> tuple[Headers | bytes, str, int] | None:
-        """Consume the next header block: (headers, content type, body length), or None.
+    def _read_head(self) -> tuple[Headers | bytes, str, int, int] | None:
+        """Parse the next header block: (headers, content type, body start, body length).
 
-        For one of FreeSWITCH's bare envelopes the headers are left as the block's bytes.
+        Consumes only the blank lines before it; None if the block is not complete yet. For
+        one of FreeSWITCH's bare envelopes the headers are left as the block's bytes.
         """
         buf = self._buf
         pos = self._pos
@@ -123,24 +179,23 @@ class FrameReader:
         else:
             skip = 2
         if end < 0:
+            if self._join(0):
+                return self._read_head()
             if len(buf) - pos > MAX_HEADER_BLOCK:
                 raise ProtocolError("header block larger than 1 MiB without a blank line")
             return None
-        self._start = pos
-        block = bytes(buf[pos:end])
+        block = buf[pos:end]
         headers: Headers | bytes
         envelope = _envelope(block)
         if envelope is None:
             headers, plain = parse_outer_headers(block)  # a malformed block fails here
-            self._pos = end + skip
             content_type, length = _content(plain)
         else:
             # only routed, the envelope's own headers are seldom read: split them lazily
             headers, (content_type, length) = block, envelope
-            self._pos = end + skip
         if length > MAX_BODY:
             raise ProtocolError(f"Content-Length {length} exceeds {MAX_BODY}")
-        return headers, content_type, length
+        return headers, content_type, end + skip, length
 
 
 _KNOWN_TYPES = {

@@ -151,6 +151,21 @@ async def test_malformed_frame_closes_only_that_connection(nursery):
     assert await good.api("status") == "UP\n"
 
 
+async def test_a_malformed_event_reaches_no_subscriber_and_closes_the_connection(pair):
+    conn, peer = pair
+    bad = b"Event-Name: CHANNEL_HANGUP\nUnique-ID: a\nthis line has no colon\n\n"
+    async with conn.subscribe("a") as events:
+        await peer.send(
+            event("CHANNEL_ANSWER", "a"),
+            b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(bad), bad),
+            event("CHANNEL_HANGUP", "a"),
+        )
+        assert (await events.receive()).name == "CHANNEL_ANSWER"
+        with pytest.raises(ConnectionClosed):
+            await events.receive()
+    assert "malformed header line" in conn.close_reason
+
+
 async def test_disconnect_notice_fails_waiters_and_linger_does_not(pair, nursery):
     conn, peer = pair
     failures = []

@@ -1,8 +1,8 @@
 """The parser's fast paths give exactly the answers of the slow reference code, or step aside.
 
 The references: ``urllib.parse.unquote(value, errors="surrogateescape")`` for values,
-``parse_header_lines`` (the strict line parser) for header blocks, ``find_raw`` for the
-routing keys of a plain event.
+``parse_header_lines`` (the strict line parser) for header blocks and for the routing keys
+of a plain event.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from callcontrol.esl import Event, FrameReader, Headers, ProtocolError, url_decode, url_encode
 from callcontrol.esl._headers import (
     _fast_fields,
     _fast_pairs,
-    find_raw,
     parse_header_lines,
     split_header_block,
 )
@@ -36,7 +35,7 @@ pieces = st.one_of(
 values = st.lists(pieces, max_size=8).map("".join)
 
 
-@settings(max_examples=2000)
+@settings(max_examples=2000, deadline=None)
 @given(values)
 @example("%C3%A9%41")
 @example("%41\udcc3")
@@ -83,7 +82,7 @@ blocks = st.one_of(
 ).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogateescape"))
 
 
-@settings(max_examples=2000)
+@settings(max_examples=2000, deadline=None)
 @given(blocks, st.booleans())
 @example(b"A:b%3A c", True)  # no ": " separator, yet one appears once decoded
 @example(b"A:b c\nD: x%3A%20y", True)
@@ -115,7 +114,7 @@ def _first_of(reference: tuple[list[str], list[str]] | None) -> dict[str, str] |
     return first
 
 
-@settings(max_examples=3000)
+@settings(max_examples=3000, deadline=None)
 @given(st.one_of(qp_blocks, blocks))
 @example(b"A: %g0\nB: %41")  # a '%' that starts no escape: a2b_qp would make it '='
 @example(b"A: x%\nB: %0A")  # a soft line break, made up for by a decoded line end
@@ -131,7 +130,7 @@ def test_fast_fields_agree_with_the_strict_parser(block):
         assert fields == _first_of(_reference(block, decode=True))
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(blocks)
 def test_headers_agree_with_the_strict_parser(block):
     # long enough for the fast paths, which leave blocks under 256 bytes to the strict parser
@@ -191,13 +190,34 @@ def test_envelope_agrees_with_the_strict_parser(text):
         assert fast.raw(name) == reference.raw(name)
 
 
-@settings(max_examples=500)
+@settings(max_examples=1000, deadline=None)
 @given(blocks, st.sampled_from(["Event-Name", "Unique-ID", "Job-UUID", "Application-UUID"]))
-def test_routing_keys_are_the_raw_lookup_decoded(block, key):
-    event = Event(None, None, block)
-    raw = find_raw(block, f"{key}: ".encode())
-    text = None if raw is None else raw.decode("utf-8", "surrogateescape")
-    want = None if text is None else unquote(text, errors="surrogateescape")
+@example(b"A: 1\n: 2", "Unique-ID")  # an empty name past the first line
+@example(b"Unique-ID:x y\nUnique-ID: z", "Unique-ID")  # the first value, however spaced
+@example(b"Content-Length: 0\nEvent-Name: X", "Event-Name")
+@example(b"Content-Length: 3\nEvent-Name: X", "Event-Name")
+def test_plain_events_are_checked_whole_and_route_by_the_strict_parsers_values(block, key):
+    """``from_plain`` refuses what the strict parser refuses; its keys are the parser's."""
+    assume(b"\n\n" not in block and not block.endswith(b"\n"))
+    data = block + b"\n\n"
+    try:
+        pairs = parse_header_lines(block)
+    except ProtocolError:
+        with pytest.raises(ProtocolError):
+            Event.from_plain(data)
+        return
+    first: dict[str, str] = {}
+    for name, value in pairs:
+        first.setdefault(name, value)
+    length = first.get("Content-Length")
+    if length is not None and not (length.isdigit() and length.isascii() and int(length) == 0):
+        with pytest.raises(ProtocolError):
+            Event.from_plain(data)
+        return
+    event = Event.from_plain(data)
+    assert event.body == (None if length is None else b"")
+    raw = first.get(key)
+    want = None if raw is None else unquote(raw, errors="surrogateescape")
     got = {
         "Event-Name": lambda: event.name or None,
         "Unique-ID": lambda: event.unique_id,
@@ -205,6 +225,7 @@ def test_routing_keys_are_the_raw_lookup_decoded(block, key):
         "Application-UUID": lambda: event.application_uuid,
     }[key]()
     assert got == (want or None if key == "Event-Name" else want)
+    assert dict(event.headers.items()) == _first_of(_reference(block, decode=True))
 
 
 @pytest.mark.parametrize("path", ALL_TRACES, ids=lambda p: p.name)

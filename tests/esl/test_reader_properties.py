@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +31,7 @@ def _frames(data: bytes, cuts: list[int]) -> list[tuple[str, bytes, list]]:
 WHOLE = _frames(CORPUS, [])
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=0, max_value=len(CORPUS)), max_size=40))
 def test_any_chunking_gives_the_same_frames(cuts):
     assert _frames(CORPUS, cuts) == WHOLE
@@ -51,14 +52,14 @@ def _consume(data: bytes) -> None:
         _ = frame.reply_text
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_random_bytes_only_raise_protocol_error(data):
     with contextlib.suppress(ProtocolError):
         _consume(data)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.integers(min_value=0, max_value=20000),
     st.lists(st.tuples(st.integers(0, 20000), st.integers(0, 255)), min_size=1, max_size=8),
@@ -87,6 +88,24 @@ def test_reader_refuses_to_continue_after_an_error():
     except ProtocolError:
         return
     raise AssertionError("a broken reader accepted more bytes")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Event-Name: CHANNEL_ANSWER\nUnique-ID: a-1\nno colon here",
+        b"Event-Name: CHANNEL_ANSWER\n: empty name\nUnique-ID: a-1",
+        b"Event-Name: CHANNEL_ANSWER\n Unique-ID: a-1",
+        b"Event-Name: CHANNEL_ANSWER\nUnique-ID: a-1\nContent-Length: 9",
+    ],
+)
+def test_a_malformed_plain_event_breaks_the_reader_before_anyone_sees_it(head):
+    body = head + b"\n\n"
+    reader = FrameReader()
+    reader.feed(b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(body), body))
+    with pytest.raises(ProtocolError):
+        reader.next_frame()
+    assert reader.broken
 
 
 def test_oversized_content_length_is_refused():
