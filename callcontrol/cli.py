@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="all",
                       help="callback, busy, answered, ai-down, or several separated by commas "
                            "(default: all)")
+    demo.add_argument("--once", action="store_true",
+                      help="end after the scenarios (by default serve stays up with the "
+                           "agents' console on what they stored, until Ctrl-C)")  # fmt: skip
     demo.add_argument("--verbose", action="store_true",
                       help="also print every Event Socket command and event (ESL ← / ESL →) "
                            "and the server's logs")  # fmt: skip

@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 import trio
@@ -66,6 +66,9 @@ from callcontrol.testing.realtime import (
     ScriptedRealtime,
     Step,
 )
+
+if TYPE_CHECKING:
+    from callcontrol.demo_console import Hold
 
 DOMAIN = "pbx.example.com"
 CALLER = "5511988887777"
@@ -296,8 +299,11 @@ async def _report(call: SimCall, db: Database, legend: Legend, ai_audio_ms: list
 
 
 async def run_scenarios(settings: Settings, names: Sequence[str], out: TextIO,
-                        verbose: bool = False, scenarios: Sequence[Scenario] = ()) -> bool:
-    """Run the named scenarios (all when ``names`` is empty) of ``scenarios`` (the demo's)."""
+                        verbose: bool = False, scenarios: Sequence[Scenario] = (),
+                        hold: Hold | None = None) -> bool:  # fmt: skip
+    """Run the named scenarios (all when ``names`` is empty) of ``scenarios`` (the demo's);
+    with ``hold``, then keep ``serve`` up with the console on what they stored until
+    ``hold.stop`` (``demo_console``)."""
     server_url = await resolve_database_url(settings.database_url)
     where = "DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
     print(f"database: {where} (a schema of its own, dropped at the end)", file=out)
@@ -320,7 +326,23 @@ async def run_scenarios(settings: Settings, names: Sequence[str], out: TextIO,
                 else:
                     run = _run(scenario, settings, db, variables, out, verbose)
                 ok = await run and ok
+            if hold is not None:
+                from callcontrol.demo_console import keep_console_up  # noqa: PLC0415
+
+                await keep_console_up(attrs.evolve(settings, database_url=url), db, hold, out)
     return ok
+
+
+def _hold() -> Hold | None:
+    """The console stays up after the scenarios, unless nobody could press Ctrl-C: a script or
+    CI with stdin not a terminal gets the scenarios alone, as with ``--once``."""
+    from callcontrol.demo_console import Hold  # noqa: PLC0415
+
+    if not sys.stdin.isatty():
+        print("stdin is not a terminal: the demo ends after its scenarios (as with --once); "
+              "run it from a terminal to keep the console up")  # fmt: skip
+        return None
+    return Hold()
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -336,6 +358,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
     print("callcontrol demo: calls through the real server, against a simulated FreeSWITCH "
           "(Event Socket over TCP) and a scripted AI (OpenAI Realtime protocol)")  # fmt: skip
-    ok = trio.run(run_scenarios, settings, names, sys.stdout, args.verbose)
+    hold = None if args.once else _hold()
+    ok = trio.run(run_scenarios, settings, names, sys.stdout, args.verbose, (), hold)
     print("\ndemo finished" + ("" if ok else " with problems (the !! lines above)"))
     return 0 if ok else 1

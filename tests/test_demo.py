@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 import re
 
+import httpx
 import trio
 
 from callcontrol.config import load_settings
 from callcontrol.demo import Scenario, run_scenarios
+from callcontrol.demo_console import DEMO_PASSWORD, DEMO_USER, Hold
 from callcontrol.testing.freeswitch import FreeSwitchSim, SimCall
 from callcontrol.testing.realtime import AwaitClient, CallerSpeechStarted, GoSilent, Say
+from tests.test_http_and_serve import _free_port
 
 
 def beats(section: str) -> list[str]:
@@ -156,7 +159,7 @@ def test_the_demo_command_runs_a_chosen_scenario_and_shows_the_wire_when_verbose
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["demo", "--scenario", "nonsense"]) == 2
     assert "unknown scenario" in capsys.readouterr().err
-    assert main(["demo", "--scenario", "answered", "--verbose"]) == 0
+    assert main(["demo", "--scenario", "answered", "--verbose", "--once"]) == 0
     out = capsys.readouterr().out
     assert "== answered:" in out and "== busy:" not in out
     assert "ESL ← bgapi originate {origination_uuid=" in out
@@ -166,3 +169,47 @@ def test_the_demo_command_runs_a_chosen_scenario_and_shows_the_wire_when_verbose
     # the story is still there, between the wire lines
     assert "Financeiro atendeu — em conversa" in out
     assert "!!" not in out and "demo finished\n" in out
+
+
+async def test_after_its_scenarios_the_demo_keeps_serve_up_with_the_callback_to_act_on(
+    database_url,
+):
+    """Without --once: serve (API, pages, scanner) stays up on what the scenarios stored,
+    the busy scenario's ticket waiting, until Ctrl-C (here: ``hold.stop``)."""
+    out = io.StringIO()
+    settings = load_settings({"DATABASE_URL": database_url,
+                              "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{_free_port()}"})  # fmt: skip
+    hold = Hold()
+    async with trio.open_nursery() as nursery:
+        done: list[bool] = []
+
+        async def demo() -> None:
+            done.append(await run_scenarios(settings, ["busy"], out, hold=hold))
+
+        nursery.start_soon(demo)
+        with trio.fail_after(90):
+            await hold.up.wait()
+        assert hold.url is not None and hold.app is not None
+        async with httpx.AsyncClient(base_url=hold.url, timeout=10,
+                                     headers={"Authorization": f"Bearer {hold.token}"}) as web:
+            domain = await _domain(hold)
+            listed = (await web.get("/api/callbacks", params={"domain_uuid": domain})).json()
+        assert [(t["status"], t["caller_name"], t["reason"]) for t in listed["items"]] == [
+            ("pending", "Maria Souza", "resultado do meu exame")]
+        user = await hold.app.services.db.fetch_one(
+            "SELECT u.password, e.extension FROM v_users u JOIN v_extension_users x USING"
+            " (user_uuid) JOIN v_extensions e USING (extension_uuid) WHERE u.username = %s",
+            (DEMO_USER,))  # fmt: skip
+        assert user is not None and user["extension"] == "1001"
+        assert user["password"].startswith("$2y$10$")
+        hold.stop.set()
+    assert done == [True]
+    text = out.getvalue()
+    assert f"the agents' console is up at {hold.url}/console" in text
+    assert f"sign in as {DEMO_USER} / {DEMO_PASSWORD}" in text
+
+
+async def _domain(hold: Hold) -> str:
+    assert hold.app is not None
+    return str(await hold.app.services.db.fetch_value(
+        "SELECT domain_uuid FROM v_domains WHERE domain_name = 'pbx.example.com'"))
