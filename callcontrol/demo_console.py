@@ -14,7 +14,6 @@ from __future__ import annotations
 import secrets
 import signal
 import socket
-import uuid
 from typing import TextIO
 
 import attrs
@@ -25,6 +24,7 @@ from callcontrol.db.database import Database
 from callcontrol.demo import CALLER, DOMAIN
 from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.freeswitch import Answer, FreeSwitchSim, open_freeswitch_sim
+from callcontrol.testing.fusionpbx_users import add_user
 
 AGENT_EXTENSION = "1001"
 DEMO_USER = "suporte"
@@ -66,7 +66,8 @@ async def keep_console_up(settings: Settings, db: Database, hold: Hold, out: Tex
     """Serve the demo's database with the console until ``hold.stop``."""
     domain = await db.fetch_value("SELECT domain_uuid FROM v_domains WHERE domain_name = %s",
                                   (DOMAIN,))  # fmt: skip
-    await add_demo_user(db, domain, DEMO_USER, DEMO_PASSWORD, AGENT_EXTENSION)
+    # an agent: FusionPBX's group "user", answering ramal 1001; bcrypt at PHP's own cost
+    await add_user(db, domain, DEMO_USER, DEMO_PASSWORD, extensions=[AGENT_EXTENSION], cost=10)
     async with open_freeswitch_sim(domain=DOMAIN) as sim:
         esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
         sim.endpoints[f"user/{AGENT_EXTENSION}@{DOMAIN}"] = Answer(after=1.0)
@@ -120,33 +121,3 @@ async def _maria_hangs_up_after_talking(sim: FreeSwitchSim) -> None:
 async def _hang_up_later(sim: FreeSwitchSim, leg: str) -> None:
     await trio.sleep(TALK_SECONDS)
     await sim.leg(leg).hangup()
-
-
-async def add_demo_user(db: Database, domain: object, username: str, password: str,
-                        extension: str) -> None:  # fmt: skip
-    """A FusionPBX user of ``domain`` (an agent) with ``extension`` as its own, as FusionPBX's
-    user pages write one (v_users with a bcrypt ``$2y$`` hash, v_extension_users)."""
-    user = uuid.uuid4()
-    await db.execute(
-        "INSERT INTO v_users (user_uuid, domain_uuid, username, password, user_enabled,"
-        " insert_date) VALUES (%s, %s, %s, %s, true, now())",
-        (user, domain, username, _bcrypt(password)))  # fmt: skip
-    await db.execute(
-        "INSERT INTO v_extension_users (extension_user_uuid, domain_uuid, extension_uuid,"
-        " user_uuid, insert_date) SELECT %s, %s, extension_uuid, %s, now() FROM v_extensions"
-        " WHERE domain_uuid = %s AND extension = %s",
-        (uuid.uuid4(), domain, user, domain, extension))  # fmt: skip
-
-
-def _bcrypt(password: str) -> str:
-    """FusionPBX's hash (PHP's password_hash: bcrypt, written ``$2y$``)."""
-    import warnings  # noqa: PLC0415
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # crypt: gone in Python 3.13
-        import crypt  # noqa: PLC0415
-
-    # bcrypt, not what S324 fears (it flags every METHOD_ name)
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH,  # noqa: S324
-                                                rounds=1 << 10))  # fmt: skip
-    return "$2y$" + hashed.removeprefix("$2b$")

@@ -4,6 +4,7 @@ the story of each call — what a person would want to know, not the Event Socke
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import httpx
@@ -190,18 +191,35 @@ async def test_after_its_scenarios_the_demo_keeps_serve_up_with_the_callback_to_
         with trio.fail_after(90):
             await hold.up.wait()
         assert hold.url is not None and hold.app is not None
+        domain = await _domain(hold)
         async with httpx.AsyncClient(base_url=hold.url, timeout=10,
-                                     headers={"Authorization": f"Bearer {hold.token}"}) as web:
-            domain = await _domain(hold)
-            listed = (await web.get("/api/callbacks", params={"domain_uuid": domain})).json()
-        assert [(t["status"], t["caller_name"], t["reason"]) for t in listed["items"]] == [
-            ("pending", "Maria Souza", "resultado do meu exame")]
+                                     headers={"Authorization": f"Bearer {hold.token}"}) as api:
+            listed = (await api.get("/api/callbacks", params={"domain_uuid": domain})).json()
+            assert [(t["status"], t["caller_name"], t["reason"]) for t in listed["items"]] == [
+                ("pending", "Maria Souza", "resultado do meu exame")]
+            ticket = listed["items"][0]["id"]
+            # the admin signs in as the printed user and is Suporte's agent
+            async with httpx.AsyncClient(base_url=hold.url, timeout=None) as agent:
+                signed = await agent.post("/login", data={"username": DEMO_USER,
+                                                          "password": DEMO_PASSWORD})
+                assert signed.status_code == 303 and signed.headers["location"] == "/console"
+                me = (await agent.get("/api/me")).json()
+                assert (me["role"], me["extensions"]) == ("agent", ["1001"])
+                assert (await agent.get("/console")).status_code == 200
+                # the agent's console stream: what happens to the ticket arrives live
+                with trio.fail_after(30):
+                    async with agent.stream("GET", "/api/events") as live:
+                        lines = live.aiter_lines()
+                        assert await anext(lines) == "retry: 3000"
+                        snoozed = await api.post(f"/api/callbacks/{ticket}/snooze",
+                                                 params={"domain_uuid": domain},
+                                                 json={"minutes": 5})  # fmt: skip
+                        assert snoozed.status_code == 200
+                        data = [line async for line in _until_data(lines)][-1]
+                assert json.loads(data.removeprefix("data: "))["id"] == ticket
         user = await hold.app.services.db.fetch_one(
-            "SELECT u.password, e.extension FROM v_users u JOIN v_extension_users x USING"
-            " (user_uuid) JOIN v_extensions e USING (extension_uuid) WHERE u.username = %s",
-            (DEMO_USER,))  # fmt: skip
-        assert user is not None and user["extension"] == "1001"
-        assert user["password"].startswith("$2y$10$")
+            "SELECT u.password FROM v_users u WHERE u.username = %s", (DEMO_USER,))
+        assert user is not None and user["password"].startswith("$2y$10$")
         hold.stop.set()
     assert done == [True]
     text = out.getvalue()
@@ -213,3 +231,11 @@ async def _domain(hold: Hold) -> str:
     assert hold.app is not None
     return str(await hold.app.services.db.fetch_value(
         "SELECT domain_uuid FROM v_domains WHERE domain_name = 'pbx.example.com'"))
+
+
+async def _until_data(lines):
+    """The stream's lines up to and including the first ``data:`` line."""
+    async for line in lines:
+        yield line
+        if line.startswith("data: "):
+            return
