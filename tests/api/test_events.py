@@ -126,6 +126,27 @@ async def test_the_notified_ticket_reaches_its_agent_and_no_other_domain(db, db_
         app.shutting_down.set()
 
 
+async def test_serve_stops_on_sigterm_with_a_console_still_listening(db, db_url):
+    """An open stream does not hold serve up: the drain ends it, and serve returns."""
+    domain = await add_domain(db, DOMAIN)
+    http_port = _free_port()
+    app = App(settings=load_settings({
+        "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN, "CALLBACK_ENABLED": "false",
+        "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47300-47399",
+    }))  # fmt: skip
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}",
+                                         headers=AUTH, timeout=None) as client, \
+                    events(client, domain_uuid=str(domain)) as listening:  # fmt: skip
+                app.shutting_down.set()  # what SIGTERM does
+                with pytest.raises((AssertionError, httpx.HTTPError)):
+                    await listening.next()  # the stream ends (closed, or cut)
+    assert app.events.hub.subscribers == 0
+
+
 def _request(principal: Principal, query: str = "") -> Request:
     return Request({"type": "http", "method": "GET", "path": "/api/events", "headers": [],
                     "query_string": query.encode(), "state": {"principal": principal}})
