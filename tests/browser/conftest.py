@@ -34,7 +34,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 # dialling Google's hosts; as root it needs --no-sandbox.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+                 "--disable-component-update", "--disable-sync", "--lang=pt-BR"]  # fmt: skip
+# with Debian's chromium-l10n, what a Brazilian's browser shows (date fields as dd/mm/aaaa)
+CHROMIUM_ENV = {"LANG": "pt_BR.UTF-8", "LANGUAGE": "pt_BR"}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 TOKEN = "browser-s3cret"
 DESKTOP = {"width": 1280, "height": 800}
@@ -61,7 +63,8 @@ def browser() -> Iterator[Any]:
         unavailable("Debian's package chromium is not installed (/usr/bin/chromium): "
                     "apt-get install chromium as root; ./dev test does it")  # fmt: skip
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                              env={**os.environ, **CHROMIUM_ENV})  # fmt: skip
         yield chromium
         chromium.close()
 

@@ -288,22 +288,3 @@ def test_an_agent_of_another_domain_sees_nothing_of_the_first(served, tenants, n
     page.locator("#rows tr.row").first.wait_for()
     assert "Maria Souza" not in page.content() and "João Lima" in page.content()
     shot(page, "callbacks")
-
-
-# -- every page on a phone ------------------------------------------------------------------------
-
-
-def test_every_page_fits_a_phone(served, tenants, new_page, shot):
-    ticket(served, tenants.clinic, caller_name="Maria Souza", reason="resultado do exame")
-    ticket(served, tenants.clinic, caller_name=None, reason=None, phone="+551133334444")
-    page = new_page(phone=True)
-    page.goto(f"{served.url}/login")
-    shot(page, "login")
-    sign_in(page, served, SOFIA)
-    for path, name in (("/console", "console"), ("/console/callbacks", "callbacks"),
-                       ("/console/dashboard", "dashboard")):  # fmt: skip
-        page.goto(f"{served.url}{path}")
-        page.wait_for_load_state("networkidle")
-        # nothing wider than the screen: no sideways scrolling on a phone
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
-        shot(page, name)
