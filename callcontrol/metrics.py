@@ -38,6 +38,8 @@ class Metrics:
     extension_status_requests: Counter = attrs.field(init=False)
     whatsapp_webhooks: Counter = attrs.field(init=False)
     whatsapp_replies: Counter = attrs.field(init=False)
+    console_streams: Gauge = attrs.field(init=False)
+    console_resyncs: Counter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         r = self.registry
@@ -120,6 +122,16 @@ class Metrics:
             "voice_whatsapp_replies_total",
             "Customers' WhatsApp messages by outcome (call_now, later, cancel, other, refused, "
             "unmatched, duplicate, not_ours).", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.console_streams = Gauge(
+            "voice_console_streams", "GET /api/events streams open now (consoles watching).",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.console_resyncs = Counter(
+            "voice_console_resyncs_total",
+            "resync events sent to the streams, by reason (behind: a stream's buffer was full; "
+            "reconnected: a Last-Event-ID no longer remembered; database_restored: the "
+            "listener's connection came back).", ["reason"], registry=r,
         )  # fmt: skip
 
     def render(self) -> bytes:

@@ -332,7 +332,7 @@ async def run_secretary_server(
             app.services = services
             app.flow = secretary_flow
             if primary:
-                app.events = _start_events(url, nursery)
+                app.events = _start_events(url, nursery, services.metrics)
                 await nursery.start(_serve_api, app, services)
                 await _start_callbacks(app, services, nursery, migrated=not pending, log=log)
             if app.role.count == 1:
@@ -375,13 +375,13 @@ async def _start_callbacks(
     app.callbacks = await nursery.start(run_callbacks, callbacks)
 
 
-def _start_events(url: str, nursery: trio.Nursery) -> Any:
+def _start_events(url: str, nursery: trio.Nursery, metrics: Any) -> Any:
     """The tickets' event hub, fed by the database's NOTIFYs: the changes every process and
     instance commits reach this API's consoles."""
     from callcontrol.callbacks.events import EventHub, TicketListener  # noqa: PLC0415
     from callcontrol.callbacks.service import keep_running  # noqa: PLC0415
 
-    listener = TicketListener(url, EventHub())
+    listener = TicketListener(url, EventHub(metrics=metrics))
     nursery.start_soon(keep_running, "events", listener.run)
     return listener
 

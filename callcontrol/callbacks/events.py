@@ -31,6 +31,7 @@ import psycopg
 import trio
 
 from callcontrol.logs import get_logger
+from callcontrol.metrics import Metrics
 
 CHANNEL = "callcontrol_tickets"
 BUFFER = 64  # events a subscriber may fall behind by before it is told to resync
@@ -136,7 +137,8 @@ class _Subscriber:
 class EventHub:
     """Ticket changes to subscribers, in order, never blocking the publisher."""
 
-    def __init__(self, *, buffer: int = BUFFER, remembered: int = REMEMBERED) -> None:
+    def __init__(self, *, buffer: int = BUFFER, remembered: int = REMEMBERED,
+                 metrics: Metrics | None = None) -> None:  # fmt: skip
         # ids are "<epoch>-<n>": a Last-Event-ID from before a restart is recognised as such
         self.epoch = secrets.token_hex(4)
         self._next = 1
@@ -145,6 +147,7 @@ class EventHub:
         self._subscribers: list[_Subscriber] = []
         self.resyncs = 0  # resync events sent (tests, metrics)
         self.left = trio.Event()  # set (and replaced) when a subscriber leaves
+        self.metrics = metrics
 
     @property
     def subscribers(self) -> int:
@@ -166,7 +169,13 @@ class EventHub:
     def resync(self, reason: str) -> None:
         """Tell every subscriber that changes may have been missed (read the list again)."""
         for sub in list(self._subscribers):
-            self._deliver(sub, Event(self._new_id(), "resync", reason=reason))
+            self._deliver(sub, self._resync(reason))
+
+    def _resync(self, reason: str) -> Event:
+        self.resyncs += 1
+        if self.metrics is not None:
+            self.metrics.console_resyncs.labels(reason=reason).inc()
+        return Event(self._new_id(), "resync", reason=reason)
 
     def _deliver(self, sub: _Subscriber, event: Event) -> None:
         try:
@@ -184,9 +193,8 @@ class EventHub:
                 sub.backlog.receive_nowait()
             except trio.WouldBlock:
                 break
-        self.resyncs += 1
         _log.info("events.subscriber_behind", buffer=self._buffer, effect="told to resync")
-        sub.send.send_nowait(Event(self._new_id(), "resync", reason="behind"))
+        sub.send.send_nowait(self._resync("behind"))
 
     def missed_since(self, last_event_id: str, watch: Watch) -> list[Event]:
         """What a client that saw ``last_event_id`` missed, as far as the hub remembers; a
@@ -200,7 +208,7 @@ class EventHub:
                 return [e for e in remembered
                         if int(e.id.partition("-")[2]) > seen
                         and e.change is not None and watch.sees(e.change)]  # fmt: skip
-        return [Event(self._new_id(), "resync", reason="reconnected")]
+        return [self._resync("reconnected")]
 
     @contextmanager
     def subscribe(
@@ -211,11 +219,15 @@ class EventHub:
         for event in self.missed_since(last_event_id, watch) if last_event_id else ():
             self._deliver(sub, event)
         self._subscribers.append(sub)
+        if self.metrics is not None:
+            self.metrics.console_streams.inc()
         try:
             with receive:
                 yield receive
         finally:
             self._subscribers.remove(sub)
+            if self.metrics is not None:
+                self.metrics.console_streams.dec()
             send.close()
             sub.backlog.close()
             self.left.set()
@@ -283,7 +295,7 @@ class TicketListener:
         self.connections += 1
         self.backend_pid = conn.info.backend_pid
         if self.connections > 1:  # what was announced while it was away is lost
-            self.hub.resync("database connection restored")
+            self.hub.resync("database_restored")
         _log.info("events.listening", channel=CHANNEL, schema=schema)
         self.listening.set()
         pgconn = conn.pgconn

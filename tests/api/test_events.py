@@ -103,6 +103,7 @@ async def test_the_notified_ticket_reaches_its_agent_and_no_other_domain(db, db_
                     _, first = await elsewhere.ticket()
                     assert first["id"] == theirs
                     assert hub.subscribers == 2
+                    assert app.services.metrics.value("voice_console_streams") == 2
                 while hub.subscribers:  # both clients went away: nothing is left subscribed
                     await hub.left.wait()
 

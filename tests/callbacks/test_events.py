@@ -23,6 +23,7 @@ from callcontrol.callbacks.events import (
     parse_payload,
 )
 from callcontrol.db import PoolOptions, open_database
+from callcontrol.metrics import Metrics
 from callcontrol.testing.database import add_destination, add_domain, add_extension
 from tests.api.conftest import add_ticket
 
@@ -61,7 +62,8 @@ async def test_each_subscriber_gets_only_its_domain_and_its_extensions():
 
 
 async def test_a_slow_subscriber_is_told_to_resync_and_never_blocks_the_publisher():
-    hub = EventHub(buffer=4)
+    metrics = Metrics()
+    hub = EventHub(buffer=4, metrics=metrics)
     with hub.subscribe(Watch(A)) as slow, hub.subscribe(Watch(A)) as keeping_up:
         for _ in range(10):
             published = hub.publish(change())  # returns at once however full ``slow`` is
@@ -72,6 +74,8 @@ async def test_a_slow_subscriber_is_told_to_resync_and_never_blocks_the_publishe
     assert all(e.name == "ticket" for e in behind[1:]) and len(behind) <= 4
     assert behind[-1] == published
     assert hub.resyncs >= 1
+    assert metrics.value("voice_console_resyncs_total", reason="behind") == hub.resyncs
+    assert metrics.value("voice_console_streams") == 0
 
 
 async def test_a_reconnecting_client_gets_what_it_missed_or_a_resync():
@@ -179,6 +183,6 @@ async def test_a_listener_whose_connection_is_killed_tells_everyone_to_resync(db
         listener.listening = trio.Event()
         assert await db.fetch_value("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
         resync = await events.receive()
-        assert (resync.name, resync.reason) == ("resync", "database connection restored")
+        assert (resync.name, resync.reason) == ("resync", "database_restored")
         await add_ticket(db, domain)
         assert (await _next_ticket(events)).change is not None
