@@ -168,6 +168,24 @@ def test_a_new_callback_appears_without_a_reload_and_the_badge_counts_it(
     shot(page, "arrived")
 
 
+def test_the_scanner_telling_the_agent_shows_on_the_open_console(
+    served, tenants, new_page, shot, expect
+):
+    ident = ticket(served, tenants.clinic)
+    page = new_page()
+    sign_in(page, served, ANA)
+    pill = card(page, ident).locator("[data-slot=status]")
+    expect(pill).to_have_text("Pendente")
+    stays_loaded(page)
+    wait_live(page)
+
+    registered(served, "1001", CLINIC)  # her phone registers: the scanner finds her free
+    expect(pill).to_have_text("Avisado")
+    assert row(served, ident)["status"] == "notified"
+    assert was_not_reloaded(page)
+    shot(page, "notified")
+
+
 # -- Ligar agora ----------------------------------------------------------------------------------
 
 
