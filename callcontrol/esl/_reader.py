@@ -26,7 +26,7 @@ from callcontrol.esl._frames import (
     Frame,
     parse_outer_headers,
 )
-from callcontrol.esl._headers import Headers
+from callcontrol.esl._headers import Headers, _text
 
 # FreeSWITCH refuses client bodies over 16 MiB; nothing it sends us is larger either.
 MAX_BODY = 16 * 1024 * 1024
@@ -39,6 +39,12 @@ _BLANK_LINE = re.compile(b"\n\n")
 # FreeSWITCH's envelope of a plain event, the commonest frame by far: matched in one go.
 _EVENT_ENVELOPE = re.compile(
     rb"Content-Length: ([1-9][0-9]{0,7}|0)\nContent-Type: text/event-plain\n\n"
+)
+
+# FreeSWITCH's reply to a command (to bgapi: with its Job-UUID), matched in one go; a CR, or
+# any other header, takes the line parser.
+_COMMAND_REPLY = re.compile(
+    rb"Content-Type: command/reply\nReply-Text: ([^\r\n]*)\n(?:Job-UUID: ([^\r\n]*)\n)?\n"
 )
 
 
@@ -172,6 +178,9 @@ class FrameReader:
         while pos < len(buf) and buf[pos] in (0x0A, 0x0D):
             pos += 1
         self._pos = pos
+        reply = _COMMAND_REPLY.match(buf, pos)
+        if reply is not None:
+            return _reply_headers(reply[1], reply[2]), COMMAND_REPLY, reply.end(), 0
         blank = _BLANK_LINE.search(buf, pos)
         end = -1 if blank is None else blank.start()
         # A CRLF blank line counts only if it comes first. Look for it within this block
@@ -239,6 +248,14 @@ def _envelope(block: bytes) -> tuple[str, int] | None:
         return None
     content_type = _KNOWN_TYPES.get(type_line[len(_TYPE) :])
     return None if content_type is None else (content_type, int(digits))
+
+
+def _reply_headers(text: bytes, job_uuid: bytes | None) -> Headers:
+    """The headers of a block ``_COMMAND_REPLY`` matched, as the line parser gives them."""
+    pairs = [("Content-Type", COMMAND_REPLY), ("Reply-Text", _text(text))]
+    if job_uuid is not None:
+        pairs.append(("Job-UUID", _text(job_uuid)))
+    return Headers.from_pairs(pairs, decoded=False)
 
 
 def _content(plain: Mapping[str, str]) -> tuple[str, int]:

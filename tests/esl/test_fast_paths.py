@@ -237,3 +237,28 @@ def test_real_traces_take_the_fast_paths_and_agree(path):
             continue
         head = frame.event._head
         assert _fast_pairs(head, decode=True) == _reference(head, decode=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="+OK -ERR:%20\r\x00é\udcff", max_size=12),
+    st.one_of(st.none(), st.text(alphabet="ab-1\r: ", max_size=8)),
+)
+@example("+OK accepted", None)
+@example("+OK Job-UUID: j-1", "j-1")
+@example("+OK\r", None)
+def test_command_replies_read_in_one_go_agree_with_the_strict_parser(text, job):
+    block = f"Content-Type: command/reply\nReply-Text: {text}"
+    if job is not None:
+        block += f"\nJob-UUID: {job}"
+    raw = block.encode("utf-8", "surrogateescape")
+    reader = FrameReader()
+    reader.feed(raw + b"\n\n")
+    frame = reader.next_frame()
+    assert frame is not None and reader.buffered == 0
+    assert frame.content_type == "command/reply"
+    reference = Headers.parsed(raw)
+    assert frame.headers.raw_items() == reference.raw_items() == parse_header_lines(raw)
+    assert dict(frame.headers.items()) == dict(reference.items())
+    assert frame.reply_text == reference.get("Reply-Text", "")
+    assert ("Job-UUID" in frame.headers) == (job is not None)
