@@ -1,8 +1,8 @@
 """ESL parsing speed: callcontrol's FrameReader against genesis and greenswitch, same bytes.
 
 Corpus: the recv byte stream of every trace in tests/data/traces (one stream per recorded
-connection, as FreeSWITCH wrote it), repeated to a few MB. Every parser reads each
-connection through its own real read path:
+connection, as FreeSWITCH wrote it), repeated to about ``--mb`` MB (3 MB of traces: once).
+Every parser reads each connection through its own real read path:
 
 * ours, routed: FrameReader + what the server reads to route a frame (content type; for
   events Event-Name, Unique-ID, Application-UUID, Job-UUID).
@@ -18,14 +18,21 @@ connection through its own real read path:
 genesis and greenswitch decode every header to route anything, so each has one figure, set
 against both of ours. Run: ``python bench/esl_parse.py [--mb 4] [--repeat 5] [--quick]``.
 
-Last measured (2026-12-07, a 2-core AMD EPYC VM shared with other jobs, Python 3.11.7; the
-corpus of that day, 41 connections; best of 10-15 runs per parser, rounds interleaved with
-the code before the change; greenswitch is the fastest peer): routed 3.0x greenswitch
-(goal 5x), fully decoded 1.0-1.07x (goal 2x; 0.73-0.75x before the one-pass decode of
-b38256c and the envelope headers of 6bbc70b), genesis 2.6-3x slower than greenswitch. What
-bounds "decoded" in CPython: an event's ~87 lines must become 174 new str objects and a dict,
-which one str.split and dict(zip()) already take ~15 us for, about half of what greenswitch
-spends on the whole event (~30-35 us); everything else of ours is ~15 us more.
+Times are CPU seconds of the benchmark's own process (best of ``--repeat`` runs).
+
+Last measured (2026-12-07, a 2-core AMD EPYC VM shared with other jobs, load average 10-14,
+Python 3.11.7; the corpus of that day, 42 connections, 3.0 MB; greenswitch is the fastest
+peer): routed 3.0-3.3x greenswitch (goal 5x), fully decoded 1.08-1.20x, median 1.15x (goal
+2x); genesis ~3x slower than greenswitch. In the same rounds the code before 30a2a56 gave
+routed 3.1-3.3x and decoded 1.05-1.11x (median 1.06x). Since 30a2a56 every plain event is
+checked whole when its frame is read (before, a malformed event was only noticed by the
+subscriber that read its headers): that check (one translate, ~1.5-3 us an event) and the
+one regex pass that picks out the routing keys (~3 us) are most of what "routed" spends
+on an event (~10 us a frame on average). What bounds "decoded" in CPython: an event's ~88
+lines must become ~176 new str objects (one str.split, ~5 us) and a dict (~4.5 us), and the
+benchmark copies that dict once more (~3.5 us); with the reader's ~8 us that is ~21 us an
+event before any percent-decoding (~5 us more), against greenswitch's ~29 us a frame, so 2x
+is out of reach of a pure-Python parser that keeps these checks.
 """
 
 from __future__ import annotations
@@ -155,12 +162,16 @@ def greenswitch_parser() -> Parser:
 
 
 def measure(parser: Parser, corpus: list[bytes], repeat: int) -> tuple[int, float]:
-    """(frames, best seconds) over ``repeat`` runs."""
+    """(frames, best CPU seconds of this process) over ``repeat`` runs.
+
+    CPU time, not wall time: on a box shared with other jobs the wall clock also counts the
+    time the scheduler gives them, which swamped the differences measured here.
+    """
     frames, best = 0, float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = time.process_time()
         frames = parser(corpus)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return frames, best
 
 
