@@ -88,11 +88,11 @@ def safe_next(text: str | None) -> str:
 
 # --- the shell ---------------------------------------------------------------------------------
 
-
-
 _LINK = '<a href="{href}" class="nav-link{active}"{current}><span>{label}</span>{badge}</a>'
 _BADGE = ('<span class="badge{empty}" id="pending-badge" aria-label="{count} retornos '
           'pendentes">{count}</span>')
+# on a phone the menu says "Histórico" only (.nav-long is hidden there)
+_CALLBACKS_LABEL = Markup('Histórico<span class="nav-long"> e agenda</span>')
 
 
 def _csrf(request: Request) -> str:
@@ -103,36 +103,40 @@ def _csrf(request: Request) -> str:
     return token if isinstance(token, str) else ""
 
 
+def _header(principal: Principal, csrf: str, active: str, badge: int | None) -> Markup:
+    """The top bar: the brand, the menu (the dashboard for supervisors), who is signed in."""
+    links: list[tuple[str, str, str]] = [("/console", "Retornos", "console"),
+                                         ("/console/callbacks", _CALLBACKS_LABEL, "callbacks")]
+    if principal.role is Role.SUPERVISOR:
+        links.append(("/console/dashboard", "Painel", "dashboard"))
+
+    def link(href: str, label: str, key: str) -> Markup:
+        here = key == active
+        count = "" if key != "console" or badge is None else render(
+            _BADGE, count=badge, empty="" if badge else " is-empty")
+        return render(_LINK, href=href, label=label, active=" is-active" if here else "",
+                      current=Markup(' aria-current="page"') if here else "", badge=count)
+
+    return render(template("header"), brand=BRAND, csrf=csrf,
+                  username=principal.username or "", domain_name=principal.domain_name or "",
+                  links=join(link(*item) for item in links))  # fmt: skip
+
+
 def _shell(request: Request, principal: Principal | None, *, title: str, content: Markup,
            active: str = "", scripts: tuple[str, ...] = (), badge: int | None = None,
            body_class: str = "", main_class: str = "page") -> Markup:  # fmt: skip
     csrf = _csrf(request)
-    header = Markup("")
-    if principal is not None and principal.is_person:
-        links = [("/console", "Retornos", "console"),
-                 ("/console/callbacks", Markup('Histórico<span class="nav-long"> e agenda'
-                                               "</span>"), "callbacks")]  # fmt: skip
-        if principal.role is Role.SUPERVISOR:
-            links.append(("/console/dashboard", "Painel", "dashboard"))
-        header = render(
-            template("header"), brand=BRAND, csrf=csrf, username=principal.username or "",
-            domain_name=principal.domain_name or "",
-            links=join(render(
-                _LINK, href=href, label=label,
-                active=" is-active" if key == active else "",
-                current=Markup(' aria-current="page"') if key == active else "",
-                badge=render(_BADGE, count=badge, empty=" is-empty" if not badge else "")
-                if key == "console" and badge is not None else "")
-                for href, label, key in links))  # fmt: skip
+    person = principal if principal is not None and principal.is_person else None
     zone = ApiContext.of(request).timezone
     return render(
-        template("shell"), title=title, brand=BRAND, csrf=csrf, header=header, content=content,
+        template("shell"), title=title, brand=BRAND, csrf=csrf, content=content,
+        header=_header(person, csrf, active, badge) if person else "",
         scripts=join(render('<script src="/static/{name}" defer></script>', name=name)
                      for name in ("app.js", *scripts)),
-        domain=str(principal.domain_uuid) if principal and principal.domain_uuid else "",
+        domain=str(person.domain_uuid) if person and person.domain_uuid else "",
         zone=getattr(zone, "key", "America/Sao_Paulo"),
-        role=principal.role.value if principal else "", body_class=body_class,
-        extensions=" ".join(principal.extensions) if principal else "",
+        role=person.role.value if person else "", body_class=body_class,
+        extensions=" ".join(person.extensions) if person else "",
         main_class=main_class)  # fmt: skip
 
 
