@@ -34,7 +34,7 @@ from callcontrol.callbacks.phone import display
 
 BRAND = "callcontrol"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "media-src 'self' https:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")  # fmt: skip
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
