@@ -23,9 +23,10 @@ whole tick for every call at once:
   the frames go out with plain non-blocking ``sendto`` from the output rows. A full socket
   buffer (EAGAIN) drops that frame and counts it (``stats.send_dropped``): waiting would delay
   every other call. Phases rather than one 20 ms tick keep each pass short (a quarter of the
-  calls), so the receive side is never held up by a whole tick's conversion. A late wake-up
-  fires every phase that is due (one frame per call at most); more than a frame late, the grid
-  restarts at now rather than bursting.
+  calls), so the receive side is never held up by a whole tick's conversion. A wake-up up to
+  half a frame late fires the phases that are due; later than that (a stall), every phase fires
+  once (each call its one overdue frame) and the grid restarts a frame later, so a call never
+  gets two frames less than half a frame apart.
 * **Nothing per frame on the hot path**: no task switch (the only per-frame wake-up is the
   call's own consumer of ``frames()``, which is the per-call API), no log call, no numpy call
   per frame. Errors are caught per call and logged (a system task must never raise).
@@ -190,11 +191,22 @@ class MediaEngine:
                 self._next_tick = now  # more than a frame behind: restart the grid
             await trio.sleep_until(self._next_tick)
             now = trio.current_time()
+            if now - self._next_tick > FRAME_SECONDS / 2:
+                # A stall (GC, a busy box): each call gets its one overdue frame now, and the
+                # grid restarts a frame later. Firing every due phase instead would wrap around
+                # and send the same call several frames in a burst.
+                for _ in range(PHASES):
+                    self._fire_next()
+                self._next_tick = now + FRAME_SECONDS
+                continue
             while self._next_tick <= now and self._paced:
-                phase, tick = self._phase, self._next_tick
-                self._phase = (phase + 1) % PHASES
-                self._next_tick = tick + PHASE_SECONDS
-                self._fire(phase, tick)
+                self._fire_next()
+
+    def _fire_next(self) -> None:
+        phase, tick = self._phase, self._next_tick
+        self._phase = (phase + 1) % PHASES
+        self._next_tick = tick + PHASE_SECONDS
+        self._fire(phase, tick)
 
     def _fire(self, phase: int, tick: float) -> None:
         due = self._phases[phase]
