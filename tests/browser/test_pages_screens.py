@@ -155,8 +155,23 @@ def test_every_page_as_the_supervisor(served, clinic, new_page, shot, expect, ph
         chart = page.locator("#chart-time svg").bounding_box()
         assert chart["width"] <= PHONE["width"]
     shot(page, "dashboard")
+    page.get_by_role("button", name="Hoje").click()  # per hour
+    expect(page.locator("#period .seg.is-active")).to_have_text("Hoje")
+    expect(page.locator("#chart-time svg text", has_text="h").first).to_be_visible()
+    shot(page, "dashboard-today")
     csv = page.locator("#csv-link").get_attribute("href")
     assert csv.startswith("/api/callbacks/report.csv?") and "from=" in csv
     reply = page.request.get(served.url + csv)
     assert reply.status == 200 and reply.body().startswith(b"\xef\xbb\xbf")
     assert not errors
+
+
+def test_without_the_live_stream_the_console_polls_and_says_so(served, clinic, new_page, shot,
+                                                                expect):  # fmt: skip
+    page = new_page()
+    page.route("**/api/events*", lambda route: route.abort())  # a proxy that drops the stream
+    sign_in(page, served, AGENT)
+    expect(page.locator("#live")).to_have_attribute("data-state", "polling")
+    expect(page.locator("#live")).to_contain_text("Atualiza a cada 15 s")
+    expect(page.locator("#pending-badge")).to_have_text("3")
+    shot(page, "polling")
