@@ -248,6 +248,7 @@ async def measure(n: int, seconds: float, base: int, codec: str,
     ports = UnicastPorts(PortRange(HOST, base, base + 2 * n - 1))
     calls: list[MeasuredTransport] = []
     ready = trio.Event()
+    gc.freeze()  # as serve does once it listens (callcontrol/server.py)
     rss0 = rss_kib()
     async with trio.open_nursery() as nursery:
         for k in range(n):

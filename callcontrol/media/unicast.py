@@ -624,7 +624,7 @@ class UnicastTransport(TransportBase):
             self.stats.bad_datagrams += 1
             return
         self._last_rx = now
-        if not self._suspended and not self._finished:
+        if not self._suspended:  # _deliver checks the rest after the batch is converted
             conv.commit(self._in_row, self)
 
     def _read_into(self, sock: socket.socket, buf: memoryview) -> tuple[int, Any]:
@@ -642,6 +642,8 @@ class UnicastTransport(TransportBase):
     # -- sending ---------------------------------------------------------------------------
 
     def _wake_sender(self) -> None:
+        if self._pace_slot is not None:
+            return  # already visited by the ticker (the usual case while speech plays)
         if not self._can_send():
             return
         if self._engine is not None:
