@@ -1,16 +1,17 @@
 """Ticket events for the agents' consoles: what changed, told to whoever watches, live.
 
-Theory of operation. The database announces every committed change of a ticket (migration 012's
-trigger: ``NOTIFY callcontrol_tickets`` with a small JSON payload), whichever process or
-``serve`` instance made it: the secretary storing it, the scanner notifying its agent, an agent
-snoozing or cancelling it, click-to-call moving it. One ``TicketListener`` per API process
-LISTENs on that channel and hands each payload to the ``EventHub``, which numbers it and gives it
-to every subscriber whose ``Watch`` (a domain, perhaps some extensions) it concerns. An event
-the hub cannot be sure it delivered is never silently lost: a subscriber that falls behind (its
-bounded buffer is full), a listener that lost its connection (NOTIFYs sent meanwhile are gone)
-and a reconnecting client whose ``Last-Event-ID`` is older than the hub remembers each get a
-``resync`` event instead, which says "read the list again". Nothing here waits for a slow
-subscriber: publishing never blocks, so the listener (and the scanner behind it) go on.
+Theory of operation. The database announces every committed change of a ticket (migration 014's
+triggers: ``NOTIFY callcontrol_tickets``, one statement's changes in small JSON payloads),
+whichever process or ``serve`` instance made it: the secretary storing it, the scanner notifying
+its agent, an agent snoozing or cancelling it, click-to-call moving it. One ``TicketListener``
+per API process LISTENs on that channel and hands each change to the ``EventHub``, which numbers
+it and gives it to every subscriber whose ``Watch`` (a domain, perhaps some extensions) it
+concerns. An event the hub cannot be sure it delivered is never silently lost: a subscriber that
+falls behind (its bounded buffer is full), a listener that lost its connection (NOTIFYs sent
+meanwhile are gone) and a reconnecting client whose ``Last-Event-ID`` is older than the hub
+remembers each get a ``resync`` event instead, which says "read the list again". Nothing here
+waits for a slow subscriber: publishing never blocks, so the listener (and the scanner behind
+it) go on.
 
 ``encode`` turns an event into the server-sent-events wire text (``id:``, ``event:``,
 ``data:``); the HTTP side (``api.events``) only streams it.
@@ -69,13 +70,27 @@ class TicketChange:
                 "at": self.at}  # fmt: skip
 
 
-def parse_payload(payload: str, schema: str) -> TicketChange | None:
-    """The change a NOTIFY payload announces, or None when it is another schema's (another
-    deployment, another test on the same database) or not ours."""
+def parse_payload(payload: str, schema: str) -> list[TicketChange]:
+    """The changes a NOTIFY payload announces (one statement's, in order: migration 014); none
+    when it is another schema's (another deployment, another test on the same database)."""
     try:
         found = json.loads(payload)
-        if not isinstance(found, dict) or found.get("schema") != schema:
-            return None
+    except ValueError as exc:
+        _log.warning("events.bad_payload", error=repr(exc), channel=CHANNEL)
+        return []
+    if not isinstance(found, dict) or found.get("schema") != schema:
+        return []
+    changes = found.get("changes")
+    return [c for c in map(_change, changes if isinstance(changes, list) else [found])
+            if c is not None]  # fmt: skip
+
+
+def _change(found: object) -> TicketChange | None:
+    if not isinstance(found, dict):
+        _log.warning("events.bad_payload", error="a change that is not an object",
+                     channel=CHANNEL)  # fmt: skip
+        return None
+    try:
         domain = found.get("domain_uuid")
         return TicketChange(
             request_uuid=str(found["id"]), change=str(found["change"]),
@@ -303,8 +318,7 @@ class TicketListener:
             await trio.lowlevel.wait_readable(pgconn.socket)
             pgconn.consume_input()  # raises when the server went away
             while (notice := pgconn.notifies()) is not None:
-                change = parse_payload(notice.extra.decode(), schema)
-                if change is not None:
+                for change in parse_payload(notice.extra.decode(), schema):
                     self.hub.publish(change)
 
 

@@ -1,4 +1,4 @@
-"""The tickets' events: the database announces every committed change (migration 012's
+"""The tickets' events: the database announces every committed change (migration 014's
 trigger), a listener on its own connection hears what any process commits, and the hub hands
 each change to the subscribers it concerns, never blocking on a slow one."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import psycopg
 import pytest
 import trio
 from trio.testing import MockClock
@@ -103,13 +104,44 @@ def test_an_event_is_one_server_sent_event_whose_data_is_one_line_of_json():
 
 
 def test_a_payload_of_another_schema_or_garbled_is_ignored():
-    payload = json.dumps({"schema": "s1", "id": "x", "change": "created", "status": "pending",
-                          "kind": "callback", "domain_uuid": str(A), "extension": "1001"})
-    assert parse_payload(payload, "s1") == TicketChange("x", "created", "pending", None,
-                                                        "callback", A, "1001")  # fmt: skip
-    assert parse_payload(payload, "s2") is None
-    assert parse_payload("{not json", "s1") is None
-    assert parse_payload(json.dumps({"schema": "s1"}), "s1") is None
+    one = {"id": "x", "change": "created", "status": "pending", "kind": "callback",
+           "domain_uuid": str(A), "extension": "1001"}
+    payload = json.dumps({"schema": "s1", "changes": [one, {**one, "id": "y"}]})
+    assert parse_payload(payload, "s1") == [
+        TicketChange("x", "created", "pending", None, "callback", A, "1001"),
+        TicketChange("y", "created", "pending", None, "callback", A, "1001")]
+    assert parse_payload(payload, "s2") == []
+    assert parse_payload("{not json", "s1") == []
+    garbled = json.dumps({"schema": "s1", "changes": [{"id": "z"}, 7, one]})
+    assert [c.request_uuid for c in parse_payload(garbled, "s1")] == ["x"]
+
+
+async def test_one_statement_of_many_changes_is_a_few_payloads_each_under_8000_bytes(db,
+                                                                                    db_url):
+    """The scanner notifies thousands of tickets in one UPDATE: they go out in few payloads
+    (NOTIFY refuses one over 8000 bytes), every change in order, long texts cut short."""
+    domain = await add_domain(db, "a.example.com")
+    ours = [await add_ticket(db, domain, reason="r" * 5000, caller_name="ç" * 300)
+            for _ in range(40)]  # fmt: skip
+    with psycopg.connect(db_url, autocommit=True) as listening:
+        listening.execute("LISTEN callcontrol_tickets")
+        schema = listening.execute("SELECT current_schema()").fetchone()[0]
+        await db.execute("UPDATE callcontrol_callback_requests SET status = 'notified',"
+                         " notification_count = notification_count + 1")  # fmt: skip
+        await db.execute("UPDATE callcontrol_callback_requests SET caller_name = 'x'")
+        await db.execute("SELECT pg_notify('callcontrol_tickets', 'end')")
+        payloads = []
+        for notice in listening.notifies(timeout=10):
+            if notice.payload == "end":
+                break
+            payloads.append(notice.payload)
+    ours_only = [p for p in payloads if parse_payload(p, schema)]
+    assert 1 < len(ours_only) < 40 and all(len(p.encode()) < 8000 for p in ours_only)
+    changes = [c for p in ours_only for c in parse_payload(p, schema)]
+    assert [c.request_uuid for c in changes] == ours  # the name's change is no event
+    assert {(c.change, c.previous_status, c.status) for c in changes} == {
+        ("status", "pending", "notified")}
+    assert all(len(c.reason or "") == 200 and len(c.caller_name or "") == 100 for c in changes)
 
 
 async def test_the_stream_beats_every_15_seconds_while_nothing_happens(autojump_clock):
