@@ -212,15 +212,31 @@ def when_text(moment: datetime | None, now: datetime, zone: tzinfo) -> str:
     return local.strftime("%d/%m/%Y %H:%M" if local.year != today.year else "%d/%m %H:%M")
 
 
+LATER_LABEL = "Agendado"
+# a ticket due within this much is "now" on the card, not "later" (the scanner's own tick)
+LATER_MARGIN = timedelta(seconds=30)
+
+
+def is_later(status: str, scheduled: datetime | None, now: datetime) -> bool:
+    """A ticket waiting for its time (scheduled, or put off with "Adiar"): its card says so,
+    so a snoozed card visibly leaves the ones to call now (console.js decides the same)."""
+    return (status in ("pending", "notified") and scheduled is not None
+            and scheduled > now + LATER_MARGIN)  # fmt: skip
+
+
 def card(ticket: dict[str, Any] | None, now: datetime, zone: tzinfo) -> Markup:
     """One ticket's card; ``None``: the empty card the scripts clone and fill."""
     t = ticket or {}
     status = t.get("status") or "pending"
     created, scheduled = t.get("created_at"), t.get("scheduled_at")
     phone = t.get("phone_number") or ""
+    later = is_later(status, scheduled, now)
     return render(
         template("card"), id=t.get("id") or "", status=status,
-        status_label=STATUS_LABELS.get(status, status),
+        status_label=LATER_LABEL if later else STATUS_LABELS.get(status, status),
+        pill="later" if later else status, later_class=" is-later" if later else "",
+        caller_missing="" if t.get("caller_name") or not ticket else " missing",
+        reason_missing="" if t.get("reason") or t.get("message") or not ticket else " missing",
         created_at=created.isoformat() if created else "",
         scheduled_at=scheduled.isoformat() if scheduled else "",
         created_title=created.astimezone(zone).strftime("pedido em %d/%m/%Y %H:%M")

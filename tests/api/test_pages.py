@@ -163,7 +163,12 @@ async def test_the_console_shows_the_agents_open_callbacks_as_cards(browser, db,
                and "hidden" not in attrs) == 1  # fmt: skip
     assert "(11) 98888-7777" in page.text and "(11) 3456-7890" in page.text
     assert "há 12 min" in page.text and "há 2 h" in page.text
-    assert "Pronto para ligar" in page.text and "Avisado" in page.text
+    # a ticket waiting for its time says so (it was told of, and is due tomorrow)
+    assert "Pronto para ligar" in page.text and "Avisado" not in page.text
+    [later_card] = [c for c in cards if c["data-id"] == later]
+    assert "is-later" in later_card["class"]
+    pills = [a.get("class") for t, a in page.tags if t == "span" and "pill" in a.get("class", "")]
+    assert pills.count("pill pill-later") == 1
     assert re.search(r"amanhã \d\d:\d\d", reply.text)
     for label in ("Ligar agora", "Adiar 5 min", "Cancelar", "Retornos", "Sair", "ana"):
         assert label in page.text, label

@@ -5,6 +5,7 @@ agent sees on the page, what FreeSWITCH was sent and what the ticket's rows say.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -259,6 +260,9 @@ def test_adiar_5_min_puts_the_callback_off_five_minutes(served, tenants, new_pag
     # the card says when it comes back, in the agent's time zone
     local = until.astimezone(ZoneInfo("America/Sao_Paulo")).strftime("%H:%M")
     expect(scheduled).to_contain_text(local)
+    # and it visibly leaves the ones to call now
+    expect(card(page, ident).locator("[data-slot=status]")).to_have_text("Agendado")
+    expect(card(page, ident)).to_have_class(re.compile(r"\bis-later\b"))
     shot(page, "snoozed")
 
 

@@ -58,8 +58,15 @@
     });
     cc.fill(node, { whatsapp: t.whatsapp_response ? '“' + t.whatsapp_response + '”' : '' });
     node.querySelector('[data-slot="whatsapp_box"]').hidden = !t.whatsapp_response;
+    // waiting for its time (scheduled, or put off with Adiar): pages.is_later decides the same
+    var later = (t.status === 'pending' || t.status === 'notified') && !!t.scheduled_at &&
+      Date.parse(t.scheduled_at) > Date.now() + 30000;
+    node.classList.toggle('is-later', later);
     var pill = node.querySelector('[data-slot="status"]');
-    pill.className = 'pill pill-' + t.status;
+    pill.className = 'pill pill-' + (later ? 'later' : t.status);
+    if (later) pill.textContent = 'Agendado';
+    node.querySelector('[data-slot="caller_name"]').classList.toggle('missing', !t.caller_name);
+    node.querySelector('[data-slot="reason"]').classList.toggle('missing', !(t.reason || t.message));
     node.querySelector('.phone').setAttribute('href', 'tel:' + (t.phone_number || ''));
     node.querySelector('[data-slot="waited"]').title = 'pedido em ' + cc.dateTime(t.created_at);
     setButtons(node, t);
