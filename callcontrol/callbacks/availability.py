@@ -78,21 +78,31 @@ class Snapshot:
     registered: frozenset[Key]
     answered: frozenset[Key]
     ringing: frozenset[Key]
-    # several boxes (``merge``): each registration's box, the boxes that could not be read,
-    # and the domains that could be on them (None: any, a box down was never read)
-    registered_on: Mapping[Key, str] = attrs.field(factory=dict, eq=False)
+    # several boxes (``merge``): the registrations of each box read, in ESL_HOST's order,
+    # the boxes that could not be read, and the domains that could be on them (None: any,
+    # a box down was never read)
+    boxes: tuple[tuple[str, frozenset[Key]], ...] = attrs.field(default=(), eq=False)
     down: frozenset[str] = frozenset()
     hidden_domains: frozenset[str] | None = frozenset()
+    # what is worked out once, when first asked (``domains``)
+    _cache: dict[str, frozenset[str]] = attrs.field(factory=dict, init=False, eq=False,
+                                                    repr=False)  # fmt: skip
 
     @property
     def domains(self) -> frozenset[str]:
-        """The domains with a registration here."""
-        return frozenset(domain for _, domain in self.registered)
+        """The domains with a registration here (asked for every answer while a box is
+        down: worked out once)."""
+        found = self._cache.get("domains")
+        if found is None:
+            found = self._cache["domains"] = frozenset(d for _, d in self.registered)
+        return found
 
     def box_of(self, extension: str, domain: str) -> str | None:
-        """The box the extension is registered on (None: nowhere that could be read, or a
-        snapshot of one box, which does not name it)."""
-        return self.registered_on.get(_key(extension, domain))
+        """The box the extension is registered on, the first of ``ESL_HOST`` when on two
+        (None: nowhere that could be read, or a snapshot of one box, which does not name
+        it)."""
+        key = _key(extension, domain)
+        return next((name for name, registered in self.boxes if key in registered), None)
 
     def could_hide(self, domain: str) -> bool:
         """Could an extension of ``domain`` be registered on a box that cannot be asked?"""
@@ -166,10 +176,6 @@ def merge(
     if not live:
         return None
     down = frozenset(name for name, snapshot in read if snapshot is None)
-    registered_on: dict[Key, str] = {}
-    for name, snapshot in live:
-        for key in snapshot.registered:
-            registered_on.setdefault(key, name)
     hidden: frozenset[str] | None = frozenset()
     if any(name not in last_domains for name in down):
         hidden = None
@@ -179,7 +185,8 @@ def merge(
         frozenset().union(*(s.registered for _, s in live)),
         frozenset().union(*(s.answered for _, s in live)),
         frozenset().union(*(s.ringing for _, s in live)),
-        registered_on=registered_on, down=down, hidden_domains=hidden,
+        boxes=tuple((name, s.registered) for name, s in live), down=down,
+        hidden_domains=hidden,
     )  # fmt: skip
 
 
@@ -289,7 +296,8 @@ class Boxes:
         self.signals = Signals()
         self.monitors = {name: AvailabilityMonitor(client, box=name, signals=self.signals)
                          for name, client in clients}  # fmt: skip
-        self._last_domains: dict[str, frozenset[str]] = {}
+        self._last_read: dict[str, Snapshot] = {}
+        self._merged: tuple[list[tuple[str, Snapshot | None]], Snapshot | None] | None = None
 
     @classmethod
     def connect(cls, settings: Settings, *, events: Sequence[str] | None = None,
@@ -330,10 +338,19 @@ class Boxes:
         async with trio.open_nursery() as nursery:
             for name in self.names:
                 nursery.start_soon(one, name)
-        for name, snapshot in read.items():
+        boxes = [(name, read[name]) for name in self.names]
+        if self._merged is not None and len(boxes) == len(self._merged[0]) and all(
+                a is b for (_, a), (_, b) in zip(boxes, self._merged[0], strict=True)):
+            return self._merged[1]  # nothing read again: the same answer, not merged anew
+        for name, snapshot in boxes:
             if snapshot is not None:
-                self._last_domains[name] = snapshot.domains
-        return merge([(name, read[name]) for name in self.names], self._last_domains)
+                self._last_read[name] = snapshot
+        # the domains of a box that is down, from what it said last (worked out only then)
+        last = {name: self._last_read[name].domains for name, snapshot in boxes
+                if snapshot is None and name in self._last_read}  # fmt: skip
+        merged = merge(boxes, last)
+        self._merged = (boxes, merged)
+        return merged
 
     async def of(self, extension: str, domain: str, *, dnd: bool = False) -> Availability:
         return availability(await self.snapshot(), extension, domain, dnd=dnd)

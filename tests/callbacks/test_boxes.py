@@ -108,6 +108,7 @@ async def test_two_switches_each_answers_for_its_domain_and_a_box_down_is_unknow
             for client in boxes.clients.values():
                 await client.connection()
             snapshot = await boxes.snapshot()
+            assert await boxes.snapshot() is snapshot  # nothing changed: not read nor merged
             assert availability(snapshot, "1001", A) is Availability.AVAILABLE
             assert availability(snapshot, "1001", B) is Availability.AVAILABLE
             assert availability(snapshot, "1002", B) is Availability.OFFLINE
