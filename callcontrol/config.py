@@ -542,6 +542,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, tuple[str, str]]:
             problems.append(f"{path}: unknown key {dotted!r}{_toml_suggestion(dotted)}")
             continue
         text = str(value).lower() if isinstance(value, bool) else str(value)
+        if name == "ESL_HOST" and isinstance(value, list):  # host = ["fs1", "fs2:8021"]
+            text = ",".join(str(item) for item in value)
         values[name] = (text, f"{path}: {dotted}")
     return values
 

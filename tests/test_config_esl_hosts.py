@@ -95,3 +95,15 @@ def test_one_password_for_every_box_commas_and_all():
     settings = load_settings({"ESL_HOST": "fs1,fs2", "ESL_PASSWORD": "a,b"})
     assert settings.esl_password == "a,b"
     assert len(settings.esl_boxes) == 2
+
+
+def test_a_toml_file_may_list_the_boxes_as_an_array(tmp_path):
+    conf = tmp_path / "callcontrol.toml"
+    conf.write_text('[esl]\nhost = ["fs1.example.com:8021", "fs2.example.com"]\nport = 8022\n')
+    settings = load_settings({"CALLCONTROL_CONFIG": str(conf)})
+    assert settings.esl_boxes == (EslBox("fs1.example.com", 8021), EslBox("fs2.example.com", 8022))
+    conf.write_text('[esl]\nhost = ["fs1", ""]\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CALLCONTROL_CONFIG": str(conf)})
+    assert raised.value.problems == [
+        f"{conf}: esl.host='fs1,': entry 2 of 2 is empty (a comma too many?)"]
