@@ -37,7 +37,8 @@ class Principal:
     domain_name: str | None = None
     user_uuid: uuid.UUID | None = None
     username: str | None = None
-    # an agent's own extensions (v_extension_users); empty for the other roles
+    # a person's own extensions (v_extension_users; what an agent is kept to; a supervisor's
+    # are informative only); empty for the service
     extensions: tuple[str, ...] = ()
 
     @property
