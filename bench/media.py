@@ -229,6 +229,14 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().strip()
 
 
+def runqueue_wait() -> float:
+    """Seconds this (single-threaded) server spent runnable but waiting for a CPU."""
+    try:
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -262,9 +270,10 @@ async def measure(n: int, seconds: float, base: int, codec: str,
             c.in_latency.clear()
             c.stats.caller_frames = 0
         pauses = GcPauses()
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        cpu0, wall0, waited0 = time.process_time(), time.monotonic(), runqueue_wait()
         await trio.sleep(seconds)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        waited = runqueue_wait() - waited0
         pauses.close()
         nursery.cancel_scope.cancel()
     out, _ = peer.communicate(timeout=30)
@@ -281,6 +290,11 @@ async def measure(n: int, seconds: float, base: int, codec: str,
         "delivered": frames / (n * wall / FRAME),
         "cpu": cpu / wall,
         "cpu_ms_per_call_s": cpu / wall / n * 1000,
+        "sent": len(lat_out) / (n * wall / FRAME),
+        # CPU per frame moved (caller's in + model's out): comparable even when a load falls
+        # behind, unlike CPU per call-second
+        "us_per_frame": cpu / max(1, frames + len(lat_out)) * 1e6,
+        "runq": waited / wall,
         "rss_kib_per_call": (rss1 - rss0) / n,
         "gc_max_ms": max(pauses.pauses, default=0.0) * 1000,
         "gc_count": len(pauses.pauses),
@@ -398,20 +412,27 @@ def main_workers(counts: list[int], workers: int, seconds: float, codec: str, en
           f" {best[workers]} calls; ratio {ratio}")
 
 
+costs: dict[tuple[str, str], list[float]] = {}
+top_cost: dict[tuple[str, str], float] = {}  # this sweep's cost at its largest kept-up load
+
+
 async def run_loads(counts: list[int], seconds: float, codec: str, engine: str,
                     first_port: int) -> int:
     """One sweep of loads; the largest passing load (0 when none passes)."""
     print(f"-- codec={codec} engine={engine}  loadavg {loadavg()}")
     print(f"{'calls':>6} {'in p50':>7} {'in p99':>7} {'out p50':>8} {'out p99':>8} "
-          f"{'frames':>7} {'cpu':>6} {'cpu/call':>9} {'RSS/call':>9} {'gc max':>8}  ok")
+          f"{'frames':>7} {'sent':>6} {'cpu':>6} {'cpu/frame':>9} {'runq':>6} {'RSS/call':>9} "
+          f"{'gc max':>8}  ok")
     best = 0
     for i, n in enumerate(counts):
         r = await measure(n, seconds, first_port + (i % 4) * 5000, codec, engine == "batched")
+        if r["delivered"] >= 0.99 and r["sent"] >= 0.99:  # kept up: its cost is what it costs
+            top_cost[(codec, engine)] = r["us_per_frame"]
         ok = passing(r)
         best = n if ok else best
         print(f"{n:>6} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms {r['out_p50']:>7.2f}ms "
-              f"{r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} {r['cpu']:>6.1%} "
-              f"{r['cpu_ms_per_call_s']:>6.2f}ms/s {r['rss_kib_per_call']:>6.0f}KiB "
+              f"{r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} {r['sent']:>6.1%} {r['cpu']:>6.1%} "
+              f"{r['us_per_frame']:>7.1f}us {r['runq']:>6.1%} {r['rss_kib_per_call']:>6.0f}KiB "
               f"{r['gc_max_ms']:>6.2f}ms  "
               f"{'yes' if ok else 'NO'}   [{r['peer']}; send drops {r['send_dropped']}]",
               flush=True)
@@ -427,6 +448,8 @@ async def main_async(counts: list[int], seconds: float, codecs: list[str], engin
             for engine in engines:
                 passing_load = await run_loads(counts, seconds, codec, engine, first_port)
                 best.setdefault((codec, engine), []).append(passing_load)
+                if (codec, engine) in top_cost:
+                    costs.setdefault((codec, engine), []).append(top_cost.pop((codec, engine)))
     print(f"\nlargest passing load per core, median of {repeat} run(s) "
           f"(p99 in/out <= 5 ms, >= 99 % frames); loadavg {loadavg()}")
     for codec in codecs:
@@ -437,6 +460,18 @@ async def main_async(counts: list[int], seconds: float, codecs: list[str], engin
             ratio = (f"  ratio {row['batched'] / row['percall']:.1f}x" if row["percall"]
                      else "  ratio: percall passes no load")
         print(f"  {codec:>5}: {cells}{ratio}   (goal >= 300)")
+    print("CPU per frame moved (in + out) at the largest load that kept up (>= 99 % of frames "
+          "both ways), median over runs, and the calls one core could carry at 100 % CPU at "
+          "that cost (50 frames/s each way per call; an estimate, not a latency pass):")
+    for codec in codecs:
+        cells = []
+        for e in engines:
+            if not costs.get((codec, e)):
+                cells.append(f"{e}: no load kept up")
+                continue
+            us = statistics.median(costs[(codec, e)])
+            cells.append(f"{e}: {us:.1f} us/frame = {1e6 / (us * 100):.0f} calls/core")
+        print(f"  {codec:>5}: " + "  ".join(cells))
 
 
 def main() -> None:

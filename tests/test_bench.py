@@ -100,9 +100,11 @@ def test_media_benchmark_runs() -> None:
     assert any(line.split()[:1] == ["20"] for line in lines)  # the 20-call load
     # both codecs, both engines of the same run, and their ratio
     start = next(i for i, x in enumerate(lines) if x.startswith("largest passing load per"))
-    summary = lines[start:]
-    assert [x.split(":")[0].strip() for x in summary[1:]] == ["L16", "PCMU"]
-    assert all("batched:" in x and "percall:" in x and "ratio" in x for x in summary[1:])
+    summary = lines[start + 1 : start + 3]
+    assert [x.split(":")[0].strip() for x in summary] == ["L16", "PCMU"]
+    assert all("batched:" in x and "percall:" in x and "ratio" in x for x in summary)
+    assert lines[start + 3].startswith("CPU per frame moved")  # then its two rows
+    assert [x.split(":")[0].strip() for x in lines[start + 4 :]] == ["L16", "PCMU"]
 
 
 def test_handoff_benchmark_runs() -> None:
