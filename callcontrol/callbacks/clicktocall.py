@@ -440,11 +440,14 @@ class ClickToCall:
         on_step: Callable[[str], None] | None = None,
         on_claimed: Callable[[Plan], None] | None = None,
         metrics: Metrics | None = None,
+        connection_for_retry: Callable[[], Awaitable[EslConnection]] | None = None,
     ) -> None:
         self.db = db
         self.esl = esl
         self.settings = settings
-        self.snapshot_of = snapshot_of or (lambda: read_snapshot(esl))
+        self.snapshot_of = snapshot_of or (lambda: read_snapshot(self.esl))
+        # several boxes: a retry rings the agent where they are registered by then
+        self.connection_for_retry = connection_for_retry
         self.on_attempt = on_attempt
         self.on_step = on_step  # each step in an admin's words (the CLI prints them)
         self.on_claimed = on_claimed  # each attempt, once its ticket is in_progress
@@ -469,6 +472,8 @@ class ClickToCall:
                       seconds=report.decision.retry_in, next_attempt=report.plan.attempt + 1,
                       reason=report.words)  # fmt: skip
             await trio.sleep(report.decision.retry_in)
+            if self.connection_for_retry is not None:
+                self.esl = await self.connection_for_retry()
 
     async def attempt(self, request_uuid: str, *, agent_uuid: str | None = None
                       ) -> AttemptReport:  # fmt: skip

@@ -30,6 +30,7 @@ from callcontrol.callbacks.tickets import MoveRefused, TicketNotFound
 from callcontrol.config import Settings
 from callcontrol.db.database import Database, DatabaseUnavailable
 from callcontrol.esl import ConnectionClosed
+from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.inbound import InboundClient
 from callcontrol.logs import get_logger
 from callcontrol.metrics import Metrics
@@ -123,11 +124,16 @@ class CallStarter:
         """One ticket's click-to-call; ``raise_unclaimed()`` true: what stops it before its
         claim is raised (the API's caller waits for it) instead of logged."""
         try:
-            client = await self._agents_box(uuid)
-            conn = await client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
-            await clicktocall.ClickToCall(self.db, conn, self.settings, metrics=self.metrics,
-                                          on_claimed=on_claimed
-                                          ).call(uuid, agent_uuid=agent_uuid)  # fmt: skip
+            async def connection() -> EslConnection:
+                client = await self._agents_box(uuid)
+                return await client.connection(timeout=clicktocall.KILL_TIMEOUT_SECONDS)
+
+            await clicktocall.ClickToCall(
+                self.db, await connection(), self.settings, metrics=self.metrics,
+                on_claimed=on_claimed,
+                # several boxes: each retry rings the agent where they are registered by then
+                connection_for_retry=connection if len(self.boxes.names) > 1 else None,
+            ).call(uuid, agent_uuid=agent_uuid)  # fmt: skip
         except (clicktocall.NotCallable, clicktocall.Refused, clicktocall.NoBox, MoveRefused,
                 TicketNotFound) as exc:  # fmt: skip
             if raise_unclaimed():

@@ -13,7 +13,7 @@ from callcontrol.config import HostPort
 from callcontrol.metrics import Metrics
 from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.database import add_destination, add_domain, add_extension
-from callcontrol.testing.freeswitch import Answer, esl_hosts, open_freeswitch_sims
+from callcontrol.testing.freeswitch import Answer, Busy, esl_hosts, open_freeswitch_sims
 from tests.callbacks.test_serve_callbacks import DOMAIN, _settings, _status
 
 OTHER = "loja.example.com"
@@ -59,6 +59,35 @@ async def test_click_to_call_rings_the_agent_on_the_box_the_extension_is_registe
         assert f"callcontrol_ticket={ticket}" in originates[0]
         assert fs2.inbound_commands("api uuid_bridge")
         assert fs1.inbound_commands("bgapi") == [] and not fs1.legs()
+    assert await _status(db, ticket) == "completed"
+
+
+async def test_a_retry_rings_the_agent_on_the_box_they_moved_to(db, db_url):
+    ticket = await _ticket_for(db, DOMAIN)
+    await db.execute("UPDATE callcontrol_callback_requests SET status = 'ready_to_call'")
+    async with open_freeswitch_sims(2, domain=DOMAIN) as (fs1, fs2):
+        fs2.endpoints[f"user/1001@{DOMAIN}"] = Busy()  # busy on box 2 at the first attempt
+        fs1.endpoints[f"user/1001@{DOMAIN}"] = Answer(after=0.1)
+        fs1.endpoints[f"loopback/+5511988887777/{DOMAIN}"] = Answer(after=0.1)
+        fs2.register("1001", DOMAIN)
+        app = App(settings=_settings(db_url, 8021, ESL_HOST=esl_hosts([fs1, fs2]),
+                                     CALLBACK_RETRY_DELAY_SECONDS="1"))  # fmt: skip
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                await fs2.wait_for(lambda: fs2.inbound_commands("bgapi originate"))
+                fs2.unregister("1001", DOMAIN)  # the agent's phone moves to box 1
+                fs1.register("1001", DOMAIN)
+                customer = await fs1.wait_for_leg("loopback/")
+                await fs1.wait_for(lambda: customer.bridged_to is not None)
+                await customer.hangup()
+                while ticket not in app.callbacks.caller.finished:
+                    await app.callbacks.scanner.scanned.wait()
+                app.shutting_down.set()
+        assert [o.split("}", 1)[1] for o in fs2.inbound_commands("bgapi originate")] == [
+            f"user/1001@{DOMAIN} &park()"]  # the first attempt, busy
+        assert [o.split("}", 1)[1] for o in fs1.inbound_commands("bgapi originate")] == [
+            f"user/1001@{DOMAIN} &park()", f"loopback/+5511988887777/{DOMAIN} &park()"]
     assert await _status(db, ticket) == "completed"
 
 
