@@ -110,6 +110,8 @@ class Settings:
     # what the customer's phone shows when called back (unset: the agent's outbound caller ID)
     callback_caller_id_number: str | None = None
     callback_caller_id_name: str | None = None
+    # FreeSWITCH's recordings_dir: the call recordings the console may play from this host
+    recordings_dir: Path | None = Path("/var/lib/freeswitch/recordings")
     realtime_url: str = "wss://api.openai.com/v1/realtime"
     realtime_model: str = "gpt-realtime"
     realtime_voice: str = "marin"
@@ -295,6 +297,16 @@ def _gateway(text: str) -> str:
 _CALLER_ID_NUMBER = re.compile(r"\+?[0-9]{3,20}")
 
 
+def _folder_or_none(text: str) -> Path | None:
+    """An absolute folder, or ``none`` (recordings are not served from this host)."""
+    if text.strip().lower() in ("", "none", "off"):
+        return None
+    if not text.startswith("/"):
+        raise ValueError("must be an absolute folder such as /var/lib/freeswitch/recordings, "
+                         "or none")
+    return Path(text)
+
+
 def _caller_id_number(text: str) -> str:
     if not _CALLER_ID_NUMBER.fullmatch(text):
         raise ValueError("must be a phone number: digits, optionally after a +, e.g. 551130001234")
@@ -427,6 +439,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CALLBACK_GATEWAY": ("callback_gateway", _gateway),
     "CALLBACK_CALLER_ID_NUMBER": ("callback_caller_id_number", _caller_id_number),
     "CALLBACK_CALLER_ID_NAME": ("callback_caller_id_name", _caller_id_name),
+    "CALLCONTROL_RECORDINGS_DIR": ("recordings_dir", _folder_or_none),
     "REALTIME_URL": ("realtime_url", _url("ws", "wss")),
     "REALTIME_MODEL": ("realtime_model", _text),
     "REALTIME_VOICE": ("realtime_voice", _text),

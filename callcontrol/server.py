@@ -473,6 +473,7 @@ async def _serve_api(
                               retry_delay_seconds=app.settings.callback_retry_delay_seconds,
                               event_hub=app.events.hub if app.events is not None else None,
                               sign_in=sign_in_of(app.settings),
+                              recordings_dir=app.settings.recordings_dir,
                               )  # fmt: skip
         await serve_http(http, app.settings.http_listen, task_status=task_status)
         nursery.cancel_scope.cancel()

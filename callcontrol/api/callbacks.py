@@ -15,7 +15,7 @@ from typing import Any
 
 from psycopg import sql
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from callcontrol.api import params
 from callcontrol.api.callback_filters import (
@@ -29,7 +29,7 @@ from callcontrol.api.callback_filters import (
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, bad_request, not_found
 from callcontrol.api.principal import Principal
-from callcontrol.callbacks import tickets
+from callcontrol.callbacks import recordings, tickets
 from callcontrol.db.database import Database, Row
 from callcontrol.logs import get_logger
 
@@ -108,7 +108,8 @@ async def _ticket(db: Database, request: Request) -> tuple[uuid.UUID, Row]:
 
 
 _DETAIL = """
-SELECT r.recording_path, r.summary, r.call_started_at, r.call_duration_seconds,
+SELECT r.recording_path, r.call_uuid, r.domain_uuid, r.summary, r.call_started_at,
+       r.call_duration_seconds,
        coalesce(r.transcript, c.transcript) AS transcript,
        c.started_at AS call_started, c.ended_at AS call_ended, c.outcome AS call_outcome,
        c.handoff_status, c.handoff_destination, c.hangup_cause
@@ -126,7 +127,7 @@ async def get_callback(request: Request) -> Response:
     body = jsonable(row)
     body["transcript"] = _by_role(more.get("transcript"))
     body["history"] = [jsonable(h) for h in history]
-    body["recording"] = {"path": more["recording_path"]} if more.get("recording_path") else None
+    body["recording"] = await _recording(ApiContext.of(request), db, ident, more)
     body["summary"] = more.get("summary")
     body["call"] = jsonable({
         "started_at": more.get("call_started") or more.get("call_started_at"),
@@ -138,6 +139,50 @@ async def get_callback(request: Request) -> Response:
         "hangup_cause": more.get("hangup_cause"),
     }) if row["call_uuid"] else None  # fmt: skip
     return JSONResponse(body)
+
+
+# FusionPBX's CDR of the call, where its recording is; none on a database without FusionPBX
+_CDR = """
+SELECT record_path, record_name FROM v_xml_cdr
+ WHERE xml_cdr_uuid = %s AND domain_uuid = %s
+"""
+_HAS_CDR = "SELECT to_regclass('v_xml_cdr') IS NOT NULL"
+
+
+async def _recording_path(db: Database, more: Row) -> str | None:
+    cdr: Row = {}
+    if not more.get("recording_path") and more.get("call_uuid") \
+            and await db.fetch_value(_HAS_CDR):  # fmt: skip
+        cdr = await db.fetch_one(_CDR, (more["call_uuid"], more["domain_uuid"])) or {}
+    return recordings.stored_path(more.get("recording_path"), cdr.get("record_path"),
+                                  cdr.get("record_name"))  # fmt: skip
+
+
+async def _recording(ctx: ApiContext, db: Database, ident: uuid.UUID,
+                     more: Row) -> dict[str, Any] | None:  # fmt: skip
+    """Where the recording is, and ``url`` when this host can play it (else None there)."""
+    path = await _recording_path(db, more)
+    if path is None:
+        return None
+    here = recordings.servable(path, ctx.recordings_dir) is not None
+    return {"path": path, "url": f"/api/callbacks/{ident}/recording" if here else None}
+
+
+async def get_recording(request: Request) -> Response:
+    """The recording of the ticket's call, from CALLCONTROL_RECORDINGS_DIR (Range works: the
+    page's player seeks)."""
+    ctx = ApiContext.of(request)
+    db = ctx.database()
+    ident, _ = await _ticket(db, request)
+    more = await db.fetch_one(_DETAIL, (ident,)) or {}
+    path = await _recording_path(db, more)
+    found = recordings.servable(path, ctx.recordings_dir)
+    if found is None:
+        why = "this callback's call has no recording" if path is None else \
+            "its recording is not in CALLCONTROL_RECORDINGS_DIR on this host"  # fmt: skip
+        raise not_found(why)
+    _log.info("api.recording_sent", request_uuid=str(ident), file=found.name)
+    return FileResponse(found, media_type=recordings.media_type(found))
 
 
 def _by_role(transcript: Any) -> list[dict[str, Any]]:

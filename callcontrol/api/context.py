@@ -4,6 +4,7 @@ webhook's settings, the click-to-call starter and the tickets' event hub."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ class ApiContext:
     calls: Initiator | None = None  # click-to-call (None: not running, the API answers 503)
     retry_delay_seconds: int = 60  # CALLBACK_RETRY_DELAY_SECONDS, told to a USER_BUSY client
     events: EventHub | None = None  # the tickets' changes (None: /api/events answers 503)
+    recordings_dir: Path | None = None  # CALLCONTROL_RECORDINGS_DIR (None: none served)
 
     @staticmethod
     def of(request: Request) -> ApiContext:

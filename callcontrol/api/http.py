@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,6 +71,7 @@ def build_app(
     retry_delay_seconds: int = 60,
     event_hub: EventHub | None = None,
     sign_in: signin.SignIn | None = None,
+    recordings_dir: Path | None = None,
 ) -> Starlette:
     """The whole HTTP side. ``db``: the callbacks endpoints' database (None: they answer 503);
     ``availability``: FreeSWITCH's snapshot (None: every extension is UNKNOWN); ``timezone``:
@@ -77,7 +79,8 @@ def build_app(
     WhatsApp webhook's settings (None: it answers 503); ``calls``: click-to-call's starter
     (None: initiate answers 503); ``retry_delay_seconds``: CALLBACK_RETRY_DELAY_SECONDS;
     ``event_hub``: the tickets' changes for /api/events (None: it answers 503);
-    ``sign_in``: people's sign-in (None: off, ``/login`` says why)."""
+    ``sign_in``: people's sign-in (None: off, ``/login`` says why); ``recordings_dir``: the
+    call recordings the console may play (CALLCONTROL_RECORDINGS_DIR; None: none)."""
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
@@ -103,6 +106,7 @@ def build_app(
         Route("/api/callbacks", callbacks.list_callbacks),
         Route("/api/callbacks/report.csv", report_csv),
         Route("/api/callbacks/{id}", callbacks.get_callback),
+        Route("/api/callbacks/{id}/recording", callbacks.get_recording),
         Route("/api/callbacks/{id}/snooze", callbacks.snooze_callback, methods=["POST"]),
         Route("/api/callbacks/{id}/cancel", callbacks.cancel_callback, methods=["POST"]),
         Route("/api/callbacks/{id}/initiate", clicktocall.initiate_callback, methods=["POST"]),
@@ -128,7 +132,7 @@ def build_app(
     app.router.redirect_slashes = False
     app.state.api = ApiContext(metrics, db, availability,
                                timezone or ZoneInfo("America/Sao_Paulo"), whatsapp, calls,
-                               retry_delay_seconds, event_hub)  # fmt: skip
+                               retry_delay_seconds, event_hub, recordings_dir)  # fmt: skip
     sign_in = sign_in or signin.SignIn(None)
     app.state.signin = sign_in
     app.add_middleware(RequireToken, token=token, signin=sign_in)

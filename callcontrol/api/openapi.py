@@ -108,7 +108,10 @@ _TICKET_MORE: dict[str, Schema] = {
             "to_status": {"type": "string"}, "changed_by": {"type": "string"},
             "reason": _maybe("string"), "changed_at": {"type": "string", "format": "date-time"}},
         )},
-    "recording": {"type": ["object", "null"], "properties": {"path": {"type": "string"}}},
+    "recording": {"type": ["object", "null"], "properties": {
+        "path": {"type": "string"},
+        # where the page plays it; null when the file is not under CALLCONTROL_RECORDINGS_DIR
+        "url": _maybe("string")}},
     "summary": _maybe("string"),
     "call": {"type": ["object", "null"], "properties": {
         "started_at": _maybe("string"), "ended_at": _maybe("string"),
@@ -342,6 +345,16 @@ PATHS: dict[str, dict[str, Schema]] = {
         "operationId": "getCallback", "summary": "one ticket with transcript and history",
         "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
         "responses": {"200": _json("the ticket", _ref("TicketDetail")),
+                      **_refused(*_DATA)}}},
+    "/api/callbacks/{id}/recording": {"get": {
+        "operationId": "getCallbackRecording",
+        "summary": "the recording of the ticket's call (Range requests work)",
+        "tags": ["callbacks"], "parameters": [TICKET_ID, DOMAIN],
+        "responses": {"200": {"description": "the audio file",
+                              "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                          for t in ("audio/wav", "audio/mpeg", "audio/ogg",
+                                                    "audio/mp4")}},
+                      "206": {"description": "the part asked with Range"},
                       **_refused(*_DATA)}}},
     "/api/callbacks/{id}/snooze": {"post": {
         "operationId": "snoozeCallback", "summary": "put it off", "tags": ["callbacks"],

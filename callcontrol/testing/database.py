@@ -56,7 +56,7 @@ READ_TABLES = frozenset({
     "v_user_groups", "v_groups", "v_extensions", "v_extension_users", "v_voicemails",
     "v_ring_groups", "v_ring_group_destinations", "v_call_center_queues", "v_call_center_agents",
     "v_call_center_tiers", "v_follow_me", "v_follow_me_destinations", "v_dialplans",
-    "v_dialplan_details", "v_destinations", "v_music_on_hold", "v_gateways",
+    "v_dialplan_details", "v_destinations", "v_music_on_hold", "v_gateways", "v_xml_cdr",
 })  # fmt: skip
 
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \(")

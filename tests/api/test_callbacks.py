@@ -100,7 +100,7 @@ async def test_one_ticket_with_transcript_history_recording_and_call(client, db,
     assert [(h["from_status"], h["to_status"], h["changed_by"], h["reason"])
             for h in body["history"]] == [(None, "pending", "sql", None),
                                           ("pending", "canceled", "api", "resolvido por e-mail")]
-    assert body["recording"] == {"path": "/var/rec/x.wav"}
+    assert body["recording"] == {"path": "/var/rec/x.wav", "url": None}  # not on this host
     assert body["call"]["outcome"] == "callback_requested"
     assert body["call"]["hangup_cause"] == "NORMAL_CLEARING"
     # the other tenant cannot see it, nor act on it

@@ -123,7 +123,14 @@
         [open ? 'Expira' : 'Concluído', open ? cc.dateTime(t.expires_at) : t.completed_at && cc.dateTime(t.completed_at)]
       ].filter(function (f) { return f[1]; }).map(function (f) { return fact(f[0], f[1]); }));
       var recording = dialog.querySelector('[data-slot="recording"]');
-      if (t.recording && t.recording.path) {
+      if (t.recording && t.recording.url) {
+        // served by this host from CALLCONTROL_RECORDINGS_DIR, with the session's cookie
+        var own = cc.el('audio');
+        own.controls = true;
+        own.preload = 'none';
+        own.src = t.recording.url;
+        recording.appendChild(own);
+      } else if (t.recording && t.recording.path) {
         var path = t.recording.path;
         if (/^(https:\/\/|\/)/.test(path) && !/^\/\//.test(path) && /\.(wav|mp3|ogg|opus|m4a|webm)(\?|$)/i.test(path) && !/^\/(var|usr|tmp|opt|srv|home)\//.test(path)) {
           var player = cc.el('audio');
