@@ -90,6 +90,8 @@ class App:
     # the callback scanner and its FreeSWITCH connection (callbacks.service), once started
     callbacks: Any = None
     helpdesk: Any = None  # the outbox's helpdesk deliverer, when OMNIPLAY_API_URL is set
+    # the API's own FreeSWITCH connections (availability.Boxes), once the API is up
+    api_boxes: Any = None
     whatsapp: Any = None  # the outbox's WhatsApp deliverer, when WHATSAPP_TOKEN etc. are set
     # the tickets' changes for the consoles (callbacks.events.TicketListener, with its hub),
     # in the process that runs the API
@@ -461,6 +463,7 @@ async def _serve_api(
         availability = getattr(services, "availability", None)
         if availability is None:
             availability = _watch_availability(app.settings, nursery)
+            app.api_boxes = availability.boxes
         def kick_whatsapp() -> None:  # the deliverer starts after the API
             if app.whatsapp is not None:
                 app.whatsapp.kick()
@@ -523,6 +526,9 @@ def _watch_availability(settings: Settings, nursery: trio.Nursery) -> Any:
 
     class OnFirstUse:
         started = False
+
+        def __init__(self) -> None:
+            self.boxes = boxes
 
         async def snapshot(self) -> Any:
             if not self.started:

@@ -1,10 +1,18 @@
 """GET /api/extension/status/{extension}?domain_uuid=: the scanner's answer for one agent, by
-domain, with the reason; bad input is a 400 with a reason; every answer is counted."""
+domain, with the reason; bad input is a 400 with a reason; every answer is counted; with
+several FreeSWITCH boxes, each domain from its box."""
 
 from __future__ import annotations
 
-from callcontrol.testing.database import set_do_not_disturb
-from tests.api.conftest import AUTH
+import httpx
+import trio
+
+from callcontrol.config import HostPort, load_settings
+from callcontrol.server import App, run_secretary_server
+from callcontrol.testing.database import add_domain, add_extension, set_do_not_disturb
+from callcontrol.testing.freeswitch import esl_hosts, open_freeswitch_sims
+from tests.api.conftest import AUTH, TOKEN
+from tests.test_http_and_serve import _free_port
 
 
 async def status(client, extension, domain):
@@ -72,3 +80,46 @@ async def test_unknown_extension_or_domain_and_bad_input_say_why(client, domains
         assert "domain_uuid" in bad.json()["reason"]
     assert metrics.value("voice_extension_status_requests_total", status="bad_request") >= 4
     assert metrics.value("voice_extension_status_requests_total", status="not_found") == 2
+
+
+async def test_inside_serve_two_boxes_each_domain_from_its_box_and_a_box_down(db, db_url):
+    """serve's own connections, one per box of ESL_HOST, over real HTTP and real sockets."""
+    clinic, shop = await add_domain(db, "clinica.example.com"), await add_domain(
+        db, "loja.example.com")
+    for domain in (clinic, shop):
+        await add_extension(db, domain, "1001")
+        await add_extension(db, domain, "1002")
+    async with open_freeswitch_sims(2) as (fs1, fs2):
+        fs1.register("1001", "clinica.example.com")
+        fs2.register("1001", "loja.example.com")
+        http_port = _free_port()
+        settings = load_settings({
+            "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN,
+            "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47400-47499",
+            "CALLBACK_ENABLED": "false", "ESL_HOST": esl_hosts([fs1, fs2]),
+        })  # fmt: skip
+        app = App(settings=settings)
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}",
+                                             headers=AUTH) as client:  # fmt: skip
+
+                    answers = {(e, d): (await status(client, e, d)).json()["status"]
+                               for e in ("1001", "1002") for d in (clinic, shop)}
+                    assert answers == {("1001", clinic): "AVAILABLE",
+                                       ("1002", clinic): "OFFLINE",
+                                       ("1001", shop): "AVAILABLE",
+                                       ("1002", shop): "OFFLINE"}  # fmt: skip
+                    box2 = app.api_boxes.clients[app.api_boxes.names[1]]
+                    fs2.stop_inbound()  # the shop's box goes down
+                    while box2.connected:
+                        await box2.wait_changed()
+                    answers = {(e, d): (await status(client, e, d)).json()["status"]
+                               for e in ("1001", "1002") for d in (clinic, shop)}
+                    assert answers == {("1001", clinic): "AVAILABLE",  # box 1 answers
+                                       ("1002", clinic): "OFFLINE",
+                                       ("1001", shop): "UNKNOWN",  # could be on box 2
+                                       ("1002", shop): "UNKNOWN"}  # fmt: skip
+                app.shutting_down.set()
