@@ -19,7 +19,7 @@ process; nothing is pinned, so the workers and that process share the box's core
 the largest passing load for each and the ratio.
 
 Two engines are measured in the same run (``--engine both``, the default): ``batched`` (the
-media engine: one receive pass per 2 ms and one send phase per 5 ms for all calls, codecs
+media engine: one receive pass per 1 ms and one send phase per 5 ms for all calls, codecs
 vectorised over the batch) and ``percall`` (the shared loops before it, one conversion per
 frame). The summary prints the largest passing load per codec and engine and their ratio. The
 box is shared: repeat with ``--repeat`` and read the medians. (``--workers`` runs the first
