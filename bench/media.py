@@ -30,6 +30,16 @@ frame). The summary prints the largest passing load per codec and engine and the
 box is shared: repeat with ``--repeat`` and read the medians. (``--workers`` runs the first
 codec with the first engine.)
 
+Measured 2026-12-07 (2-core AMD EPYC VM, Python 3.11.7, the box shared with other work: load
+average 3-7, this process waiting for a CPU 5-60 % of the time, ``runq``), ``--calls
+100,200,300,400 --seconds 3 --repeat 2``: no load of 200 or more passed the 5 ms p99 with either
+engine; 100 passed in one run of two for batched L16, batched PCMU and percall PCMU, never for
+percall L16 (its sender fell to 54-76 % of the frames at 100 calls and 5-7 % at 200). CPU per
+frame moved at 200-400 calls: L16 batched 21-25 us vs percall 64-81 us (about 3x); PCMU batched
+18-22 us vs percall 19-25 us (no conversion to save there; what is left is the per-call consumer
+task and the socket calls). That cost allows about 400 L16 / 500 PCMU calls per core at 100 %
+CPU; whether 300 pass the p99 needs a quiet box.
+
 Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--codec L16,PCMU]
      [--engine both|batched|percall] [--repeat 3] [--workers 2] [--quick]
 """
