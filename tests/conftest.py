@@ -32,6 +32,19 @@ def _every_ai_frame_is_valid():
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _logs_render_as_serve_renders_them():
+    """The product's log pipeline (secrets masked, a traceback turned into text by
+    format_exc_info) instead of structlog's unconfigured default, whose rich traceback renders
+    every frame's locals: seconds on a loaded 2-core CI box, spent inside a call's error path,
+    where a test's bound on the caller's wait then runs out. Printed to the stdout of the
+    moment, so pytest still captures it per test."""
+    from callcontrol.logs import configure_logging
+
+    configure_logging("console")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory())
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging_configuration():
     """CLI entry points configure structlog for the process; undo it after each test so one
