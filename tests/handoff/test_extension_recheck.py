@@ -3,6 +3,7 @@ one read, reads it again while it rings, and still honours a DND switched on mea
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -73,13 +74,16 @@ async def test_dnd_found_while_it_rings_kills_the_leg_and_is_reported(pbx, autoj
     pbx.sim.endpoints[SUPORTE] = Manual()  # a switch slower to refuse than our read
     call = pbx.call(pbx.transfer_flow("suporte"))
     await ringing(call)
-    leg = pbx.sim.legs(SUPORTE_CHANNEL)[-1]
+    # this call's leg, by the UUID it was originated with (the warm-up call's leg is in the
+    # switch's list too, and this one may not be created yet)
+    [ours] = re.findall(r"origination_uuid=([0-9a-f-]{36})", originates(call)[-1].line)
     held.release.set()
     reply = await pbx.next_reply()
     assert reply.status == "dnd" and reply.cause == "DO_NOT_DISTURB"
     assert reply.message == "O ramal do Suporte está em modo não perturbe agora."
+    leg = pbx.sim.leg(ours)
     await leg.wait_gone()
-    assert f"api uuid_kill {leg.uuid} ORIGINATOR_CANCEL" in lines(call)
+    assert f"api uuid_kill {ours} ORIGINATOR_CANCEL" in lines(call)
     assert not any(line.startswith("api uuid_bridge") for line in lines(call))
     assert call.playing is None  # the hold music stopped before the AI speaks
 
