@@ -31,7 +31,9 @@ def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: Any = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+        # colours only for a terminal: CALLCONTROL_LOG_FORMAT=console into a file stays text
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()) if fmt == "console"
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[
