@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import select
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -148,16 +148,21 @@ class MediaEngine:
         for conv in touched:
             self._deliver(conv)
 
-    def _deliver(self, conv: BatchConverter) -> None:
+    def _converted(self, conv: BatchConverter) -> list[Any]:
+        """The batch's owners, in row order, once its frames are converted; none when the
+        conversion failed (logged). Either way the next pass starts a new batch."""
         owners = list(conv.owners)
         try:
             conv.finish()
         except Exception:
             self._log.exception("unicast.convert_failed", frames=len(owners))
-            return
+            return []
         finally:
-            conv.pending = 0  # the next pass starts a new batch, whatever happened here
-        for i, owner in enumerate(owners):
+            conv.pending = 0
+        return owners
+
+    def _deliver(self, conv: BatchConverter) -> None:
+        for i, owner in enumerate(self._converted(conv)):
             try:
                 owner._deliver(bytes(conv.output_view(i)))
             except Exception:
@@ -241,15 +246,7 @@ class MediaEngine:
             self._send(conv, tick)
 
     def _send(self, conv: BatchConverter, tick: float) -> None:
-        owners = list(conv.owners)
-        try:
-            conv.finish()
-        except Exception:
-            self._log.exception("unicast.convert_failed", frames=len(owners))
-            return
-        finally:
-            conv.pending = 0
-        for i, owner in enumerate(owners):
+        for i, owner in enumerate(self._converted(conv)):
             try:
                 owner._send_frame(conv.output_view(i), tick)
             except Exception:
