@@ -206,7 +206,23 @@ class Signals:
             self.freed = trio.Event()
 
 
-class AvailabilityMonitor:
+class _Signalled:
+    """What the scanner waits on, for one box or all of them."""
+
+    signals: Signals
+
+    @property
+    def changed(self) -> trio.Event:
+        """Set (and replaced) when an answer may have changed."""
+        return self.signals.changed
+
+    @property
+    def freed(self) -> trio.Event:
+        """Set (and replaced) when an extension may have become free."""
+        return self.signals.freed
+
+
+class AvailabilityMonitor(_Signalled):
     """One FreeSWITCH's snapshot, kept fresh by its events; run ``run()`` in a nursery."""
 
     def __init__(self, client: InboundClient, *, box: str | None = None,
@@ -220,16 +236,6 @@ class AvailabilityMonitor:
         self.failures_in_a_row = 0
         self.signals = signals or Signals()
         self._read_on_connection = 0  # the client's connection count the snapshot was read on
-
-    @property
-    def changed(self) -> trio.Event:
-        """Set (and replaced) when an answer may have changed."""
-        return self.signals.changed
-
-    @property
-    def freed(self) -> trio.Event:
-        """Set (and replaced) when an extension may have become free."""
-        return self.signals.freed
 
     @staticmethod
     def events() -> list[str]:
@@ -284,7 +290,7 @@ class AvailabilityMonitor:
         return availability(await self.snapshot(), extension, domain, dnd=dnd)
 
 
-class Boxes:
+class Boxes(_Signalled):
     """Every FreeSWITCH of ``ESL_HOST``: an inbound client and a monitor each (run
     ``run_clients`` and ``run_monitors``), one merged snapshot (``snapshot``)."""
 
@@ -308,14 +314,6 @@ class Boxes:
         return cls([(box.name, InboundClient(box.host, box.port, settings.esl_password,
                                              events=events, used_for=used_for))
                     for box in settings.esl_boxes])  # fmt: skip
-
-    @property
-    def changed(self) -> trio.Event:
-        return self.signals.changed
-
-    @property
-    def freed(self) -> trio.Event:
-        return self.signals.freed
 
     async def run_clients(self) -> None:
         async with trio.open_nursery() as nursery:
