@@ -215,3 +215,12 @@ def served(db_url: str, server_env: dict[str, str]) -> Iterator[Served]:
     thread.join()
     if failure:
         raise failure[0]
+
+
+def sign_in(page: Any, served: Served, who: tuple[str, str]) -> None:
+    """Through the sign-in form, as a person does; lands on the console."""
+    page.goto(f"{served.url}/login")
+    page.locator("input[name=username]").fill(who[0])
+    page.locator("input[name=password]").fill(who[1])
+    page.get_by_role("button", name="Entrar").click()
+    page.wait_for_url(f"{served.url}/console")

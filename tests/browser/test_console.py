@@ -21,7 +21,7 @@ from callcontrol.testing.database import add_domain, add_extension
 from callcontrol.testing.freeswitch import Manual
 from callcontrol.testing.fusionpbx_users import add_user
 from tests.api.conftest import add_ticket
-from tests.browser.conftest import TOKEN, WAIT_MS, Served
+from tests.browser.conftest import TOKEN, WAIT_MS, Served, sign_in
 
 CLINIC, OTHER = "clinica.example.com", "outra.example.com"
 NUMBER = "+5511988887777"
@@ -72,14 +72,6 @@ def row(served: Served, ident: str) -> dict[str, Any]:
         return dict(found)
 
     return served.run(read)  # type: ignore[no-any-return]
-
-
-def sign_in(page: Any, served: Served, who: tuple[str, str]) -> None:
-    page.goto(f"{served.url}/login")
-    page.locator("input[name=username]").fill(who[0])
-    page.locator("input[name=password]").fill(who[1])
-    page.get_by_role("button", name="Entrar").click()
-    page.wait_for_url(f"{served.url}/console")
 
 
 def card(page: Any, ident: str) -> Any:

@@ -16,7 +16,7 @@ from callcontrol.callbacks import tickets
 from callcontrol.testing.database import add_destination, add_domain, add_extension
 from callcontrol.testing.fusionpbx_users import add_user
 from tests.api.conftest import add_call, add_ticket
-from tests.browser.conftest import PHONE, Served
+from tests.browser.conftest import PHONE, Served, sign_in
 
 CLINIC = "clinica.example.com"
 AGENT = ("helena", "senha-da-helena-1")  # extension 1001
@@ -66,14 +66,6 @@ def clinic(served: Served) -> uuid.UUID:
         return domain
 
     return served.run(seed)  # type: ignore[no-any-return]
-
-
-def sign_in(page: Any, served: Served, who: tuple[str, str]) -> None:
-    page.goto(f"{served.url}/login")
-    page.locator("input[name=username]").fill(who[0])
-    page.locator("input[name=password]").fill(who[1])
-    page.get_by_role("button", name="Entrar").click()
-    page.wait_for_url(f"{served.url}/console")
 
 
 def fits(page: Any) -> None:
