@@ -9,9 +9,9 @@ is a path of this site, else to ``/console``; a JSON client gets 200 with what `
 Either way the answer carries the session cookie (``sessions``). A failure is the same answer
 whether the user is unknown, disabled or the password wrong (401; the form again with the
 message), is logged with the username and client but never the password, and counts towards
-the limits on failures per username (5 in 5 minutes) and per client address (20: behind a
-proxy all browsers share one) (``ratelimit``): past one, 429 with ``Retry-After`` and no
-password is checked.
+the limits on failures per account (5 in 5 minutes) and per client address (20: behind a
+proxy all browsers share one), kept in PostgreSQL so every worker and instance shares them
+(``ratelimit``): past one, 429 with ``Retry-After`` and no password is checked.
 
 A cross-site form cannot sign a browser in to someone else's account: a POST another site's
 page made (``Sec-Fetch-Site``, else ``Origin``) is refused (403). The password check (bcrypt,
@@ -30,11 +30,11 @@ import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from callcontrol.api import pages, params, passwords
+from callcontrol.api import pages, params, passwords, ratelimit
 from callcontrol.api.context import ApiContext
 from callcontrol.api.errors import ApiError, refusal
 from callcontrol.api.principal import Principal
-from callcontrol.api.ratelimit import FailureLimit
+from callcontrol.api.ratelimit import Limit, Refused
 from callcontrol.api.sessions import (
     COOKIE_NAME,
     SIGN_IN_OFF,
@@ -54,6 +54,8 @@ WRONG = ("usuário ou senha incorretos (se o seu usuário existe em mais de um d
          "entre como usuario@dominio)")  # fmt: skip
 WRONG_EN = ("wrong username or password (a username that more than one domain has is given "
             "as user@domain)")  # fmt: skip
+ACCOUNT_LIMIT = Limit("account", 5)
+ADDRESS_LIMIT = Limit("address", 20)
 # A hash to check a password against when no user matched, so an unknown username takes as
 # long as a wrong password (made once, lazily: bcrypt is imported on first use).
 _DUMMY_HASH: list[str] = []
@@ -69,8 +71,8 @@ class SignIn:
     secure_cookies: bool = False  # CALLCONTROL_SESSION_COOKIE_SECURE: Secure even over http
     # per username: FusionPBX users guessing at one account; per address: one client guessing
     # at many (higher: behind a reverse proxy every browser shares the proxy's address)
-    failures: FailureLimit = attrs.field(factory=FailureLimit)
-    address_failures: FailureLimit = attrs.field(factory=lambda: FailureLimit(limit=20))
+    account_limit: Limit = ACCOUNT_LIMIT
+    address_limit: Limit = ADDRESS_LIMIT
     clock: Callable[[], float] = time.time
 
     @staticmethod
@@ -185,26 +187,25 @@ async def post_login(request: Request) -> Response:
     # the account itself when the name finds one, so no other spelling of it (case, user@domain,
     # the domain field) starts a count of its own
     user_key = str(candidate.user_uuid) if candidate else f"{username.lower()}|{domain or ''}"
-    limits = ((signin.address_failures, client), (signin.failures, user_key))
-    now = signin.clock()
-    waits = [w for limit, key in limits if (w := limit.retry_after(key, now)) is not None]
-    if waits:
-        _log.warning("api.login_limited", username=username, client=client, retry_after=max(waits))
+    limits = ((signin.address_limit, client), (signin.account_limit, user_key))
+    attempt = await ratelimit.reserve(db, limits, signin.clock())
+    if isinstance(attempt, Refused):
+        wait = attempt.retry_after
+        _log.warning("api.login_limited", username=username, client=client, retry_after=wait)
         return _refuse(request, as_json, 429, "too_many_failures",
-                       f"muitas tentativas; tente de novo em {max(waits)} s",
-                       fields, {"Retry-After": str(max(waits))})  # fmt: skip
+                       f"muitas tentativas; tente de novo em {wait} s",
+                       fields, {"Retry-After": str(wait)})  # fmt: skip
     principal = None
     if await _password_ok(candidate, password):
         assert candidate is not None
         principal = await load_principal(db, candidate.user_uuid, candidate.domain_uuid)
     if principal is None or principal.user_uuid is None or principal.domain_uuid is None:
-        for limit, key in limits:
-            limit.failed(key, now)
+        # the try reserved above stays counted: it was a failure
         _log.warning("api.login_failed", username=username, client=client,
                      why="no such user" if candidate is None else "wrong password")  # fmt: skip
         reason = WRONG_EN if as_json else WRONG
         return _refuse(request, as_json, 401, "unauthorized", reason, fields)
-    signin.failures.forget(user_key)
+    await ratelimit.succeeded(db, attempt, [(signin.account_limit, user_key)])
     session, cookie = signin.codec.new(principal.user_uuid, principal.domain_uuid)
     _log.info("api.login", username=principal.username, domain=principal.domain_name,
               role=principal.role.value, client=client)  # fmt: skip

@@ -4,13 +4,16 @@ sign-out, the failure limit, and cookies that are not ours (tampered, expired, s
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
+import trio
 
 from callcontrol.api.http import build_app
 from callcontrol.api.sessions import COOKIE_NAME, SessionCodec
 from callcontrol.api.signin import SignIn
+from callcontrol.db import PoolOptions, open_database
 from callcontrol.metrics import Metrics
 from callcontrol.testing.database import StockPBX, add_domain, add_extension
 from callcontrol.testing.fusionpbx_users import add_user, set_user_enabled
@@ -165,6 +168,62 @@ async def test_failures_are_limited_per_client_address_across_usernames(db, app,
         assert (await login(c, "ana", "pw-ana")).status_code == 429
     async with browser_on(app, client=("10.0.0.9", 5000)) as c:
         assert (await login(c, "ana", "pw-ana")).status_code == 200
+
+
+@contextlib.asynccontextmanager
+async def two_instances(db_url, clock, *, inline=True):
+    """Two apps, each with its own pool on the one database: two workers, or two instances
+    behind a load balancer, as far as the database can tell."""
+    async with open_database(db_url, PoolOptions(max_size=4, inline=inline)) as one, \
+            open_database(db_url, PoolOptions(max_size=4, inline=inline)) as two:  # fmt: skip
+        yield [build_app(Metrics(), TOKEN, db=d,
+                         sign_in=SignIn(SessionCodec(SECRET, clock), clock=clock))
+               for d in (one, two)]  # fmt: skip
+
+
+async def test_two_instances_share_the_failure_limit_in_the_database(db, db_url, tenant, clock,
+                                                                     capsys):
+    await add_user(db, tenant, "ana", "pw-ana")
+    async with two_instances(db_url, clock) as (first, second):
+        # the same guesser, from an address each time (only the account's count fills up),
+        # its tries dealt out between the two instances
+        for n in range(5):
+            async with browser_on((first, second)[n % 2], client=(f"10.0.1.{n}", 5000)) as c:
+                assert (await login(c, "ana", f"guess-pw-{n}")).status_code == 401
+        for app in (first, second):
+            async with browser_on(app, client=("10.0.2.1", 5000)) as c:
+                limited = await login(c, "ana", "pw-ana")
+                assert limited.status_code == 429, "a worker of its own gave five more tries"
+                assert 1 <= int(limited.headers["retry-after"]) <= 300
+        counted = await db.fetch_all("SELECT kind, key FROM callcontrol_sign_in_failures"
+                                     " ORDER BY failure_id")  # fmt: skip
+        ana = str(await db.fetch_value("SELECT user_uuid FROM v_users WHERE username = 'ana'"))
+        assert [r["key"] for r in counted if r["kind"] == "account"] == [ana] * 5
+        clock.now += 301
+        async with browser_on(second, client=("10.0.2.1", 5000)) as c:
+            assert (await login(c, "ana", "pw-ana")).status_code == 200
+        # the window passed: the old rows were pruned, and a right password leaves none
+        assert await db.fetch_value("SELECT count(*) FROM callcontrol_sign_in_failures") == 0
+    out = capsys.readouterr().out
+    assert "api.login_failed" in out and "guess-pw-" not in out and "pw-ana" not in out
+
+
+async def test_guesses_sent_at_once_to_two_instances_get_five_tries_in_all(db, db_url, tenant,
+                                                                          clock):
+    await add_user(db, tenant, "ana", "pw-ana")
+    answers: list[int] = []
+    async with two_instances(db_url, clock, inline=False) as apps:
+
+        async def guess(n: int) -> None:
+            async with browser_on(apps[n % 2], client=(f"10.0.3.{n}", 5000)) as c:
+                answers.append((await login(c, "ana", f"guess-{n}")).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(12):
+                nursery.start_soon(guess, n)
+    # each try is counted before its password is hashed: none slips past a check the others
+    # are still being hashed behind
+    assert sorted(answers) == [401] * 5 + [429] * 7
 
 
 async def test_changes_with_a_session_need_the_csrf_token(db, app, tenant):
