@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,10 @@ class App:
     # the callback scanner and its FreeSWITCH connection (callbacks.service), once started
     callbacks: Any = None
     helpdesk: Any = None  # the outbox's helpdesk deliverer, when OMNIPLAY_API_URL is set
-    # the API's own FreeSWITCH connections (availability.Boxes), once the API is up
+    # the API's own FreeSWITCH connections (availability.Boxes), once the API is up, and
+    # what opens them on first use (``_watch_availability``)
     api_boxes: Any = None
+    api_availability: Any = None
     whatsapp: Any = None  # the outbox's WhatsApp deliverer, when WHATSAPP_TOKEN etc. are set
     # the tickets' changes for the consoles (callbacks.events.TicketListener, with its hub),
     # in the process that runs the API
@@ -256,6 +259,12 @@ async def not_ready(app: App) -> dict[str, str]:
         problem = await _database_problem(db, app.ready_database_seconds)
         if problem:
             problems["database"] = problem
+    boxes = watched_boxes(app)
+    if boxes is not None and not any(c.connected for c in boxes.clients.values()):
+        problems["freeswitch"] = (
+            "no FreeSWITCH box of ESL_HOST answers on its Event Socket: callbacks wait, "
+            "click-to-call fails, every extension's status is UNKNOWN"
+        )
     settings = app.settings
     if not settings.openai_api_key:
         problems["provider_key"] = (
@@ -263,6 +272,34 @@ async def not_ready(app: App) -> dict[str, str]:
             "every call takes the no-AI fallback path"
         )
     return problems
+
+
+def watched_boxes(app: App) -> Any:
+    """The inbound connections /readyz reports (``availability.Boxes``): the callbacks' (kept
+    open all the time), else, with CALLBACK_ENABLED=false, the API's own, opened now if no
+    extension status had opened them yet (a probe asking is a use); None before either.
+    The callbacks start before the calls' listener does: not listening yet, they may still."""
+    if app.callbacks is not None:
+        return app.callbacks.boxes
+    if app.api_availability is not None and (app.listening or app.api_availability.started):
+        app.api_availability.start()
+        return app.api_boxes
+    return None
+
+
+def freeswitch_report(app: App) -> dict[str, Any]:
+    """Each FreeSWITCH box of ``ESL_HOST`` for /readyz: connected or not, and since when."""
+    boxes = watched_boxes(app)
+    if boxes is None:
+        return {}
+
+    def since(client: Any) -> str | None:
+        if client.since is None:
+            return None
+        return datetime.fromtimestamp(client.since, UTC).isoformat(timespec="seconds")
+
+    return {"freeswitch": {name: {"connected": client.connected, "since": since(client)}
+                           for name, client in boxes.clients.items()}}  # fmt: skip
 
 
 async def _database_problem(db: Any, seconds: float) -> str | None:
@@ -459,17 +496,22 @@ async def _serve_api(
     async def ready() -> dict[str, str]:
         return await not_ready(app)
 
+    def report() -> dict[str, Any]:
+        return freeswitch_report(app)
+
     async with trio.open_nursery() as nursery:
         availability = getattr(services, "availability", None)
         if availability is None:
             availability = _watch_availability(app.settings, nursery)
             app.api_boxes = availability.boxes
+            app.api_availability = availability
         def kick_whatsapp() -> None:  # the deliverer starts after the API
             if app.whatsapp is not None:
                 app.whatsapp.kick()
 
         whatsapp = WhatsAppWebhook(app.settings, kick=kick_whatsapp)
         http = build_http_app(services.metrics, app.settings.service_token, health, ready,
+                              report=report,
                               db=services.db, availability=availability,
                               timezone=app.settings.tz, whatsapp=whatsapp,
                               calls=_ClickToCallOf(app),
@@ -530,11 +572,14 @@ def _watch_availability(settings: Settings, nursery: trio.Nursery) -> Any:
         def __init__(self) -> None:
             self.boxes = boxes
 
-        async def snapshot(self) -> Any:
+        def start(self) -> None:
             if not self.started:
                 self.started = True
                 nursery.start_soon(boxes.run_clients)
                 nursery.start_soon(boxes.run_monitors)
+
+        async def snapshot(self) -> Any:
+            self.start()
             return await boxes.snapshot()
 
     return OnFirstUse()

@@ -88,9 +88,11 @@ async def test_serve_runs_the_secretary_with_database_media_and_http(db, db_url,
         ScriptedRealtime(script, strict=False) as model_url,
         open_freeswitch_sim(domain="pbx.example.com") as sim,
     ):
+        esl_port = (await sim.serve_inbound())[0].socket.getsockname()[1]
         http_port = _free_port()
         settings = load_settings(
             {
+                "ESL_HOST": f"127.0.0.1:{esl_port}",
                 "DATABASE_URL": db_url,
                 "REALTIME_URL": model_url,
                 "OPENAI_API_KEY": "k",
@@ -116,7 +118,14 @@ async def test_serve_runs_the_secretary_with_database_media_and_http(db, db_url,
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
             health = await client.get("/healthz")
             assert health.json() == {"status": "ok", "active_calls": 1, "shutting_down": False}
-            assert (await client.get("/readyz")).json() == {"status": "ready"}
+            box = app.callbacks.client  # the callbacks' connection to the one box
+            with trio.fail_after(10):
+                while not box.connected:
+                    await box.wait_changed()
+            ready = (await client.get("/readyz")).json()
+            assert ready == {"status": "ready", "freeswitch": {
+                f"127.0.0.1:{esl_port}": {"connected": True, "since": ready["freeswitch"][
+                    f"127.0.0.1:{esl_port}"]["since"]}}}  # fmt: skip
             app.shutting_down.set()  # SIGTERM: drains, the call in progress goes on
             draining = await client.get("/readyz")
             assert draining.status_code == 503
@@ -185,11 +194,15 @@ async def test_readyz_names_a_missing_key_and_a_database_that_stops_answering(db
         assert first.status_code == 503
         assert first.json()["not_ready"] == {
             "provider_key": "OPENAI_API_KEY is not set (REALTIME_PROVIDER=openai-realtime): "
-            "every call takes the no-AI fallback path"
+            "every call takes the no-AI fallback path",
+            # ESL_HOST is left at 127.0.0.1:8021, where nothing listens
+            "freeswitch": "no FreeSWITCH box of ESL_HOST answers on its Event Socket: "
+            "callbacks wait, click-to-call fails, every extension's status is UNKNOWN",
         }
+        assert first.json()["freeswitch"]["127.0.0.1:8021"]["connected"] is False
         proxy.cut()
         second = (await client.get("/readyz")).json()["not_ready"]
-        assert set(second) == {"provider_key", "database"}
+        assert set(second) == {"provider_key", "database", "freeswitch"}
         assert second["database"].startswith(("not answering", "no answer to SELECT 1"))
         assert (await client.get("/healthz")).status_code == 200
     app.shutting_down.set()

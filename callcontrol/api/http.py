@@ -2,11 +2,12 @@
 
 The two probes answer anyone, so a load balancer, systemd or a monitoring check can use them
 without a secret: ``/healthz`` (liveness: the process is up) and ``/readyz`` (readiness: 200 when
-calls can be served, else 503 with a JSON body naming what is not ready). They say nothing
-beyond that. Every other path needs the service token (``VOICE_AI_SERVICE_TOKEN``), sent as
-``Authorization: Bearer <token>``, compared in constant time, or a person's session cookie
-(``POST /login`` with a FusionPBX username and password; ``api.auth`` says who may see what).
-With neither configured those paths refuse every request: an open endpoint is never the default.
+calls can be served, else 503 with a JSON body naming what is not ready; both list each
+FreeSWITCH box's inbound connection). They say nothing beyond that. Every other path needs the
+service token (``VOICE_AI_SERVICE_TOKEN``), sent as ``Authorization: Bearer <token>``, compared
+in constant time, or a person's session cookie (``POST /login`` with a FusionPBX username and
+password; ``api.auth`` says who may see what). With neither configured those paths refuse
+every request: an open endpoint is never the default.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def build_app(
     health: Callable[[], dict[str, Any]] | None = None,
     ready: Readiness | None = None,
     *,
+    report: Callable[[], dict[str, Any]] | None = None,
     db: Database | None = None,
     availability: SnapshotSource | None = None,
     timezone: ZoneInfo | None = None,
@@ -80,16 +82,19 @@ def build_app(
     (None: initiate answers 503); ``retry_delay_seconds``: CALLBACK_RETRY_DELAY_SECONDS;
     ``event_hub``: the tickets' changes for /api/events (None: it answers 503);
     ``sign_in``: people's sign-in (None: off, ``/login`` says why); ``recordings_dir``: the
-    call recordings the console may play (CALLCONTROL_RECORDINGS_DIR; None: none)."""
+    call recordings the console may play (CALLCONTROL_RECORDINGS_DIR; None: none);
+    ``report``: what /readyz says besides (each FreeSWITCH box's connection), ready or not."""
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **(health() if health else {})})
 
     async def readyz(_request: Request) -> Response:
         not_ready = await ready() if ready else {}
+        more = report() if report else {}
         if not_ready:
-            return JSONResponse({"status": "not ready", "not_ready": not_ready}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse({"status": "not ready", "not_ready": not_ready, **more},
+                                status_code=503)  # fmt: skip
+        return JSONResponse({"status": "ready", **more})
 
     async def metrics_endpoint(_request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")

@@ -9,7 +9,8 @@ every instance at the same instant) and subscribes again to the same events and 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -53,6 +54,7 @@ class InboundClient:
         event_buffer: int = 4096,
         rng: random.Random | None = None,
         used_for: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
         self.port = port
@@ -74,6 +76,10 @@ class InboundClient:
         self.dropped_events = 0
         self._changed = trio.Event()
         self._in_outage = False  # an attempt failed or the connection dropped since it was up
+        self._clock = clock
+        # wall-clock seconds since when the client is connected, or not (since run() started,
+        # or since the connection dropped); None before run() (for /readyz)
+        self.since: float | None = None
 
     def _notify(self) -> None:
         self._changed.set()
@@ -82,6 +88,12 @@ class InboundClient:
     async def wait_changed(self) -> None:
         """Wait for the next attempt, connection or drop (for monitors and tests)."""
         await self._changed.wait()
+
+    @property
+    def changed(self) -> trio.Event:
+        """Set at the next attempt, connection or drop: taken before looking at ``connected``,
+        a change in between is not missed (``wait_changed`` would)."""
+        return self._changed
 
     @property
     def connected(self) -> bool:
@@ -95,6 +107,7 @@ class InboundClient:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, serve, reconnect forever (until cancelled)."""
         task_status.started()
+        self.since = self._clock()
         attempt = 0
         while True:
             self.attempts += 1
@@ -136,6 +149,8 @@ class InboundClient:
                 # kept and raised outside the nursery, which would wrap it in a group
                 failure = exc
             finally:
+                if self._conn is conn:
+                    self.since = self._clock()  # it was up until now
                 self._conn = None
                 self._connected = trio.Event()
                 # Shielded, and before cancelling: an await in a cancelled scope would raise
@@ -157,6 +172,7 @@ class InboundClient:
         self.connections += 1
         self._conn = conn
         self._in_outage = False
+        self.since = self._clock()
         self._connected.set()
         self._notify()
         self.log.info("esl.inbound.connected", connections=self.connections)

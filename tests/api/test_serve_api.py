@@ -3,13 +3,16 @@ asking the (simulated) FreeSWITCH's inbound Event Socket for availability."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
+import pytest
 import trio
 
 from callcontrol.config import HostPort, load_settings
-from callcontrol.server import App, run_secretary_server
+from callcontrol.server import App, run_secretary_server, watched_boxes
 from callcontrol.testing.database import add_domain, add_extension
-from callcontrol.testing.freeswitch import open_freeswitch_sim
+from callcontrol.testing.freeswitch import esl_hosts, open_freeswitch_sim, open_freeswitch_sims
 from callcontrol.testing.fusionpbx_users import add_user
 from tests.api.conftest import AUTH, TOKEN, add_ticket
 from tests.test_http_and_serve import _free_port
@@ -91,3 +94,66 @@ async def test_serve_signs_people_in_over_http_with_the_secret_derived_from_the_
         assert [item["id"] for item in listed["items"]] == [mine]
     for app in apps:
         app.shutting_down.set()
+
+
+@pytest.mark.parametrize("callbacks", ["true", "false"], ids=["callbacks", "no-callbacks"])
+async def test_readyz_lists_each_box_and_is_ready_while_one_answers(db_url, nursery, callbacks):
+    """With callbacks on, /readyz reports their connections (always open); off, the API's own
+    for extension status, which the probe opens."""
+    async with open_freeswitch_sims(2) as (fs1, fs2):
+        http_port = _free_port()
+        settings = load_settings({
+            "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN, "OPENAI_API_KEY": "k",
+            "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47500-47599",
+            "CALLBACK_ENABLED": callbacks, "ESL_HOST": esl_hosts([fs1, fs2]),
+        })  # fmt: skip
+        one, two = (box.name for box in settings.esl_boxes)
+        app = App(settings=settings)
+        await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+
+        async def readyz_once(client, want):
+            """/readyz once the boxes' connections are as ``want`` says (box -> connected)."""
+            with trio.fail_after(20):
+                while True:
+                    boxes = watched_boxes(app)
+                    clients = boxes.clients if boxes is not None else {}
+                    changes = [c.changed for c in clients.values()]
+                    if {name: c.connected for name, c in clients.items()} == want:
+                        return await client.get("/readyz")
+                    if not clients:  # not yet started: the probe opens the API's own
+                        await client.get("/readyz")
+                        continue
+                    async with trio.open_nursery() as first:
+                        for change in changes:
+                            first.start_soon(_set_then_cancel, change, first.cancel_scope)
+
+        def connected(answer):
+            return {name: box["connected"] for name, box in answer.json()["freeswitch"].items()}
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+            both = await readyz_once(client, {one: True, two: True})
+            assert both.status_code == 200 and both.json()["status"] == "ready"
+            up_since = datetime.fromisoformat(both.json()["freeswitch"][two]["since"])
+            fs2.stop_inbound()
+            half = await readyz_once(client, {one: True, two: False})
+            # the other box keeps serving its calls and callbacks: still ready, the box named
+            assert half.status_code == 200, half.json()
+            assert connected(half) == {one: True, two: False}
+            assert datetime.fromisoformat(half.json()["freeswitch"][two]["since"]) >= up_since
+            fs1.stop_inbound()
+            none = await readyz_once(client, {one: False, two: False})
+            assert none.status_code == 503
+            assert set(none.json()["not_ready"]) == {"freeswitch"}
+            assert "no FreeSWITCH box" in none.json()["not_ready"]["freeswitch"]
+            await fs2.serve_inbound(port=fs2.inbound_ports[0])
+            back = await readyz_once(client, {one: False, two: True})
+            assert back.status_code == 200 and connected(back) == {one: False, two: True}
+        assert (watched_boxes(app) is getattr(app.callbacks, "boxes", None)) == (
+            callbacks == "true")
+        app.shutting_down.set()
+
+
+async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

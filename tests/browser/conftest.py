@@ -25,7 +25,7 @@ import trio
 
 from callcontrol.config import HostPort, load_settings
 from callcontrol.db import Database, PoolOptions, open_database
-from callcontrol.server import App, run_secretary_server
+from callcontrol.server import App, run_secretary_server, watched_boxes
 from callcontrol.testing.freeswitch import FreeSwitchSim, open_freeswitch_sim
 from tests.test_http_and_serve import _free_port
 
@@ -178,6 +178,10 @@ async def _serve(db_url: str, env: dict[str, str], ready: queue.Queue[Any]) -> N
         app = App(settings=settings)
         async with trio.open_nursery() as nursery:
             await nursery.start(run_secretary_server, app, HostPort("127.0.0.1", 0))
+            # ready as /readyz means it: the switch's inbound connection is up too
+            with trio.fail_after(30):
+                while not (boxes := watched_boxes(app)).clients[boxes.names[0]].connected:
+                    await boxes.clients[boxes.names[0]].wait_changed()
             stop = trio.Event()
             ready.put(Served(f"http://127.0.0.1:{http_port}", sim, db, app,
                              trio.lowlevel.current_trio_token(), stop))  # fmt: skip
