@@ -78,7 +78,9 @@ from callcontrol.esl import Event, serialize
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import configure_logging
+from callcontrol.media import engine as engine_module
 from callcontrol.media.codecs import model_format_for_line, ulaw_encode
+from callcontrol.media.engine import MediaEngine
 from callcontrol.media.transport import CALLER_BUFFER_MS, FRAME_MS
 from callcontrol.media.unicast import UnicastPorts, UnicastTransport, line_format_for
 from callcontrol.workers import WorkerRole, split_ports
@@ -140,15 +142,68 @@ def run_peers(base: int, n: int, seconds: float, codec: str) -> None:
 # --- the server side ---------------------------------------------------------------------------
 
 
+class MeasuredEngine(MediaEngine):
+    """The production engine plus when each receive pass and send phase really ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pass_at_ns = 0  # time.time_ns() when the current receive pass began
+        self.fire_at = 0.0  # trio time when the current send phase began
+        self.pass_frames: list[int] = []
+        self.pass_gap: list[float] = []  # ms between the starts of two passes
+        self.pass_wall: list[float] = []  # ms each pass took, and of that the CPU it used
+        self.pass_cpu: list[float] = []
+        self.fire_wall: list[float] = []  # likewise per send phase
+        self.fire_cpu: list[float] = []
+        self.fire_calls: list[int] = []
+        self.delivered = 0  # caller frames delivered so far (to count each pass's)
+        self._last_pass_ns = 0
+
+    def _receive_pass(self, now: float) -> None:
+        t = self.pass_at_ns = time.time_ns()
+        if self._last_pass_ns:
+            self.pass_gap.append((t - self._last_pass_ns) / 1e6)
+        self._last_pass_ns = t
+        before = self.delivered
+        c = time.thread_time_ns()
+        super()._receive_pass(now)
+        self.pass_cpu.append((time.thread_time_ns() - c) / 1e6)
+        self.pass_wall.append((time.time_ns() - t) / 1e6)
+        self.pass_frames.append(self.delivered - before)
+
+    def _fire(self, phase: int, tick: float) -> None:
+        self.fire_at = trio.current_time()
+        calls = len(self._phases[phase])
+        t, c = time.time_ns(), time.thread_time_ns()
+        super()._fire(phase, tick)
+        if calls:
+            self.fire_cpu.append((time.thread_time_ns() - c) / 1e6)
+            self.fire_wall.append((time.time_ns() - t) / 1e6)
+            self.fire_calls.append(calls)
+
+
 class MeasuredTransport(UnicastTransport):
-    """Production transport plus kernel receive stamps and pacing lateness, for the bench."""
+    """Production transport plus kernel receive stamps and pacing lateness, for the bench.
+
+    Each caller frame carries four instants (CLOCK_REALTIME, as the kernel's stamp): the
+    kernel's receive stamp, the start of the receive pass that read it, its delivery to the
+    call's queue (after the batch's conversion) and the moment the model-side consumer task
+    got it. Each sent frame: its slot, the start of the send phase, the sendto."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stamps: deque[int] = deque(maxlen=CALLER_BUFFER_MS // FRAME_MS)
+        # Three parallel deques of ints, not one of tuples: tuples are tracked by the cyclic GC,
+        # and the bench must not add to the collections it measures.
+        depth = CALLER_BUFFER_MS // FRAME_MS
+        self.stamps: deque[int] = deque(maxlen=depth)
+        self.pass_stamps: deque[int] = deque(maxlen=depth)
+        self.queued_stamps: deque[int] = deque(maxlen=depth)
         self.lateness: list[float] = []
+        self.out_split: list[float] = []  # slot -> phase start, phase start -> sendto (s), flat
         self.in_latency: list[float] = []
+        self.in_split: list[float] = []  # kernel->pass, pass->queued, queued->consumer (ms), flat
         self._stamp = 0
+        self._pass_ns = 0
 
     def _bind_fresh_pair(self) -> tuple[Any, socket.socket]:
         pair, sock = super()._bind_fresh_pair()
@@ -163,6 +218,8 @@ class MeasuredTransport(UnicastTransport):
     def _read_into(self, sock: socket.socket, buf: memoryview) -> tuple[int, Any]:
         nbytes, ancdata, _flags, addr = sock.recvmsg_into([buf], 64)
         self._kernel_stamp(ancdata)
+        engine = self._engine
+        self._pass_ns = engine.pass_at_ns if isinstance(engine, MeasuredEngine) else self._stamp
         return nbytes, addr
 
     def _kernel_stamp(self, ancdata: list[tuple[int, int, bytes]]) -> None:
@@ -172,12 +229,38 @@ class MeasuredTransport(UnicastTransport):
                 sec, nsec = struct.unpack("qq", payload[:16])
                 self._stamp = sec * 1_000_000_000 + nsec
 
+    def _read_datagram(self, sock: socket.socket) -> tuple[bytes, Any]:
+        data, ancdata, _flags, addr = sock.recvmsg(4096, 64)
+        self._kernel_stamp(ancdata)
+        self._pass_ns = time.time_ns()
+        return data, addr
+
     def _deliver(self, frame: bytes) -> None:
-        self.stamps.append(self._stamp)  # drops oldest in step with the caller queue
+        # drops oldest in step with the caller queue
+        self.stamps.append(self._stamp)
+        self.pass_stamps.append(self._pass_ns)
+        self.queued_stamps.append(time.time_ns())
+        engine = self._engine
+        if isinstance(engine, MeasuredEngine):
+            engine.delivered += 1
         super()._deliver(frame)
+
+    def consumed(self) -> None:
+        """The model-side consumer has the oldest queued frame now."""
+        if not self.stamps:
+            return
+        now = time.time_ns()
+        kernel = self.stamps.popleft()
+        pass_at, queued = self.pass_stamps.popleft(), self.queued_stamps.popleft()
+        self.in_latency.append((now - kernel) / 1e6)
+        self.in_split += ((pass_at - kernel) / 1e6, (queued - pass_at) / 1e6, (now - queued) / 1e6)
 
     def _sent(self, lateness: float) -> None:
         self.lateness.append(lateness)
+        engine = self._engine
+        if isinstance(engine, MeasuredEngine):
+            phase = engine.fire_at - (trio.current_time() - lateness)
+            self.out_split += (phase, lateness - phase)
 
 
 async def answer_ok(stream: trio.abc.Stream) -> None:
@@ -216,8 +299,7 @@ async def one_call(k: int, ports: UnicastPorts, calls: list[MeasuredTransport],
             if len(calls) == n:
                 ready.set()
             async for frame in media.frames():  # the echo "model"
-                if media.stamps:
-                    media.in_latency.append((time.time_ns() - media.stamps.popleft()) / 1e6)
+                media.consumed()
                 await media.play(frame, "echo")
 
 
@@ -283,7 +365,15 @@ async def measure(n: int, seconds: float, base: int, codec: str,
         for c in calls:
             c.lateness.clear()
             c.in_latency.clear()
+            c.in_split.clear()
+            c.out_split.clear()
             c.stats.caller_frames = 0
+        engine = MediaEngine.current() if batched else None
+        if isinstance(engine, MeasuredEngine):
+            for samples in (engine.pass_gap, engine.pass_frames, engine.pass_wall,
+                            engine.pass_cpu, engine.fire_wall, engine.fire_cpu,
+                            engine.fire_calls):  # fmt: skip
+                samples.clear()
         pauses = GcPauses()
         cpu0, wall0, waited0 = time.process_time(), time.monotonic(), runqueue_wait()
         await trio.sleep(seconds)
@@ -296,7 +386,9 @@ async def measure(n: int, seconds: float, base: int, codec: str,
     lat_out = np.concatenate([np.asarray(c.lateness) for c in calls]) * 1000
     frames = sum(c.stats.caller_frames for c in calls)
     send_dropped = sum(c.stats.send_dropped for c in calls)
+    breakdown = split_report(calls, engine)
     return {
+        "breakdown": breakdown,
         "n": n,
         "in_p50": float(np.percentile(lat_in, 50)),
         "in_p99": float(np.percentile(lat_in, 99)),
@@ -316,6 +408,46 @@ async def measure(n: int, seconds: float, base: int, codec: str,
         "send_dropped": send_dropped,
         "peer": out.strip().splitlines()[-1] if out.strip() else "",
     }
+
+
+def pcts(name: str, values: list[float]) -> str:
+    a = np.asarray(values)
+    return f"{name} p50 {np.percentile(a, 50):.2f} p99 {np.percentile(a, 99):.2f} ms"
+
+
+def split_report(calls: list[MeasuredTransport], engine: MediaEngine | None) -> str:
+    """Where the relay time goes: each leg's p50/p99, and what the slowest 1 % spent in each."""
+    lines = []
+    split_in = np.concatenate([np.asarray(c.in_split).reshape(-1, 3) for c in calls])
+    split_out = np.concatenate([np.asarray(c.out_split).reshape(-1, 2) for c in calls]) * 1000
+    for name, legs, split in (
+        ("in ", ("kernel->pass", "pass->queued", "queued->consumer"), split_in),
+        ("out", ("slot->phase", "phase->sendto"), split_out),
+    ):
+        if not len(split):
+            continue
+        total = split.sum(axis=1)
+        worst = split[total >= np.percentile(total, 99)].mean(axis=0)
+        cells = "  ".join(
+            f"{leg} p50 {np.percentile(split[:, i], 50):.2f} p99 "
+            f"{np.percentile(split[:, i], 99):.2f} worst1% {worst[i]:.2f}"
+            for i, leg in enumerate(legs)
+        )
+        lines.append(f"    {name} {cells}")
+    if isinstance(engine, MeasuredEngine) and engine.pass_gap:
+        gap, per = np.asarray(engine.pass_gap), np.asarray(engine.pass_frames)
+        lines.append(
+            f"    passes {len(gap) + 1}: gap p50 {np.percentile(gap, 50):.2f} p99 "
+            f"{np.percentile(gap, 99):.2f} max {gap.max():.2f} ms; frames/pass p50 "
+            f"{np.percentile(per, 50):.0f} p99 {np.percentile(per, 99):.0f} max {per.max()}; "
+            f"{pcts('wall', engine.pass_wall)} {pcts('cpu', engine.pass_cpu)}"
+        )
+        lines.append(
+            f"    phases {len(engine.fire_wall)}: calls p50 "
+            f"{np.percentile(engine.fire_calls, 50):.0f}; "
+            f"{pcts('wall', engine.fire_wall)} {pcts('cpu', engine.fire_cpu)}"
+        )
+    return "\n".join(lines)
 
 
 # --- --workers: the server side in N processes ------------------------------------------------
@@ -451,6 +583,8 @@ async def run_loads(counts: list[int], seconds: float, codec: str, engine: str,
               f"{r['gc_max_ms']:>6.2f}ms  "
               f"{'yes' if ok else 'NO'}   [{r['peer']}; send drops {r['send_dropped']}]",
               flush=True)
+        if r["breakdown"]:
+            print(r["breakdown"], flush=True)
     print(f"largest passing load on one core ({codec}, {engine}): {best} calls", flush=True)
     return best
 
@@ -517,6 +651,7 @@ def main() -> None:
     if args.quick:
         args.calls, args.seconds = "20", 1.0
     configure_logging("json", level=40)
+    engine_module.MediaEngine = MeasuredEngine  # type: ignore[misc]
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     codecs = args.codec.split(",")
