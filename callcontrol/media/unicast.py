@@ -41,9 +41,10 @@ FreeSWITCH 1.10.12 did (media.md §1, callflow.md §2) shapes everything here:
   with no per-datagram task switch; the caller's frames are converted there and queued for the
   model (``FrameQueue``).
 * **Batched (the default).** With ``batched`` (``CALLCONTROL_MEDIA_ENGINE=batched``) both loops
-  above are replaced by ``callcontrol.media.engine.MediaEngine``: one receive pass per 1 ms and
-  one send phase per 5 ms for all calls, with every frame of a pass converted in one numpy pass
-  per format pair (``callcontrol.media.batch``). Queued speech then stays in the model's format
+  above are replaced by ``callcontrol.media.engine.MediaEngine``: one task that, every 1 ms,
+  fires the due send phase (a twentieth of the sending calls) and runs a receive pass, with
+  every frame of a pass converted in one numpy pass per format pair
+  (``callcontrol.media.batch``). Queued speech then stays in the model's format
   until its frame is sent. ``_Hub`` stays as the ``percall`` path to compare against, and for
   hosts without epoll.
 * **Ports.** ``UnicastPorts`` hands out pairs (even port for FreeSWITCH, the next one for us)

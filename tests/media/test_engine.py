@@ -8,6 +8,8 @@ heard, never how fast it ran.
 from __future__ import annotations
 
 import itertools
+import os
+import socket
 import struct
 from contextlib import AsyncExitStack
 from typing import Any
@@ -154,6 +156,8 @@ async def test_a_call_leaving_mid_pass_leaves_the_others_untouched(nursery, auto
         with trio.fail_after(5):
             await first.left.wait()
         assert p.in_use == 3 and not victim.armed
+        # a frame it sent before it left (earlier in the same tick) may still be in flight
+        await trio.testing.wait_all_tasks_blocked()
         heard_then = len(victim_peer.heard)
         await take(first, 10)  # more passes go by
         # nothing was delivered to it after it left (what was queued before is still read out)
@@ -168,6 +172,103 @@ async def test_a_call_leaving_mid_pass_leaves_the_others_untouched(nursery, auto
             await heard(peer, 30)
             assert media.stats.bad_datagrams == 0
         assert len(victim_peer.heard) == heard_then
+
+
+class PassRecording(UnicastTransport):
+    """Notes the engine's pass that delivered each frame; never loses its media to silence."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, lost_after=60.0, **kwargs)
+        self.delivered_in: list[int] = []
+
+    def _deliver(self, frame: bytes) -> None:
+        assert self._engine is not None
+        self.delivered_in.append(self._engine.passes)
+        super()._deliver(frame)
+
+
+async def test_a_backlog_after_a_stall_is_read_in_one_pass_in_order(nursery, autojump_clock):
+    p = ports(2)
+    async with AsyncExitStack() as stack:
+        [(peer, media), _other] = await open_calls(nursery, stack, [PCMU, L16_8K], p,
+                                                   PassRecording)  # fmt: skip
+        assert isinstance(media, PassRecording)
+        await take(media, 3)
+        arm = peer._arm
+        assert arm is not None
+        # Three datagrams queued on the socket before the engine looks (as after a stall):
+        # sent from the switch's own port without a checkpoint in between.
+        raw = socket.socket(fileno=os.dup(arm.sock.fileno()))
+        with raw:
+            for j in range(3):
+                raw.sendto(struct.pack("<I", 10**6 + j) + bytes(156), arm.remote)
+        media.delivered_in.clear()
+        got = await take(media, 8)
+        ks = [struct.unpack("<I", f[:4])[0] for f in got]
+        extra = [i for i, k in enumerate(ks) if k >= 10**6]
+        assert [ks[i] for i in extra] == [10**6, 10**6 + 1, 10**6 + 2]
+        assert extra == list(range(extra[0], extra[0] + 3))  # together, in the socket's order
+        assert len({media.delivered_in[i] for i in extra}) == 1  # one pass, not one per frame
+        regular = [k for k in ks if k < 10**6]
+        assert regular == list(range(regular[0], regular[0] + len(regular)))  # none lost
+
+
+async def test_audio_to_play_wakes_an_engine_waiting_on_a_silent_line(nursery, autojump_clock):
+    p = ports(1)
+    async with AsyncExitStack() as stack:
+        [(peer, media)] = await open_calls(nursery, stack, [PCMU], p, PassRecording)
+        await take(media, 2)
+        peer.playing = True  # the switch stops sending: the engine waits for a datagram
+        await trio.sleep(0.5)
+        await media.play(b"\xff" * 160 * 3, "item")
+        await heard(peer, 3)  # sent although no datagram ever came to wake the engine
+
+
+async def test_calls_that_start_sending_together_are_spread_over_phases(nursery, autojump_clock):
+    n = 2 * engine_module.JOIN_PHASES
+    p = ports(n)
+    async with AsyncExitStack() as stack:
+        calls = await open_calls(nursery, stack, [PCMU] * n, p, PassRecording)
+        for peer, media in calls:
+            await take(media, 1)
+            peer.playing = True
+        await trio.sleep(0.5)
+        for _peer, media in calls:  # all in the same instant
+            await media.play(b"\xff" * 160 * 5, "item")
+        for peer, _media in calls:
+            await heard(peer, 5)
+        first_sent = sorted({peer.heard[0][0] for peer, _media in calls})
+        # two calls per phase over the next JOIN_PHASES phases, not all of them in one
+        assert len(first_sent) == engine_module.JOIN_PHASES
+        window = engine_module.JOIN_PHASES * engine_module.PHASE_SECONDS
+        assert first_sent[-1] - first_sent[0] < window
+        for peer, _media in calls:
+            assert np.diff([t for t, _f in peer.heard]).min() >= 0.0199  # then 20 ms apart
+
+
+async def test_the_timer_never_wakes_before_its_deadline_on_the_real_clock() -> None:
+    timer = engine_module.Timer()
+    try:
+        assert timer.fd >= 0  # trio's own clock: a timerfd, not epoll's whole milliseconds
+        deadline = trio.current_time() + 0.002
+        await timer.sleep_until(deadline)
+        assert trio.current_time() >= deadline
+        with trio.move_on_after(0.001):  # a wait cut short leaves no early wake-up behind
+            await timer.sleep_until(trio.current_time() + 60)
+        deadline = trio.current_time() + 0.002
+        await timer.sleep_until(deadline)
+        assert trio.current_time() >= deadline
+        await timer.sleep_until(deadline - 1)  # already past: a checkpoint
+    finally:
+        timer.close()
+
+
+async def test_the_timer_follows_a_mock_clock(autojump_clock):
+    timer = engine_module.Timer()
+    assert timer.fd < 0
+    deadline = trio.current_time() + 3600
+    await timer.sleep_until(deadline)  # autojumped: no real hour, no timerfd
+    assert trio.current_time() >= deadline
 
 
 async def test_bad_datagram_sizes_are_counted_and_never_delivered(nursery, autojump_clock):
