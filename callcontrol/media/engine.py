@@ -32,9 +32,13 @@ whole tick for every call at once:
   call that started in the same moment (one receive pass woke their models, or the switch's
   side caught up after a stall) into one phase for good: measured, 92 of 100 echoing calls sat
   in one of the then 4 phases, so one phase did nearly a whole tick's work while the receive
-  side waited. When a phase fires, every call in it hands over its next frame in the model's
-  format; each format pair converts them in one pass and the frames go out with plain
-  non-blocking ``sendto`` from the output rows. A full socket buffer (EAGAIN) drops that frame
+  side waited. A bunch that joined together still flows out: a phase with more than its share
+  (``paced // PHASES + 1``) moves some of the calls that just sent into the next phase if that
+  has fewer; a moved call's next frame leaves 21 ms after its last, once per move (a moved
+  call is not sent again, nor moved again, before a frame has passed). When a phase fires,
+  every call in it hands over its next frame in the model's format; each format pair converts
+  them in one pass and the frames go out with plain non-blocking ``sendto`` from the output
+  rows. A full socket buffer (EAGAIN) drops that frame
   and counts it (``stats.send_dropped``): waiting would delay every other call. A wake-up up
   to half a frame late fires the phases that are due; later than that (a stall), every phase
   fires once (each call its one overdue frame) and the grid restarts a frame later, so a call
@@ -336,6 +340,9 @@ class MediaEngine:
         self._phases[phase] = keep
         touched: list[BatchConverter] = []
         for transport in due:
+            if tick < transport._last_sent_at + FRAME_SECONDS - PHASE_SECONDS / 2:
+                keep.append(transport)  # moved here from the phase before: not twice a frame
+                continue
             try:
                 conv = transport._out_batch
                 frame = transport._take_frame() if conv is not None else None
@@ -357,6 +364,32 @@ class MediaEngine:
                 self._log.exception("unicast.send_failed", call_uuid=transport.call.uuid)
         for conv in touched:
             self._send(conv, tick)
+        self._spread(phase, tick, keep)
+
+    def _spread(self, phase: int, tick: float, keep: list[UnicastTransport]) -> None:
+        """Move some of what this phase has beyond its share into the next, if that has fewer.
+
+        Calls stay in the phase they joined for as long as they send, so calls that joined
+        together (many started in the same moment) would stay bunched for good; this lets a
+        bunch flow out into the following phases, a few calls a frame, each of those calls
+        sending its next frame 20 ms + one phase after the last, once.
+        """
+        share = self._paced // PHASES + 1
+        surplus = len(keep) - share
+        if surplus <= 0:
+            return
+        following = (phase + 1) % PHASES
+        nxt = self._phases[following]
+        # up to the next one's share, or half the difference: a bunch flows on, never back
+        moving = min(surplus, max(share - len(nxt), (len(keep) - len(nxt) + 1) // 2))
+        if moving <= 0:
+            return
+        # only calls that sent in this phase: one moved here a moment ago waits a frame first
+        movers = [t for t in keep if t._last_sent_at == tick][-moving:]
+        for transport in movers:
+            transport._pace_slot = following
+            keep.remove(transport)
+        nxt.extend(movers)
 
     def _send(self, conv: BatchConverter, tick: float) -> None:
         for i, owner in enumerate(self._converted(conv)):
