@@ -130,7 +130,8 @@ def _unavailable(now: Availability, ticket: Ticket, ctx: ApiContext) -> ApiError
         delay = ctx.retry_delay_seconds
         return ApiError(409, "USER_BUSY", f"the agent's extension {ext} is "
                         f"{now.value.replace('_', ' ')}; try again in {delay} s",
-                        {"shouldRetry": True, "retryAfterSeconds": delay})  # fmt: skip
+                        {"shouldRetry": True, "retryAfterSeconds": delay,
+                         "extensionState": now.value})  # fmt: skip
     if now is Availability.OFFLINE:
         return ApiError(409, "OFFLINE", f"no phone is signed in to extension {ext}",
                         {"shouldRetry": False})  # fmt: skip

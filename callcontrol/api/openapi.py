@@ -157,7 +157,10 @@ SCHEMAS: dict[str, Schema] = {
         "shouldRetry": {"type": "boolean", "description": "click-to-call refused for the "
                         "agent's availability: whether trying again later may work"},
         "retryAfterSeconds": {"type": "integer", "description": "USER_BUSY: when to try "
-                              "again (CALLBACK_RETRY_DELAY_SECONDS)"}}),
+                              "again (CALLBACK_RETRY_DELAY_SECONDS)"},
+        "extensionState": {"type": "string", "enum": ["ringing", "in_call"],
+                           "description": "USER_BUSY: whether the agent's phone is ringing "
+                           "or in a call"}}),
     "CallStarted": _object(["ticketUuid", "agentLegUuid", "status"], {
         "ticketUuid": {"type": "string", "format": "uuid"},
         "agentLegUuid": {"type": "string", "format": "uuid",

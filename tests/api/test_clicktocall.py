@@ -65,7 +65,7 @@ async def test_originate_takes_the_ticket_in_its_body(client, db, domains, switc
     assert missing.status_code == 400 and "ticketUuid" in missing.json()["reason"]
 
 
-@pytest.mark.parametrize(("channel", "what"), [("ACTIVE", "in call"), ("RINGING", "ringing")])
+@pytest.mark.parametrize(("channel", "what"), [("ACTIVE", "in_call"), ("RINGING", "ringing")])
 async def test_a_busy_agent_is_user_busy_with_when_to_retry(db, domains, switch, calls,
                                                             channel, what):  # fmt: skip
     (a, _), _ = domains
@@ -83,7 +83,8 @@ async def test_a_busy_agent_is_user_busy_with_when_to_retry(db, domains, switch,
     body = reply.json()
     assert (body["error"], body["shouldRetry"], body["retryAfterSeconds"]) == (
         "USER_BUSY", True, 90)
-    assert what in body["reason"]
+    assert body["extensionState"] == what  # the console tells a ringing phone from a call
+    assert what.replace("_", " ") in body["reason"]
     assert calls.tickets == [] and await _row(db, ticket) == before
 
 

@@ -18,7 +18,7 @@ import trio
 
 from callcontrol.callbacks.tickets import history
 from callcontrol.testing.database import add_domain, add_extension
-from callcontrol.testing.freeswitch import Manual
+from callcontrol.testing.freeswitch import Answer, Manual
 from callcontrol.testing.fusionpbx_users import add_user
 from tests.api.conftest import add_ticket
 from tests.browser.conftest import TOKEN, WAIT_MS, Served, sign_in
@@ -199,12 +199,16 @@ def test_ligar_agora_rings_the_agent_with_the_customer_number_as_caller_id(
     shot(page, "calling")
 
 
+@pytest.mark.parametrize(("phone", "told", "name"), [
+    (Manual(), "Ramal chamando", "busy"),  # another call rings it (not answered yet)
+    (Answer(), "Ramal em ligação", "busy-in-call"),  # answered: the agent is talking
+], ids=["ringing", "in-call"])  # fmt: skip
 def test_a_busy_agent_is_told_when_to_try_again_and_the_card_stays(
-    served, tenants, new_page, shot
+    served, tenants, new_page, shot, phone, told, name
 ):
     ident = ticket(served, tenants.clinic)
-    # the agent's phone is ringing with another call: FreeSWITCH lists the channel
-    served.run_sync(served.sim.endpoints.__setitem__, f"user/1001@{CLINIC}", Manual())
+    # the agent's phone has another call: FreeSWITCH lists the channel, ringing or answered
+    served.run_sync(served.sim.endpoints.__setitem__, f"user/1001@{CLINIC}", phone)
     registered(served, "1001", CLINIC)
     served.run_sync(served.sim.bgapi, f"originate user/1001@{CLINIC} &park()", str(uuid.uuid4()))
     _wait_unavailable(served, tenants.clinic, "1001")
@@ -216,11 +220,11 @@ def test_a_busy_agent_is_told_when_to_try_again_and_the_card_stays(
     card(page, ident).get_by_role("button", name="Ligar agora").click()
     note = card(page, ident).locator("[data-slot=note]")
     note.wait_for()
-    assert "ocupado" in note.inner_text().lower()
+    assert note.inner_text().startswith(f"{told} — tente de novo em ")
     assert card(page, ident).is_visible() and was_not_reloaded(page)
     assert served.originates() == before  # the busy agent was not rung again
     assert row(served, ident)["status"] == status
-    shot(page, "busy")
+    shot(page, name)
 
 
 def _wait_unavailable(served: Served, domain: uuid.UUID, extension: str) -> None:

@@ -182,7 +182,12 @@
 
   // --- the buttons ---------------------------------------------------------------------------
 
-  function busyRetry(node, id, seconds) {
+  // the agent's own phone is ringing (another call is reaching it) or in a call: either way
+  // it cannot be rung for this one now, and the answer says which (extensionState)
+  var BUSY = { ringing: 'Ramal chamando', in_call: 'Ramal em ligação' };
+
+  function busyRetry(node, id, seconds, state) {
+    var what = BUSY[state] || 'Ramal ocupado';
     busyUntil[id] = Date.now() + seconds * 1000;
     var button = node.querySelector('[data-action="call"]');
     button.disabled = true;
@@ -194,7 +199,7 @@
         if (tickets[id]) setButtons(node, tickets[id]);
         return;
       }
-      note(node, 'Ramal ocupado — tente de novo em ' + left + ' s');
+      note(node, what + ' — tente de novo em ' + left + ' s');
       setTimeout(tick, 1000);
     }
     tick();
@@ -218,7 +223,7 @@
       })
       .catch(function (err) {
         if (err.code === 'USER_BUSY') {
-          busyRetry(node, id, Number(err.body.retryAfterSeconds) || 60);
+          busyRetry(node, id, Number(err.body.retryAfterSeconds) || 60, err.body.extensionState);
         } else {
           note(node, REFUSALS[err.code] || err.reason || 'Não foi possível ligar agora.', true);
           if (err.status === 409 && !REFUSALS[err.code]) refresh();
