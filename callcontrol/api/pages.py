@@ -58,7 +58,8 @@ STATUS_LABELS = {
     "failed": "Falhou",
     "needs_review": "Em revisão",
 }
-# What the console shows (the agent acts on these); the badge counts the waiting ones.
+# What the console shows (the agent acts on these); the badge counts the waiting ones whose
+# time has come (not those put off or scheduled for later: is_later).
 CONSOLE_STATUSES = ("pending", "notified", "ready_to_call", "in_progress")
 WAITING = ("pending", "notified", "ready_to_call")
 
@@ -281,7 +282,8 @@ async def console(request: Request) -> Response:
     ctx = ApiContext.of(request)
     tickets = await open_tickets(ctx, principal)
     now = await ctx.database().fetch_value("SELECT now()")
-    waiting = sum(1 for t in tickets if t["status"] in WAITING)
+    waiting = sum(1 for t in tickets if t["status"] in WAITING
+                  and not is_later(t["status"], t.get("scheduled_at"), now))  # fmt: skip
     if principal.role is Role.AGENT:
         exts = ", ".join(principal.extensions) or "nenhum"
         sub = f"Seus retornos · ramal {exts}" if len(principal.extensions) < 2 \

@@ -173,7 +173,9 @@ async def test_the_console_shows_the_agents_open_callbacks_as_cards(browser, db,
     for label in ("Ligar agora", "Adiar 5 min", "Cancelar", "Retornos", "Sair", "ana"):
         assert label in page.text, label
     [badge] = page.all("span", id="pending-badge")
-    assert badge["aria-label"] == "3 retornos pendentes"
+    # what needs calling now: the one due tomorrow waits for its time and is not counted
+    assert badge["aria-label"] == "2 retornos pendentes"
+    assert badge["class"] == "badge"
     assert "hidden" in page.all("div", id="empty")[0]  # cards: the empty state hidden
     assert '<template id="card-template">' in reply.text
     assert page.all("script", src="/static/console.js")

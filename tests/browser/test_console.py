@@ -247,6 +247,8 @@ def test_adiar_5_min_puts_the_callback_off_five_minutes(served, tenants, new_pag
     sign_in(page, served, ANA)
     scheduled = card(page, ident).locator("[data-slot=scheduled]")
     expect(scheduled).to_have_text("Assim que possível")
+    badge = page.locator("#pending-badge")
+    expect(badge).to_have_text("1")
     before = served.run(_now, served)
     card(page, ident).get_by_role("button", name="Adiar 5 min").click()
     expect(page.locator("#toasts")).to_contain_text("Adiado")
@@ -259,6 +261,12 @@ def test_adiar_5_min_puts_the_callback_off_five_minutes(served, tenants, new_pag
     # and it visibly leaves the ones to call now
     expect(card(page, ident).locator("[data-slot=status]")).to_have_text("Agendado")
     expect(card(page, ident)).to_have_class(re.compile(r"\bis-later\b"))
+    # nothing to call now: the badge and the tab's title count only what needs action
+    expect(badge).to_have_text("0")
+    expect(badge).to_have_class(re.compile(r"\bis-empty\b"))
+    assert not page.title().startswith("(")
+    page.reload()  # the server's first page counts the same
+    expect(page.locator("#pending-badge")).to_have_text("0")
     shot(page, "snoozed")
 
 

@@ -36,6 +36,12 @@
     return due || (a.id < b.id ? -1 : 1);
   }
 
+  // waiting for its time (scheduled, or put off with Adiar): pages.is_later decides the same
+  function isLater(t) {
+    return (t.status === 'pending' || t.status === 'notified') && !!t.scheduled_at &&
+      Date.parse(t.scheduled_at) > Date.now() + 30000;
+  }
+
   function nodeOf(id) {
     return cards.querySelector('.card[data-id="' + CSS.escape(id) + '"]');
   }
@@ -58,9 +64,7 @@
     });
     cc.fill(node, { whatsapp: t.whatsapp_response ? '“' + t.whatsapp_response + '”' : '' });
     node.querySelector('[data-slot="whatsapp_box"]').hidden = !t.whatsapp_response;
-    // waiting for its time (scheduled, or put off with Adiar): pages.is_later decides the same
-    var later = (t.status === 'pending' || t.status === 'notified') && !!t.scheduled_at &&
-      Date.parse(t.scheduled_at) > Date.now() + 30000;
+    var later = isLater(t);
     node.classList.toggle('is-later', later);
     var pill = node.querySelector('[data-slot="status"]');
     pill.className = 'pill pill-' + (later ? 'later' : t.status);
@@ -90,9 +94,11 @@
     el.classList.toggle('is-error', !!isError);
   }
 
+  // the badge and the title count what needs calling now: a snoozed or scheduled ticket
+  // waits for its time, and the call under way is being made
   function counts() {
     var waiting = Object.keys(tickets).filter(function (id) {
-      return WAITING.indexOf(tickets[id].status) >= 0;
+      return WAITING.indexOf(tickets[id].status) >= 0 && !isLater(tickets[id]);
     }).length;
     if (badge) {
       var before = badge.textContent;
@@ -289,8 +295,9 @@
       waited.textContent = cc.ago(node.dataset.createdAt);
       waited.classList.toggle('is-long', Date.now() - Date.parse(node.dataset.createdAt) > 3600000);
       var t = tickets[node.dataset.id];
-      if (t) cc.fill(node, { scheduled: cc.when(t.scheduled_at) });
+      if (t) fillCard(node, t); // a snoozed ticket whose time came is one to call again
     });
+    counts();
   }, 30000);
 
   // An event says what changed (callbacks.events.TicketChange), not the whole ticket: the list
