@@ -305,7 +305,8 @@ async def console(request: Request) -> Response:
 TABS = {
     "pendentes": ("Pendentes", "pending,notified,ready_to_call,in_progress,needs_review", "due"),
     "agendados": ("Agendados", "pending,notified,ready_to_call", "future"),
-    "historico": ("Histórico", "completed,expired,canceled,failed", ""),
+    # not "Histórico": on a phone the menu's link to this page is called that already
+    "historico": ("Encerrados", "completed,expired,canceled,failed", ""),
 }
 
 

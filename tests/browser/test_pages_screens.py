@@ -110,6 +110,14 @@ def test_every_page_as_the_agent(served, clinic, new_page, shot, expect, phone):
     page.goto(f"{served.url}/console/callbacks")
     rows = page.locator("#rows tr.row")
     expect(rows).to_have_count(2)  # due now: Maria and João; Ana is scheduled
+    # the menu's link to this page, as it reads at this width ("Histórico" alone on a phone),
+    # is the name of none of its tabs
+    menu = page.locator("a.nav-link[href='/console/callbacks']").inner_text().strip()
+    tabs = [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
+    assert tabs == ["Pendentes", "Agendados", "Encerrados"]
+    assert menu == ("Histórico" if phone else "Histórico e agenda") and menu not in tabs
+    bar = page.locator(".tabs")  # every tab in sight, none scrolled out of the bar
+    assert bar.evaluate("e => e.scrollWidth <= e.clientWidth")
     fits(page)
     shot(page, "callbacks")
     page.get_by_role("tab", name="Agendados").click()
@@ -125,6 +133,7 @@ def test_every_page_as_the_supervisor(served, clinic, new_page, shot, expect, ph
     errors = errors_of(page)
     sign_in(page, served, SUPERVISOR)
     page.goto(f"{served.url}/console/callbacks?tab=historico")
+    expect(page.get_by_role("tab", selected=True)).to_have_text("Encerrados")
     expect(page.locator("#rows tr.row")).to_have_count(1)
     shot(page, "history")
 
