@@ -22,11 +22,14 @@ from callcontrol.esl._frames import (
     EVENT_XML,
     LOG_DATA,
     RUDE_REJECTION,
-    Event,
     Frame,
     parse_outer_headers,
+    plain_event,
 )
 from callcontrol.esl._headers import Headers, _text
+from callcontrol.esl._urlcode import url_decode
+
+_new = object.__new__
 
 # FreeSWITCH refuses client bodies over 16 MiB; nothing it sends us is larger either.
 MAX_BODY = 16 * 1024 * 1024
@@ -110,10 +113,45 @@ class FrameReader:
             raise
 
     def __iter__(self) -> Iterator[Frame]:
-        # next_frame() inlined: this loop is the hot path of every connection.
+        # next_frame() inlined, and a whole plain event in FreeSWITCH's envelope read right
+        # here: this loop is the hot path of every connection, and most frames are events.
+        match = _EVENT_ENVELOPE.match
+        reply_match = _COMMAND_REPLY.match
         try:
-            while (frame := self._next()) is not None:
-                yield frame
+            while True:
+                if not self._want:
+                    buf = self._buf
+                    pos = self._pos
+                    envelope = match(buf, pos)
+                    if envelope is not None:
+                        start = envelope.end()
+                        length = int(envelope[1])
+                        stop = start + length
+                        if stop <= len(buf) and length <= MAX_BODY:
+                            self._pos = stop
+                            if self._keep_raw:
+                                self.last_raw = buf[pos:stop]
+                            body = buf[start:stop]
+                            frame = _new(Frame)
+                            frame._headers = None
+                            frame._block = None
+                            frame.body = body
+                            frame.content_type = EVENT_PLAIN
+                            frame._event = plain_event(buf, start, stop, body)
+                            yield frame
+                            continue
+                    reply = reply_match(buf, pos)
+                    if reply is not None:
+                        stop = reply.end()
+                        self._pos = stop
+                        if self._keep_raw:
+                            self.last_raw = buf[pos:stop]
+                        yield Frame(_reply_headers(reply[1], reply[2]), b"", COMMAND_REPLY)
+                        continue
+                other = self._next()
+                if other is None:
+                    return
+                yield other
         except ProtocolError:
             self.broken = True
             raise
@@ -134,8 +172,9 @@ class FrameReader:
                 self._pos = stop
                 if self._keep_raw:
                     self.last_raw = buf[pos:stop]
-                frame = Frame.of_envelope(None, buf[start:stop], EVENT_PLAIN)
-                frame._event = Event.from_buffer(buf, start, stop)
+                body = buf[start:stop]
+                frame = Frame.of_envelope(None, body, EVENT_PLAIN)
+                frame._event = plain_event(buf, start, stop, body)
                 return frame
         return self._next_other()
 
@@ -163,7 +202,7 @@ class FrameReader:
             frame = Frame.of_envelope(headers, body, content_type)
         if content_type == EVENT_PLAIN:
             # checked here, so that a malformed event breaks the stream, not its subscriber
-            frame._event = Event.from_buffer(buf, start, stop)
+            frame._event = plain_event(buf, start, stop, body)
         return frame
 
     def _read_head(self) -> tuple[Headers | bytes, str, int, int] | None:
@@ -181,6 +220,11 @@ class FrameReader:
         reply = _COMMAND_REPLY.match(buf, pos)
         if reply is not None:
             return _reply_headers(reply[1], reply[2]), COMMAND_REPLY, reply.end(), 0
+        bare = _TYPE_FIRST.match(buf, pos)
+        if bare is not None:
+            end, digits = bare.end(), bare[2]
+            length = 0 if digits is None else int(digits)
+            return buf[pos : end - 2], _KNOWN_TYPES[bare[1]], end, length
         blank = _BLANK_LINE.search(buf, pos)
         end = -1 if blank is None else blank.start()
         # A CRLF blank line counts only if it comes first. Look for it within this block
@@ -219,6 +263,12 @@ _KNOWN_TYPES = {
         DISCONNECT_NOTICE, RUDE_REJECTION, LOG_DATA,
     )
 }
+# FreeSWITCH's envelope of an api response, a disconnect notice or the auth request (type
+# first, then the length if there is a body), matched in one go like the event's.
+_TYPE_FIRST = re.compile(
+    rb"Content-Type: (" + b"|".join(re.escape(t) for t in _KNOWN_TYPES) + rb")\n"
+    rb"(?:Content-Length: ([1-9][0-9]{0,7}|0)\n)?\n"
+)
 _LENGTH = b"Content-Length: "
 _TYPE = b"Content-Type: "
 
@@ -252,10 +302,16 @@ def _envelope(block: bytes) -> tuple[str, int] | None:
 
 def _reply_headers(text: bytes, job_uuid: bytes | None) -> Headers:
     """The headers of a block ``_COMMAND_REPLY`` matched, as the line parser gives them."""
-    pairs = [("Content-Type", COMMAND_REPLY), ("Reply-Text", _text(text))]
+    reply = _text(text)
+    pairs = [("Content-Type", COMMAND_REPLY), ("Reply-Text", reply)]
+    fields = {"Content-Type": COMMAND_REPLY, "Reply-Text": url_decode(reply)}
     if job_uuid is not None:
-        pairs.append(("Job-UUID", _text(job_uuid)))
-    return Headers.from_pairs(pairs, decoded=False)
+        job = _text(job_uuid)
+        pairs.append(("Job-UUID", job))
+        fields["Job-UUID"] = url_decode(job)
+    headers = Headers.from_pairs(pairs, decoded=False)
+    headers._fields = fields  # what is routed on (has_event, reply_text) without an index
+    return headers
 
 
 def _content(plain: Mapping[str, str]) -> tuple[str, int]:
