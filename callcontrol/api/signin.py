@@ -1,6 +1,6 @@
-"""Signing in with a FusionPBX username and password: ``POST /login`` (the form it is posted
-from, ``GET /login``, is ``pages.login``), ``POST /logout`` and ``GET /api/me`` (who is signed in,
-and the CSRF token the page sends back).
+"""Signing in with a FusionPBX username (or the user's e-mail, ``users``) and password:
+``POST /login`` (the form it is posted from, ``GET /login``, is ``pages.login``), ``POST
+/logout`` and ``GET /api/me`` (who is signed in, and the CSRF token the page sends back).
 
 ``POST /login`` takes a form (``application/x-www-form-urlencoded``: ``username``,
 ``password``, optional ``domain_name`` and ``next``) or the same fields as a JSON object (any

@@ -12,6 +12,13 @@ Which domain a bare username means is FusionPBX's answer too: ``user@domain`` wh
 after the last ``@`` names a domain, else the domain given with the form, else the domain the
 request's ``Host`` names, else the only user of that name across domains (two or more: the
 sign-in is refused and asks for ``user@domain``).
+
+A name with an ``@`` that no username matches that way is taken as an e-mail address
+(``v_users.user_email``, in 5.4 and 5.5 alike, compared without regard to case): the one user
+with that address in the domain given with the form, else in the domain ``Host`` names, else
+the only one across domains. An address two users of one domain share signs neither in by it
+(FusionPBX does not keep addresses unique); their usernames still work. The username goes
+first, so a user's e-mail can never take the place of someone else's ``user@domain``.
 """
 
 from __future__ import annotations
@@ -19,17 +26,18 @@ from __future__ import annotations
 import uuid
 
 import attrs
+from psycopg import sql
 
 from callcontrol.api.principal import Principal, Role
 from callcontrol.db.database import Database
 
 SUPERVISOR_GROUPS = frozenset({"superadmin", "admin"})
 
-# Who may sign in (both queries): FusionPBX's own rule, on 5.5 booleans and 5.4 text.
+# Who may sign in (every query): FusionPBX's own rule, on 5.5 booleans and 5.4 text.
 _CANDIDATES = """
 SELECT u.user_uuid, u.username, u.password, u.salt, u.domain_uuid, d.domain_name
   FROM v_users u JOIN v_domains d ON d.domain_uuid = u.domain_uuid
- WHERE lower(u.username) = lower(%(username)s)
+ WHERE lower({column}) = lower(%(name)s)
    AND (u.user_type = 'default' OR u.user_type IS NULL)
    AND coalesce(u.user_enabled::text, 'true') = 'true'
    AND coalesce(d.domain_enabled::text, 'true') = 'true'
@@ -37,6 +45,9 @@ SELECT u.user_uuid, u.username, u.password, u.salt, u.domain_uuid, d.domain_name
  ORDER BY d.domain_name
  LIMIT 2
 """
+
+_BY_USERNAME = sql.SQL(_CANDIDATES).format(column=sql.Identifier("u", "username"))
+_BY_EMAIL = sql.SQL(_CANDIDATES).format(column=sql.Identifier("u", "user_email"))
 
 _DOMAIN_EXISTS = "SELECT 1 FROM v_domains WHERE lower(domain_name) = lower(%s)"
 
@@ -80,13 +91,15 @@ async def find_candidate(db: Database, username: str, domain_name: str | None,
                          host: str | None) -> Candidate | None:  # fmt: skip
     """The one user the sign-in names, or None (no such user, or a bare name that more than
     one domain has)."""
-    name, domain = username, domain_name or None
+    given = domain_name or await _domain_named(db, (host or "").rpartition(":")[0] or host)
+    name, domain = username, given
     user_part, at, after = username.rpartition("@")
     if at and user_part and await _domain_named(db, after):
         name, domain = user_part, after
-    if domain is None:
-        domain = await _domain_named(db, (host or "").rpartition(":")[0] or host)
-    rows = await db.fetch_all(_CANDIDATES, {"username": name, "domain": domain})
+    rows = await db.fetch_all(_BY_USERNAME, {"name": name, "domain": domain})
+    if not rows and at:
+        # the domain of an address says nothing of the FusionPBX domain: the form's or Host's
+        rows = await db.fetch_all(_BY_EMAIL, {"name": username, "domain": given})
     if len(rows) != 1:
         return None
     row = rows[0]

@@ -36,6 +36,7 @@ async def add_user(
     legacy_md5: bool = False,
     user_type: str | None = "default",
     cost: int = TEST_COST,
+    email: str | None = None,
 ) -> uuid.UUID:
     """A FusionPBX user of ``domain_uuid``; returns its ``user_uuid``. ``enabled`` None leaves
     ``user_enabled`` unset (FusionPBX takes that as enabled)."""
@@ -49,9 +50,9 @@ async def add_user(
     flag = None if enabled is None else ("true" if enabled else "false")
     await db.execute(
         "INSERT INTO v_users (user_uuid, domain_uuid, username, password, salt, user_enabled,"
-        " user_type, user_status, add_date, insert_date)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, 'Available', now()::text, now())",
-        (user_uuid, domain_uuid, username, stored, salt, flag, user_type),
+        " user_type, user_email, user_status, add_date, insert_date)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'Available', now()::text, now())",
+        (user_uuid, domain_uuid, username, stored, salt, flag, user_type, email),
     )
     await add_user_group(db, domain_uuid, user_uuid, username, group)
     for extension in extensions:

@@ -94,7 +94,7 @@ def assert_safe_page(reply):
 async def test_the_sign_in_form_in_portuguese(browser):
     reply = await browser.get("/login", params={"next": "/console/callbacks?tab=historico"})
     page = assert_safe_page(reply)
-    assert "Entrar" in page.text and "Usuário" in page.text and "Senha" in page.text
+    assert "Entrar" in page.text and "Usuário ou e-mail" in page.text and "Senha" in page.text
     assert "callcontrol" in page.text
     [form] = page.all("form")
     assert form["method"] == "post" and form["action"] == "/login"

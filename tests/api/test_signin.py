@@ -144,6 +144,54 @@ async def test_user_at_domain_and_the_host_choose_between_two_domains(db, app, t
         assert (await login(c, "ana", "pw-of-b")).json()["domain_name"] == "b.example.com"
 
 
+@pytest.mark.parametrize("fusionpbx_schema", BOTH_PBX, ids=str)
+async def test_a_user_signs_in_with_the_e_mail_fusionpbx_has_for_them(db, app, tenant):
+    await add_user(db, tenant, "ana", "pw-ana", email="Ana.Souza@clinica.com.br")
+    # an address at the tenant's own domain: no user "recepcao" there, so it is the e-mail
+    await add_user(db, tenant, "bia", "pw-bia", email="recepcao@a.example.com")
+    async with browser_on(app) as c:
+        me = (await login(c, "ana.souza@CLINICA.com.br", "pw-ana")).json()
+        assert (me["username"], me["domain_name"]) == ("ana", "a.example.com")
+    async with browser_on(app) as c:
+        assert (await login(c, "recepcao@a.example.com", "pw-bia")).json()["username"] == "bia"
+    async with browser_on(app) as c:
+        assert (await login(c, "ana.souza@clinica.com.br", "pw-bia")).status_code == 401
+
+
+async def test_an_e_mail_must_be_one_users_in_the_domain_and_a_username_goes_first(db, app,
+                                                                                  tenant):
+    other = await add_domain(db, "b.example.com")
+    await add_user(db, tenant, "ana", "pw-ana", email="equipe@clinica.com.br")
+    await add_user(db, tenant, "caio", "pw-caio", email="equipe@clinica.com.br")
+    await add_user(db, tenant, "dani", "pw-dani", email="dani@gmail.com")
+    await add_user(db, other, "edu", "pw-edu", email="dani@gmail.com")
+    # someone whose e-mail reads like another user's user@domain
+    await add_user(db, other, "fabi", "pw-fabi", email="ana@a.example.com")
+    async with browser_on(app) as c:
+        # two users of one domain share it: it signs neither in; their usernames still do
+        assert (await login(c, "equipe@clinica.com.br", "pw-ana")).status_code == 401
+        assert (await login(c, "caio", "pw-caio")).status_code == 200
+    async with browser_on(app) as c:
+        # one address in two domains: the form's domain, or the Host's, says which
+        assert (await login(c, "dani@gmail.com", "pw-dani")).status_code == 401
+        me = (await login(c, "dani@gmail.com", "pw-edu", domain_name="b.example.com")).json()
+        assert me["username"] == "edu"
+    async with browser_on(app, base_url="http://a.example.com:8086") as c:
+        assert (await login(c, "dani@gmail.com", "pw-dani")).json()["username"] == "dani"
+    async with browser_on(app) as c:
+        assert (await login(c, "ana@a.example.com", "pw-fabi")).status_code == 401
+        assert (await login(c, "ana@a.example.com", "pw-ana")).json()["username"] == "ana"
+
+
+async def test_tries_by_e_mail_and_by_username_count_against_one_account(db, app, tenant):
+    await add_user(db, tenant, "ana", "pw-ana", email="ana.souza@clinica.com.br")
+    async with browser_on(app) as c:
+        for name in ("ana", "ana.souza@clinica.com.br", "ANA", "Ana.Souza@clinica.com.br",
+                     "ana@a.example.com"):
+            assert (await login(c, name, "guess")).status_code == 401
+        assert (await login(c, "ana.souza@clinica.com.br", "pw-ana")).status_code == 429
+
+
 async def test_failures_are_limited_per_username_then_the_window_passes(db, app, tenant, clock,
                                                                         capsys):
     await add_user(db, tenant, "ana", "pw-ana")

@@ -29,6 +29,7 @@ SHOWN = "(11) 98888-7777"  # how the console writes NUMBER
 ANA = ("ana", "senha-da-ana-1")  # agent of CLINIC, extension 1001
 BRUNO = ("bruno", "senha-do-bruno-1")  # agent of OTHER, extension 1001 too
 SOFIA = ("sofia", "senha-da-sofia-1")  # supervisor of CLINIC
+SOFIA_EMAIL = "Sofia.Lima@clinica.com.br"  # her e-mail in FusionPBX
 
 
 @attrs.frozen
@@ -46,7 +47,7 @@ def tenants(served: Served) -> Tenants:
             await add_extension(db, domain, "1001")
         await add_user(db, clinic, *ANA, extensions=["1001"])
         await add_user(db, other, *BRUNO, extensions=["1001"])
-        await add_user(db, clinic, *SOFIA, group="admin")
+        await add_user(db, clinic, *SOFIA, group="admin", email=SOFIA_EMAIL)
         return Tenants(clinic, other)
 
     return served.run(seed)  # type: ignore[no-any-return]
@@ -133,6 +134,18 @@ def test_a_wrong_password_is_told_and_the_right_one_lands_on_the_console(
     assert page.get_by_role("heading", name="Retornos").is_visible()
     assert ANA[0] in page.locator("header").inner_text()
     shot(page, "console")
+
+
+def test_the_e_mail_fusionpbx_has_for_a_user_signs_them_in(served, tenants, new_page, shot):
+    page = new_page()
+    page.goto(f"{served.url}/login")
+    field = page.get_by_label("Usuário ou e-mail")
+    field.fill("sofia.lima@clinica.com.br")  # however she writes it
+    page.get_by_label("Senha").fill(SOFIA[1])
+    shot(page, "form")
+    page.get_by_role("button", name="Entrar").click()
+    page.wait_for_url(f"{served.url}/console")
+    assert SOFIA[0] in page.locator("header").inner_text()  # signed in as her username
 
 
 # -- a callback arriving ------------------------------------------------------------------------
