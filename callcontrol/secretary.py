@@ -350,7 +350,9 @@ async def open_media(ctx: CallContext, services: Services) -> AsyncIterator[Medi
             yield unicast
     else:
         assert services.audio_streams is not None
-        stream = AudioStreamTransport(call, services.audio_streams, lost_after=lost, log=ctx.log)
+        stream = AudioStreamTransport(call, services.audio_streams, lost_after=lost,
+                                      batched=services.settings.media_engine == "batched",
+                                      log=ctx.log)  # fmt: skip
         async with stream:
             yield stream
 
