@@ -145,7 +145,13 @@ async def test_unseen_teardown_is_silence_then_media_lost(nursery):
         with trio.fail_after(2):
             await media.media_lost.wait()
         assert "no caller audio" in (media.lost_reason or "")
-        assert [f async for f in media.frames()] == []
+        # What was sent before the teardown may still be queued: a datagram can leave while
+        # the test takes its second frame, and the peer counts it only when its task runs on
+        # (after the teardown, so read the count now). Those frames, the caller's tone, come
+        # out; nothing else (no silence made up for the gap), and then the stream ends.
+        rest = [f async for f in media.frames()]
+        assert len(rest) <= peer.sent - 2
+        assert all(goertzel_level(f, 24000, 440) > 4000 for f in rest)
 
 
 async def test_hold_music_then_repark_rearms_on_channel_park(nursery):
