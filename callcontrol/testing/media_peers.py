@@ -32,6 +32,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import socket
+import struct
+import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +97,27 @@ def goertzel_level(pcm: bytes, rate: int, freq: float) -> float:
 # --- native unicast --------------------------------------------------------------------------
 
 
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS; the socket module does not name it): each datagram
+# carries the time it arrived as a struct timespec.
+_SO_TIMESTAMPNS = 35
+_STAMP_SPACE = socket.CMSG_SPACE(16)
+
+
+def _stamp_arrivals(sock: Any) -> bool:
+    if sys.platform != "linux":
+        return False  # elsewhere the reader's own time stands in
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    return True
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return float(seconds + nanoseconds * 1e-9)
+    raise ValueError("a datagram without its arrival time")
+
+
 @attrs.define(eq=False)
 class _Arm:
     local: tuple[str, int]
@@ -116,6 +140,9 @@ class UnicastPeer:
         self.playing = False
         self.sent = 0
         self.heard: list[tuple[float, bytes]] = []
+        # when each datagram of ``heard`` reached the socket, by the kernel's clock: the pacing
+        # of the sender, whatever the delay before this task reads it (a busy box)
+        self.arrived: list[float] = []
         self.arms: list[tuple[int, int]] = []
         self.teardowns = 0
         self.changed = trio.Event()
@@ -206,10 +233,13 @@ class UnicastPeer:
             self.sent += 1
 
     async def _record_heard(self, arm: _Arm) -> None:
+        stamped = _stamp_arrivals(arm.sock)
         while True:
-            data, _addr = await arm.sock.recvfrom(65536)
+            data, ancillary, _flags, _addr = await arm.sock.recvmsg(65536, _STAMP_SPACE)
             # Any source is accepted; each datagram is written to the caller as one frame.
-            self.heard.append((trio.current_time(), bytes(data)))
+            now = trio.current_time()
+            self.heard.append((now, bytes(data)))
+            self.arrived.append(_arrival(ancillary) if stamped else now)
             self._notify()
 
     def heard_pcm(self) -> bytes:
