@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from callcontrol.esl._errors import ProtocolError
-from callcontrol.esl._headers import _NOT_SHAPE, _SHAPES, Headers, block_shape
+from callcontrol.esl._headers import _NOT_SHAPE, _SHAPES, Headers, _text, block_shape
 from callcontrol.esl._urlcode import url_decode
 
 AUTH_REQUEST = "auth/request"
@@ -28,6 +28,29 @@ RUDE_REJECTION = "text/rude-rejection"
 LOG_DATA = "log/data"
 
 EVENT_TYPES = frozenset({EVENT_PLAIN, EVENT_JSON, EVENT_XML})
+
+
+# FreeSWITCH's reply to a command (to bgapi: with its Job-UUID), matched in one go; a CR, or
+# any other header, takes the line parser.
+COMMAND_REPLY_BLOCK = re.compile(
+    rb"Content-Type: command/reply\nReply-Text: ([^\r\n]*)\n(?:Job-UUID: ([^\r\n]*)\n)?\n"
+)
+
+
+
+def _reply_headers(text: bytes, job_uuid: bytes | None) -> Headers:
+    """The headers of a block ``COMMAND_REPLY_BLOCK`` matched, as the line parser gives them."""
+    reply = _text(text)
+    pairs = [("Content-Type", COMMAND_REPLY), ("Reply-Text", reply)]
+    fields = {"Content-Type": COMMAND_REPLY, "Reply-Text": url_decode(reply)}
+    if job_uuid is not None:
+        job = _text(job_uuid)
+        pairs.append(("Job-UUID", job))
+        fields["Job-UUID"] = url_decode(job)
+    headers = Headers.from_pairs(pairs, decoded=False)
+    headers._fields = fields  # what is routed on (has_event, reply_text) without an index
+    return headers
+
 
 
 class Frame:
@@ -67,6 +90,9 @@ class Frame:
                 length = str(len(self.body))
                 pairs = [("Content-Length", length), ("Content-Type", self.content_type)]
                 self._headers = Headers.from_pairs(pairs, decoded=True)
+                self._headers._fields = dict(pairs)
+            elif (reply := COMMAND_REPLY_BLOCK.fullmatch(block)) is not None:
+                self._headers = _reply_headers(reply[1], reply[2])
             else:
                 self._headers = Headers.of_envelope(block)
         return self._headers
@@ -105,9 +131,12 @@ class Frame:
 
     def has_event(self) -> bool:
         content_type = self.content_type
-        return content_type in EVENT_TYPES or (
-            content_type == COMMAND_REPLY and "Event-Name" in self.headers
-        )
+        if content_type in EVENT_TYPES or self._event is not None:
+            return True
+        # a block the reader matched whole (an envelope, a plain reply) has no Event-Name
+        if content_type != COMMAND_REPLY or (self._headers is None and self._block):
+            return False
+        return "Event-Name" in self.headers
 
     def __repr__(self) -> str:
         return f"<Frame {self.content_type} {len(self.body)}B>"
@@ -305,7 +334,14 @@ _new = object.__new__
 # in a shape, a '%' just before a colon is a name's (sre finds it ~2x faster than `in`)
 _NAME_PERCENT = re.compile(b"%:")
 
-def plain_event(buf: bytes, start: int, stop: int, data: bytes) -> Event:
+def plain_event(
+    buf: bytes,
+    start: int,
+    stop: int,
+    data: bytes,
+    translate: Any = bytes.translate,
+    findall: Any = _KEY_LINES.findall,
+) -> Event:
     """The plain event ``data``, which is ``buf[start:stop]``; ``buf[start - 1]`` is a line end.
 
     FreeSWITCH's events without an inner body (nearly all of them) are checked here in two
@@ -314,9 +350,10 @@ def plain_event(buf: bytes, start: int, stop: int, data: bytes) -> Event:
     Content-Length (a body after all: the slow path looks again). Reading the buffer, not a
     copy, lets that pass see the event's first line after a line end like every other line,
     and the event keeps ``data`` itself (the frame's body, no second copy of its head).
+    ``Event._shaped`` is inlined too: this runs for most frames of every connection.
     """
     if data.endswith(b"\n\n"):
-        shape = data.translate(None, _NOT_SHAPE)
+        shape = translate(data, None, _NOT_SHAPE)
         # the shape of a head of N lines and its blank line: ": \n" N times, then "\n",
         # once the values' '%' are left out; a '%' just before a colon is a name's
         bare = shape.replace(b"%", b"")  # the same object if there is none
@@ -325,13 +362,69 @@ def plain_event(buf: bytes, start: int, stop: int, data: bytes) -> Event:
             bare = b""
         size = len(bare)
         if size % 3 == 1 and _SHAPES.startswith(bare[:-1]):
-            keys = dict(_KEY_LINES.findall(buf, start - 1, stop - 2)[::-1])
+            keys = dict(findall(buf, start - 1, stop - 2)[::-1])
             if b":" not in keys and b"Content-Length:" not in keys:
-                return Event._shaped(data, len(data) - 2, (size // 3, percents), keys, None)
+                event = _new(Event)
+                event._data = data
+                event._end = len(data) - 2
+                event._headers = None
+                event._shape = (size // 3, percents)
+                event.body = None
+                more = len(keys)
+                raw = keys.get(b"Event-Name:")
+                if raw is None:
+                    event.name = ""
+                else:
+                    more -= 1
+                    name = raw.decode("ascii")
+                    event.name = url_decode(name) if "%" in name else name
+                raw = keys.get(b"Unique-ID:")
+                if raw is None:
+                    event.unique_id = None
+                else:
+                    more -= 1
+                    uid = raw.decode("ascii")
+                    event.unique_id = url_decode(uid) if "%" in uid else uid
+                event.job_uuid = _value(keys, b"Job-UUID:") if more else None
+                event.application_uuid = _value(keys, b"Application-UUID:") if more else None
+                return event
     return Event._checked(data)
 
 
-def parse_outer_headers(block: bytes) -> tuple[Headers, Mapping[str, str]]:
-    """Parse an outer block now (a malformed one fails at read time); the last value wins."""
+# The outer lines the reader frames and routes by (see _KEY_LINES), for an outer block in
+# FreeSWITCH's shape: the outbound connect reply, ~4 KiB of channel data.
+_OUTER_KEY_LINES = re.compile(
+    rb"\n(:|Content-Type:|Content-Length:|Event-Name:|Unique-ID:|Job-UUID:|Application-UUID:)"
+    rb" ?([^\n]*)"
+)
+# Below this size the strict parser is as fast: it is a few lines.
+_SMALL_BLOCK = 256
+
+
+def parse_outer_headers(block: bytes) -> tuple[Headers, Mapping[str, str], Event | None]:
+    """Parse an outer block now (a malformed one fails at read time); the last value wins.
+
+    Gives the headers, the raw values of Content-Type and Content-Length, and the event
+    the block carries (the channel data of a connect reply), if it has an Event-Name. A
+    large block in FreeSWITCH's shape is checked like a plain event's head (one translate,
+    one regex pass) and left to be cut and decoded when read.
+    """
+    if (shape := block_shape(block)) is not None:
+        found = _OUTER_KEY_LINES.findall(b"\n" + block)
+        last = dict(found)
+        if b":" not in last:  # else an empty name: the strict parser says where
+            plain = {
+                name: last[key].decode("ascii")
+                for key, name in ((b"Content-Type:", "Content-Type"),
+                                  (b"Content-Length:", "Content-Length"))
+                if key in last
+            }  # fmt: skip
+            headers = Headers.shaped(block, shape)
+            first = dict(found[::-1])
+            if b"Event-Name:" not in first:
+                return headers, plain, None
+            event = Event._shaped(block, len(block), shape, first, None)
+            event._headers = headers
+            return headers, plain, event
     headers = Headers.parsed(block)
-    return headers, dict(headers.raw_items())
+    return headers, dict(headers.raw_items()), None

@@ -16,18 +16,19 @@ from callcontrol.esl._frames import (
     API_RESPONSE,
     AUTH_REQUEST,
     COMMAND_REPLY,
+    COMMAND_REPLY_BLOCK,
     DISCONNECT_NOTICE,
     EVENT_JSON,
     EVENT_PLAIN,
     EVENT_XML,
     LOG_DATA,
     RUDE_REJECTION,
+    Event,
     Frame,
     parse_outer_headers,
     plain_event,
 )
-from callcontrol.esl._headers import Headers, _text
-from callcontrol.esl._urlcode import url_decode
+from callcontrol.esl._headers import Headers
 
 _new = object.__new__
 
@@ -43,13 +44,6 @@ _BLANK_LINE = re.compile(b"\n\n")
 _EVENT_ENVELOPE = re.compile(
     rb"Content-Length: ([1-9][0-9]{0,7}|0)\nContent-Type: text/event-plain\n\n"
 )
-
-# FreeSWITCH's reply to a command (to bgapi: with its Job-UUID), matched in one go; a CR, or
-# any other header, takes the line parser.
-_COMMAND_REPLY = re.compile(
-    rb"Content-Type: command/reply\nReply-Text: ([^\r\n]*)\n(?:Job-UUID: ([^\r\n]*)\n)?\n"
-)
-
 
 class FrameReader:
     """Feed it bytes as they arrive; take complete frames with ``next_frame``.
@@ -116,7 +110,7 @@ class FrameReader:
         # next_frame() inlined, and a whole plain event in FreeSWITCH's envelope read right
         # here: this loop is the hot path of every connection, and most frames are events.
         match = _EVENT_ENVELOPE.match
-        reply_match = _COMMAND_REPLY.match
+        reply_match = COMMAND_REPLY_BLOCK.match
         try:
             while True:
                 if not self._want:
@@ -144,11 +138,14 @@ class FrameReader:
                     if reply is not None:
                         stop = reply.end()
                         self._pos = stop
+                        raw = buf[pos:stop]
                         if self._keep_raw:
-                            self.last_raw = buf[pos:stop]
-                        yield Frame(_reply_headers(reply[1], reply[2]), b"", COMMAND_REPLY)
+                            self.last_raw = raw
+                        # its headers are made from the block when asked (reply_text)
+                        yield Frame.of_envelope(raw, b"", COMMAND_REPLY)
                         continue
-                other = self._next()
+                # the envelope was looked for already, unless a frame waits for its bytes
+                other = self._next() if self._want else self._next_other()
                 if other is None:
                     return
                 yield other
@@ -183,7 +180,7 @@ class FrameReader:
         head = self._read_head()
         if head is None:
             return None
-        headers, content_type, start, length = head
+        headers, content_type, start, length, event = head
         stop = start + length
         buf = self._buf
         if len(buf) < stop:
@@ -198,6 +195,8 @@ class FrameReader:
         body = buf[start:stop]
         if isinstance(headers, Headers):
             frame = Frame(headers, body, content_type)
+            if content_type == COMMAND_REPLY:
+                frame._event = event  # the connect reply's channel data, checked and routed
         else:
             frame = Frame.of_envelope(headers, body, content_type)
         if content_type == EVENT_PLAIN:
@@ -205,8 +204,8 @@ class FrameReader:
             frame._event = plain_event(buf, start, stop, body)
         return frame
 
-    def _read_head(self) -> tuple[Headers | bytes, str, int, int] | None:
-        """Parse the next header block: (headers, content type, body start, body length).
+    def _read_head(self) -> tuple[Headers | bytes, str, int, int, Event | None] | None:
+        """The next header block: (headers, content type, body start, body length, event).
 
         Consumes only the blank lines before it; None if the block is not complete yet. For
         one of FreeSWITCH's bare envelopes the headers are left as the block's bytes.
@@ -217,14 +216,14 @@ class FrameReader:
         while pos < len(buf) and buf[pos] in (0x0A, 0x0D):
             pos += 1
         self._pos = pos
-        reply = _COMMAND_REPLY.match(buf, pos)
+        reply = COMMAND_REPLY_BLOCK.match(buf, pos)
         if reply is not None:
-            return _reply_headers(reply[1], reply[2]), COMMAND_REPLY, reply.end(), 0
+            return buf[pos : reply.end()], COMMAND_REPLY, reply.end(), 0, None
         bare = _TYPE_FIRST.match(buf, pos)
         if bare is not None:
             end, digits = bare.end(), bare[2]
             length = 0 if digits is None else int(digits)
-            return buf[pos : end - 2], _KNOWN_TYPES[bare[1]], end, length
+            return buf[pos : end - 2], _KNOWN_TYPES[bare[1]], end, length, None
         blank = _BLANK_LINE.search(buf, pos)
         end = -1 if blank is None else blank.start()
         # A CRLF blank line counts only if it comes first. Look for it within this block
@@ -244,16 +243,18 @@ class FrameReader:
             return None
         block = buf[pos:end]
         headers: Headers | bytes
+        event = None
         envelope = _envelope(block)
         if envelope is None:
-            headers, plain = parse_outer_headers(block)  # a malformed block fails here
+            # a malformed block fails here
+            headers, plain, event = parse_outer_headers(block)
             content_type, length = _content(plain)
         else:
             # only routed, the envelope's own headers are seldom read: split them lazily
             headers, (content_type, length) = block, envelope
         if length > MAX_BODY:
             raise ProtocolError(f"Content-Length {length} exceeds {MAX_BODY}")
-        return headers, content_type, end + skip, length
+        return headers, content_type, end + skip, length, event
 
 
 _KNOWN_TYPES = {
@@ -298,20 +299,6 @@ def _envelope(block: bytes) -> tuple[str, int] | None:
         return None
     content_type = _KNOWN_TYPES.get(type_line[len(_TYPE) :])
     return None if content_type is None else (content_type, int(digits))
-
-
-def _reply_headers(text: bytes, job_uuid: bytes | None) -> Headers:
-    """The headers of a block ``_COMMAND_REPLY`` matched, as the line parser gives them."""
-    reply = _text(text)
-    pairs = [("Content-Type", COMMAND_REPLY), ("Reply-Text", reply)]
-    fields = {"Content-Type": COMMAND_REPLY, "Reply-Text": url_decode(reply)}
-    if job_uuid is not None:
-        job = _text(job_uuid)
-        pairs.append(("Job-UUID", job))
-        fields["Job-UUID"] = url_decode(job)
-    headers = Headers.from_pairs(pairs, decoded=False)
-    headers._fields = fields  # what is routed on (has_event, reply_text) without an index
-    return headers
 
 
 def _content(plain: Mapping[str, str]) -> tuple[str, int]:
