@@ -12,6 +12,14 @@ Added relay latency, per frame:
 * out: the frame's 20 ms pacing slot → the moment it is handed to the kernel (loop lag).
 A load passes when both p99s are ≤ 5 ms and ≥ 99 % of the caller's frames arrived.
 
+Under each load line, where that time went (``MeasuredEngine``, ``MeasuredTransport``): the in
+latency split into kernel stamp → the start of the receive pass that read the frame → queued
+for the call (after the batch's conversion) → the consumer task has it, and the out lateness
+into slot → send phase start → sendto, each as p50 / p99 and as the mean of the slowest 1 %;
+then the gaps between receive passes, frames per pass, the wall and CPU time of passes and of
+send phases, and the calls per phase. queued → consumer is what any model-side consumer of
+``frames()`` would wait (the echo consumer's own work is one ``play`` call, ~2 µs).
+
 ``--workers N`` measures calls per box instead of per core: every load runs once with one
 server process and once with N, each on its own slice of the unicast ports as ``serve
 --workers`` cuts them (``callcontrol.workers.split_ports``), against the same FreeSWITCH-side
@@ -24,11 +32,11 @@ quietest sweep (loadavg 2.4-4.1), where 2 workers also delivered 100.4 % of fram
 93.4 %.
 
 Two engines are measured in the same run (``--engine both``, the default): ``batched`` (the
-media engine: one receive pass per 1 ms and one send phase per 5 ms for all calls, codecs
-vectorised over the batch) and ``percall`` (the shared loops before it, one conversion per
-frame). The summary prints the largest passing load per codec and engine and their ratio. The
-box is shared: repeat with ``--repeat`` and read the medians. (``--workers`` runs the first
-codec with the first engine.)
+media engine: one task that every 1 ms fires the due send phase, a twentieth of the sending
+calls, and runs a receive pass, codecs vectorised over the batch) and ``percall`` (the shared
+loops before it, one conversion per frame). The summary prints the largest passing load per
+codec and engine and their ratio. The box is shared: repeat with ``--repeat`` and read the
+medians. (``--workers`` runs the first codec with the first engine.)
 
 Measured 2026-12-07 (2-core AMD EPYC VM, Python 3.11.7, the box shared with other work: load
 average 3-7, this process waiting for a CPU 5-60 % of the time, ``runq``), ``--calls
@@ -39,6 +47,30 @@ frame moved at 200-400 calls: L16 batched 21-25 us vs percall 64-81 us (about 3x
 18-22 us vs percall 19-25 us (no conversion to save there; what is left is the per-call consumer
 task and the socket calls). That cost allows about 400 L16 / 500 PCMU calls per core at 100 %
 CPU; whether 300 pass the p99 needs a quiet box.
+
+Measured again 2026-12-07 15:23-15:28 after the engine rework (one task, 20 phases of 1 ms, a
+timerfd clock, up to 4 receive rounds a pass, calls spread over phases), batched engine only,
+the new engine and the one before it (a6d3e7a) alternating, ``--calls 100,200,300,400 --seconds
+3``, two sweeps each; the box shared with 4 other sessions (loadavg 3.1-6.1, runq 1-67 %), so
+no load of 200 or more passed with either and the absolute p99s are noise. What the breakdown
+shows, at 200-300 calls in the calmer runs (runq <= 36 %):
+
+* send phases: the old engine had every call in one phase (calls per phase p50 200 at 200 calls,
+  300 at 300: the joining rule, see engine.py) and phase start -> sendto p50 1.6-4.1 ms; now
+  11 and 16 calls per phase and p50 0.17-0.23 ms (p99 0.5-3.7);
+* timing: receive passes p50 1.00-1.29 ms apart (old 1.6-2.6), slot -> phase start p50
+  0.06-0.18 ms (1.6 at 300 PCMU, runq 36 %; old 0.40-1.08);
+* backlog: the old engine, once passes fell under ~50/s, kept every socket's backlog (in p50
+  126 ms-1.4 s in 3 of its 8 loads at 200-300 calls); the new one's in p50 stayed 0.5-17 ms;
+* new, L16, 300 calls, runq 1.4 % (the calmest load of all): in p50 0.47 / p99 13.4 ms, out p50
+  0.30 / p99 7.3 ms, 100.3 % of frames, CPU 77 %, 25.7 us a frame; the in p99 is queued ->
+  consumer p99 7.0 (kernel -> pass p99 4.8, pass -> queued 2.8), the out p99 is slot -> phase
+  p99 7.1 with phase -> sendto p99 0.5: the loop itself running late, i.e. at 77 % of a core a
+  hiccup (gc max 2.3 ms, one 92 ms gap between passes) takes long to catch up on;
+* CPU per frame at 100-200 calls: new 21-44 us, old 20-31 us: 1000 wake-ups a second while
+  anything is sent (10 calls: 13-17 % CPU against 10-12 %) and five times as many send batches
+  (each L16 conversion has a fixed numpy cost). That fixed cost is what a 2 ms tick would halve,
+  at 1 ms more wait for a caller frame; not measured here (needs a quiet box).
 
 Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--codec L16,PCMU]
      [--engine both|batched|percall] [--repeat 3] [--workers 2] [--quick]
