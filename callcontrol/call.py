@@ -26,6 +26,10 @@ from callcontrol.esl import CommandError, ConnectionClosed, Event, commands
 from callcontrol.esl.outbound import OutboundCall
 
 CLEANUP_SECONDS = 5.0  # each cleanup's own budget
+# What the session's watcher of the caller's leg acts on (``_note_a_event``, the hangup);
+# the leg's other events do not wake it.
+WATCHED_A_EVENTS = frozenset({"CHANNEL_UNBRIDGE", "CHANNEL_PARK", "CHANNEL_HANGUP",
+                              "CHANNEL_HANGUP_COMPLETE"})  # fmt: skip
 
 Cleanup = Callable[[], Awaitable[None]]
 
@@ -178,7 +182,8 @@ class CallSession:
     async def _watch_caller(self, ctx: CallContext, flow_scope: trio.CancelScope) -> None:
         conn = self.call.conn
         state: dict[str, bool] = {}
-        async with conn.subscribe(self.call.uuid) as events, trio.open_nursery() as inner:
+        async with conn.subscribe(self.call.uuid, names=WATCHED_A_EVENTS) as events, \
+                trio.open_nursery() as inner:  # fmt: skip
             inner.start_soon(self._wait_socket_end, flow_scope, ctx, inner.cancel_scope)
             async for event in events:
                 ctx._note_a_event(event.name, state)

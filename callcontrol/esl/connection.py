@@ -11,7 +11,8 @@ A single reader task turns received bytes into frames and routes each one:
 * ``BACKGROUND_JOB`` events complete the ``bgapi`` job with the same ``Job-UUID``;
   ``CHANNEL_EXECUTE_COMPLETE`` completes the ``sendmsg execute`` whose ``Event-UUID`` came back
   as ``Application-UUID``. Both are also delivered to subscribers like any other event.
-* Every event goes to the subscribers of its ``Unique-ID`` and to the catch-all subscribers.
+* Every event goes to the subscribers of its ``Unique-ID`` and to the catch-all subscribers
+  (to those of them that asked for its name, when they named the events they want).
   Subscriber buffers are bounded: a consumer that falls that far behind is cut off with
   ``SubscriberOverflow`` (and a log line) instead of stalling the reader or growing memory.
 * ``text/disconnect-notice`` with ``Content-Disposition: linger`` sets ``lingering``; any other
@@ -82,11 +83,16 @@ class _Slot:
 
 
 class Subscription:
-    """Events for one channel UUID (or all events), with a bounded buffer."""
+    """Events for one channel UUID (or all events), with a bounded buffer; only the event
+    names in ``names`` when given."""
 
-    def __init__(self, conn: EslConnection, key: str | None, size: int) -> None:
+    def __init__(
+        self, conn: EslConnection, key: str | None, size: int,
+        names: frozenset[str] | None = None,
+    ) -> None:  # fmt: skip
         self._conn = conn
         self.key = key
+        self.names = names
         self._send, self._receive = trio.open_memory_channel[Event](size)
         self.overflowed = False
 
@@ -236,9 +242,11 @@ class EslConnection:
         uid = event.unique_id
         if uid is not None:
             for sub in self._by_uuid.get(uid, ()):
-                sub._push(event)
+                if sub.names is None or name in sub.names:
+                    sub._push(event)
         for sub in self._catch_all:
-            sub._push(event)
+            if sub.names is None or name in sub.names:
+                sub._push(event)
 
     def _close(self, reason: str) -> None:
         if self.closed.is_set():
@@ -404,10 +412,15 @@ class EslConnection:
 
     @asynccontextmanager
     async def subscribe(
-        self, uuid: str | None = None, *, size: int | None = None
-    ) -> AsyncIterator[Subscription]:
-        """Events of channel ``uuid`` (all events when None) while the block runs."""
-        sub = Subscription(self, uuid, size or self._subscriber_buffer)
+        self, uuid: str | None = None, *, size: int | None = None,
+        names: frozenset[str] | None = None,
+    ) -> AsyncIterator[Subscription]:  # fmt: skip
+        """Events of channel ``uuid`` (all events when None) while the block runs.
+
+        ``names``: only these events. The others are dropped here, so a consumer that acts on
+        a few kinds is not woken for each of a call's dozens of events (each wake-up is a task
+        step through the channel, the consumer's loop and its cancel scope)."""
+        sub = Subscription(self, uuid, size or self._subscriber_buffer, names)
         registry = self._catch_all if uuid is None else self._by_uuid.setdefault(uuid, [])
         registry.append(sub)
         if self.closed.is_set():

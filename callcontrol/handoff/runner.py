@@ -35,6 +35,11 @@ WIND_DOWN_SECONDS = 8.0
 # never comes must not hold up the rest of the call's cleanup.
 KILL_REPLY_SECONDS = 2.0
 
+# The events ``_translate`` turns into inputs; the socket's other events (executes, parks,
+# progress of either leg: most of a call's) never wake the runner.
+EVENTS = frozenset({"BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_HANGUP",
+                    "CHANNEL_HANGUP_COMPLETE"})  # fmt: skip
+
 # (leg uuid, attempt number) -> the originate argument: "{vars}endpoint &park()"
 DialFunction = Callable[[str, int], str]
 
@@ -91,7 +96,7 @@ class HandoffRunner:
     async def run(self) -> HandoffResult:
         """Ring until an outcome is decided; returns it (legs may still be winding down)."""
         self._started_at = trio.current_time()
-        self._events = await self._stack.enter_async_context(self.conn.subscribe())
+        self._events = await self._stack.enter_async_context(self.conn.subscribe(names=EVENTS))
         self.log.info(
             "handoff.start",
             ring_timeout=self.machine.plan.ring_timeout,
