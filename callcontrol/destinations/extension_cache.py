@@ -16,8 +16,9 @@ handoff rings on what this cache already knows and reads the row again *while* i
   lands the phone still does not ring: FusionPBX's directory makes a DND extension's dial
   string ``error/user_busy`` (the originate fails at once with USER_BUSY; a busy that the
   recheck then explains is reported as DND) and leaves a disabled one out of the directory;
-* a forward-all switched on or off inside that window is not re-routed (the next handoff
-  sees it): the desk phone rings as FusionPBX's own ``user/`` dial would.
+* a forward-all switched on, off or elsewhere inside that window is caught by the same
+  recheck: the attempt is withdrawn (its leg killed) and the handoff rings again where the
+  fresh state sends the call, so for the read's milliseconds the old target rings.
 
 Why not prefetch when the AI's tool call starts streaming its arguments: the destination is
 only known once they are complete (they name it in the caller's words), the lead over the

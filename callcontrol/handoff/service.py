@@ -6,9 +6,10 @@ goes to the default destination); check its working hours (closed → say when i
 check DND for an extension (reported as DND without ringing it, since FusionPBX would make the
 phone look merely busy); then ring it on hold through ``HandoffRunner``. The extension's state
 is the one last read (``ExtensionStates``), so the ring does not wait for PostgreSQL; it is read
-again while the phone rings, and DND or disabled found then withdraws the attempt
-(destinations/extension_cache.py says why that is safe). Whatever happens, the
-AI gets a ``HandoffReply``: a status, the pt-BR sentence to say, and what can be offered next.
+again while the phone rings, and DND or disabled found then withdraws the attempt, a changed
+forward-all rings again where it now sends the call (destinations/extension_cache.py says why
+that is safe). Whatever happens, the AI gets a ``HandoffReply``: a status, the pt-BR sentence
+to say, and what can be offered next.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ WIND_DOWN_BUDGET = WIND_DOWN_SECONDS + KILL_REPLY_SECONDS + 1.0
 # How long a handoff that ended busy waits for its recheck to say whether that was DND (the
 # read is milliseconds; a database that does not answer leaves it busy).
 RECHECK_WAIT_SECONDS = 2.0
+# The cause of an attempt the recheck withdrew because forward-all changed meanwhile: the
+# handoff rings again where the fresh state sends it, so the AI never hears this one.
+FORWARD_ALL_CHANGED = "FORWARD_ALL_CHANGED"
 
 
 @attrs.frozen
@@ -130,6 +134,8 @@ class _Recheck:
     used: ExtensionState
     done: trio.Event = attrs.field(factory=trio.Event)
     withdrawal: tuple[Outcome, str] | None = None
+    # the state read again, when its forward-all differs from the one rung on
+    reroute: ExtensionState | None = None
 
 
 def _uuid_or_none(text: str | None) -> UUID | None:
@@ -199,7 +205,10 @@ class HandoffService:
         *,
         hold: HoldMusic,
         whisper: Whisper | None = None,
+        state: ExtensionState | None = None,
     ) -> HandoffReply:
+        """Ring ``destination``; ``state``: its extension's state just read (a re-ring after
+        the recheck found forward-all changed), else the cached one or a read."""
         opened = availability(destination, self.now(), self.settings.language)
         if not opened.is_open:
             log.info("handoff.closed", next_opening=str(opened.next_opening))
@@ -214,7 +223,9 @@ class HandoffService:
         target = destination
         recheck: _Recheck | None = None
         if destination.destination_type is DestinationType.EXTENSION and who.domain_uuid:
-            state, cached = await self._extension(who.domain_uuid, destination.number, log)
+            cached = False
+            if state is None:
+                state, cached = await self._extension(who.domain_uuid, destination.number, log)
             if cached:
                 recheck = _Recheck(who.domain_uuid, destination.number, state)
             if not state.enabled:
@@ -263,6 +274,11 @@ class HandoffService:
         if recheck is not None and result.outcome is Outcome.BUSY:
             result = await self._busy_or_withdrawn(recheck, result)
         decided = True
+        reroute = recheck.reroute if recheck is not None else None
+        if reroute is not None and result.cause == FORWARD_ALL_CHANGED:
+            await runner.finish_legs()  # the withdrawn leg is gone before the other rings
+            return await self.ring(ctx, who, destination, log, hold=hold, whisper=whisper,
+                                   state=reroute)  # fmt: skip
         reply = self._reply(destination, result.outcome, result.cause, result.attempts,
                             result.seconds, result)  # fmt: skip
         if result.outcome is Outcome.CANCELLED:
@@ -333,7 +349,8 @@ class HandoffService:
 
     async def _recheck(self, recheck: _Recheck, runner: HandoffRunner, log: Any) -> None:
         """Read the state the handoff rings on again, while it rings; withdraw the attempt if
-        it says DND or disabled now."""
+        it says DND or disabled now, or forward-all changed (then ``ring`` rings again where
+        the fresh state sends the call)."""
         try:
             fresh = await self.states.read(recheck.domain_uuid, recheck.number)
         except DatabaseUnavailable as exc:
@@ -346,6 +363,13 @@ class HandoffService:
             recheck.withdrawal = (Outcome.UNAVAILABLE, "EXTENSION_DISABLED")
         elif fresh.dnd and not used.dnd:
             recheck.withdrawal = (Outcome.DND, "DO_NOT_DISTURB")
+        elif fresh.exists and fresh.enabled and fresh.forward_all != used.forward_all:
+            recheck.reroute = fresh
+            recheck.withdrawal = (Outcome.UNAVAILABLE, FORWARD_ALL_CHANGED)
+            log.info("handoff.rerouted", forward_all=fresh.forward_all, was=used.forward_all,
+                     reason="v_extensions read again while it rang")  # fmt: skip
+            runner.withdraw(*recheck.withdrawal)
+            return
         if recheck.withdrawal is not None:
             outcome, cause = recheck.withdrawal
             log.info("handoff.withdrawn", status=outcome.value, cause=cause,

@@ -118,3 +118,63 @@ async def test_a_state_older_than_max_age_is_read_before_ringing(pbx, autojump_c
     assert reply.status == "dnd"
     assert originates(call) == []
     assert pbx.sim.legs(SUPORTE_CHANNEL)[1:] == []  # only the first call's leg
+
+
+async def set_forward_all(pbx: Any, to: str | None) -> None:
+    await pbx.db.execute(
+        "UPDATE v_extensions SET forward_all_enabled = %s, forward_all_destination = %s"
+        " WHERE domain_uuid = %s AND extension = '1001'",
+        ("true" if to else "false", to or "", pbx.domain_uuid),
+    )  # fmt: skip
+
+
+def legs_of(call: Any) -> list[tuple[str, str]]:
+    """(origination_uuid, endpoint) of every originate the call sent, in order."""
+    return [(re.findall(r"origination_uuid=([0-9a-f-]{36})", c.line)[0],
+             c.line.rsplit("}", 1)[1]) for c in originates(call)]  # fmt: skip
+
+
+async def test_forward_all_switched_on_while_it_rings_rings_the_new_target(pbx, autojump_clock):
+    held = await warmed(pbx)
+    await pbx.extension("1002")
+    await set_forward_all(pbx, "1002")
+    pbx.sim.endpoints[SUPORTE] = Manual()  # the desk phone would ring on and on
+    pbx.sim.endpoints["user/1002@pbx.example.com"] = Answer(after=1.0)
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    await ringing(call)
+    held.release.set()
+    reply = await pbx.next_reply()
+    assert reply.status == "success" and reply.destination == "Suporte"
+    (desk, desk_target), (_, forwarded) = legs_of(call)
+    assert (desk_target, forwarded) == (f"{SUPORTE} &park()", "user/1002@pbx.example.com &park()")
+    # the desk phone's leg was killed before the forward target rang, and only that one is
+    # bridged
+    said = lines(call)
+    kill = said.index(f"api uuid_kill {desk} ORIGINATOR_CANCEL")
+    assert kill < said.index(originates(call)[1].line)
+    assert [line for line in said if line.startswith("api uuid_bridge")] == [
+        f"api uuid_bridge {call.uuid} {legs_of(call)[1][0]}"]  # fmt: skip
+    await call.hangup()
+
+
+async def test_forward_all_switched_off_while_it_rings_rings_the_desk_phone(pbx, autojump_clock):
+    await pbx.extension("1002")
+    await add_suporte(pbx)
+    await set_forward_all(pbx, "1002")
+    pbx.sim.endpoints["user/1002@pbx.example.com"] = Answer(after=1.0)
+    first = pbx.call(pbx.transfer_flow("suporte"))
+    assert (await pbx.next_reply()).status == "success"  # rang 1002: cached with forward-all
+    await first.hangup()
+    held = HeldReads(pbx.db)
+    pbx.service.states.db = held
+    await set_forward_all(pbx, None)
+    pbx.sim.endpoints["user/1002@pbx.example.com"] = Manual()
+    pbx.sim.endpoints[SUPORTE] = Answer(after=1.0)
+    call = pbx.call(pbx.transfer_flow("suporte"))
+    await ringing(call)
+    held.release.set()
+    reply = await pbx.next_reply()
+    assert reply.status == "success"
+    assert [target for _, target in legs_of(call)] == [
+        "user/1002@pbx.example.com &park()", f"{SUPORTE} &park()"]  # fmt: skip
+    await call.hangup()
