@@ -73,7 +73,7 @@ shows, at 200-300 calls in the calmer runs (runq <= 36 %):
   at 1 ms more wait for a caller frame; not measured here (needs a quiet box).
 
 Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--codec L16,PCMU]
-     [--engine both|batched|percall] [--repeat 3] [--workers 2] [--quick]
+     [--engine both|batched|percall] [--repeat 3] [--workers 2] [--tick-ms 1|2] [--quick]
 """
 
 from __future__ import annotations
@@ -351,6 +351,18 @@ class GcPauses:
 
     def close(self) -> None:
         gc.callbacks.remove(self._callback)
+
+
+def set_tick(seconds: float) -> None:
+    """The engine's tick for this run (before its engine exists): phases, passes, join window.
+
+    Each wake-up of the loop costs about 56 us of CPU on the 2-core VM (a bare trio timer wait,
+    1000 a second = 5.6 % of a core) and each send batch a fixed numpy cost; a longer tick
+    halves both and lets a caller frame wait up to a tick for its pass."""
+    engine_module.PHASES = round(engine_module.FRAME_SECONDS / seconds)
+    engine_module.PHASE_SECONDS = seconds
+    engine_module.RECEIVE_BATCH_SECONDS = seconds
+    engine_module.JOIN_PHASES = max(1, round(0.005 / seconds))  # first frame within 5 ms
 
 
 def loadavg() -> str:
@@ -679,11 +691,16 @@ def main() -> None:
                         help="N > 1: each load with 1 server process and with N; calls per box")
     parser.add_argument("--quick", action="store_true",
                         help="one small load (20 calls, 1 s) to check it works")
+    parser.add_argument("--tick-ms", type=int, choices=(1, 2), default=1,
+                        help="the batched engine's tick (1 = as shipped; 2 = half the wake-ups "
+                             "and send batches, up to 2 ms wait for a caller frame), to compare")
     args = parser.parse_args()
     if args.quick:
         args.calls, args.seconds = "20", 1.0
     configure_logging("json", level=40)
     engine_module.MediaEngine = MeasuredEngine  # type: ignore[misc]
+    if args.tick_ms != 1:
+        set_tick(args.tick_ms / 1000)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     codecs = args.codec.split(",")
