@@ -362,7 +362,10 @@ def plain_event(
             bare = b""
         size = len(bare)
         if size % 3 == 1 and _SHAPES.startswith(bare[:-1]):
-            keys = dict(findall(buf, start - 1, stop - 2)[::-1])
+            found = findall(buf, start - 1, stop - 2)
+            keys = dict(found)
+            if len(keys) != len(found):  # a key twice: its first value is the header's
+                keys = dict(found[::-1])
             if b":" not in keys and b"Content-Length:" not in keys:
                 event = _new(Event)
                 event._data = data

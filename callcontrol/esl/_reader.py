@@ -111,6 +111,7 @@ class FrameReader:
         # here: this loop is the hot path of every connection, and most frames are events.
         match = _EVENT_ENVELOPE.match
         reply_match = COMMAND_REPLY_BLOCK.match
+        type_first = _TYPE_FIRST.match
         try:
             while True:
                 if not self._want:
@@ -144,6 +145,10 @@ class FrameReader:
                         # its headers are made from the block when asked (reply_text)
                         yield Frame.of_envelope(raw, b"", COMMAND_REPLY)
                         continue
+                    bare = type_first(buf, pos)
+                    if bare is not None and (framed := self._bare(buf, pos, bare)) is not None:
+                        yield framed
+                        continue
                 # the envelope was looked for already, unless a frame waits for its bytes
                 other = self._next() if self._want else self._next_other()
                 if other is None:
@@ -152,6 +157,22 @@ class FrameReader:
         except ProtocolError:
             self.broken = True
             raise
+
+    def _bare(self, buf: bytes, pos: int, bare: re.Match[bytes]) -> Frame | None:
+        """The frame of a ``_TYPE_FIRST`` envelope at ``pos``, if its body is here."""
+        start = bare.end()
+        digits = bare[2]
+        stop = start if digits is None else start + int(digits)
+        if stop > len(buf) or stop - start > MAX_BODY:
+            return None
+        self._pos = stop
+        if self._keep_raw:
+            self.last_raw = buf[pos:stop]
+        content_type = _KNOWN_TYPES[bare[1]]
+        frame = Frame.of_envelope(buf[pos : start - 2], buf[start:stop], content_type)
+        if content_type == EVENT_PLAIN:
+            frame._event = plain_event(buf, start, stop, frame.body)
+        return frame
 
     def _next(self) -> Frame | None:
         if self._want:
