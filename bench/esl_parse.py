@@ -20,19 +20,37 @@ against both of ours. Run: ``python bench/esl_parse.py [--mb 4] [--repeat 5] [--
 
 Times are CPU seconds of the benchmark's own process (best of ``--repeat`` runs).
 
-Last measured (2026-12-07, a 2-core AMD EPYC VM shared with other jobs, load average 10-14,
-Python 3.11.7; the corpus of that day, 42 connections, 3.0 MB; greenswitch is the fastest
-peer): routed 3.0-3.3x greenswitch (goal 5x), fully decoded 1.08-1.20x, median 1.15x (goal
-2x); genesis ~3x slower than greenswitch. In the same rounds the code before 30a2a56 gave
-routed 3.1-3.3x and decoded 1.05-1.11x (median 1.06x). Since 30a2a56 every plain event is
-checked whole when its frame is read (before, a malformed event was only noticed by the
-subscriber that read its headers): that check (one translate, ~1.5-3 us an event) and the
-one regex pass that picks out the routing keys (~3 us) are most of what "routed" spends
-on an event (~10 us a frame on average). What bounds "decoded" in CPython: an event's ~88
-lines must become ~176 new str objects (one str.split, ~5 us) and a dict (~4.5 us), and the
-benchmark copies that dict once more (~3.5 us); with the reader's ~8 us that is ~21 us an
-event before any percent-decoding (~5 us more), against greenswitch's ~29 us a frame, so 2x
-is out of reach of a pure-Python parser that keeps these checks.
+Last measured (2026-12-07 15:40 UTC, a 2-core AMD EPYC VM shared with 4 other sessions, load
+average 6.9-7.3, Python 3.11.7; the corpus of that day, 42 connections, 3.0 MB, 1414 frames,
+885 of them plain events; greenswitch is the fastest peer): four alternating rounds of this
+checkout and of a6d3e7a (before the slices of that afternoon): routed 4.25-4.46x greenswitch
+(a6d3e7a: 3.22-3.36x; goal 5x), fully decoded 1.15-1.26x (a6d3e7a: 1.09-1.23x; goal 2x).
+
+Where the time goes (CPU per body-less plain event, ~3.3 KB and ~88 lines, best of 30 loops
+over the corpus's 840 such events, same load): greenswitch 49.1 us; ours routed 8.1 us. The
+check every event gets when read is two C passes: one ``translate`` for its shape (1.55 us
+alone) and one regex pass for its routing keys, an empty name or an inner Content-Length
+(3.0 us alone; 20% less than before by ending each alternative with its colon). Stubbing
+both out of the reader's loop leaves 2.5-2.7 us of interpreter work (the envelope match,
+the body slice, the frame and event objects, the keys decoded), so in the loop the two
+passes cost ~5.5 us. Cheaper ways to make the same check were measured and are not: each
+further pass over the event costs about as much (``bytes.find`` of a key 0.3-1.0 us, a
+two-byte regex literal 1.25 us, a regex whose alternatives are tried on every line 3.3 us),
+so looking the keys up one by one (4.5 us) loses to the one pass. The other 529 frames cost
+0.9-1.9 us each here (greenswitch ~2 us): routed is bounded near 5x on this corpus
+(885 x 8.1 us + ~1.5 ms against ~42 ms) and was 4.3-4.5x under that load.
+
+Decoded is further off, and not by the interpreter: turning a head into a dict of decoded
+str is, with the fastest C steps there are, the cut ``translate`` (2.2 us), ``a2b_qp``
+(+2.3), ``decode`` and ``split`` into 176 new str (+5.6), the dict of new keys (+5.2:
+hashing 88 new names), and the benchmark's own copy of that dict (+3.5), 18.9 us, plus the
+check of the colons' spaces (1.6) and the read-time check above (4.8): 25.3 us with no
+interpreter work at all, against greenswitch's 49.1, so 2x is out of reach of this design
+in pure Python even before the other frames. Also measured: a one-cut variant that checks
+the spaces in the split itself (slower: +88 empty pieces), and the head rewritten as JSON
+(four single-byte replaces, 5.8 us) for orjson (5.8 us, names from its key cache) plus a
+UTF-8-escape check (1.2 us): ~4.3 us an event less, ~1.35x decoded, and a compiled
+dependency the environments do not have; not taken.
 """
 
 from __future__ import annotations
