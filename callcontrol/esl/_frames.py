@@ -195,11 +195,6 @@ class Event:
         return plain_event(b"\n" + data, 1, len(data) + 1, data)
 
     @classmethod
-    def from_buffer(cls, buf: bytes, start: int, stop: int) -> Event:
-        """The plain event ``buf[start:stop]``; ``buf[start - 1]`` must be a line end."""
-        return plain_event(buf, start, stop, buf[start:stop])
-
-    @classmethod
     def _shaped(
         cls,
         data: bytes,
