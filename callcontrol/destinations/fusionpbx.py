@@ -20,6 +20,7 @@ show it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 from uuid import UUID
 
@@ -29,7 +30,10 @@ from callcontrol.db import Database
 from callcontrol.destinations.dnd import dnd_sql
 from callcontrol.destinations.model import Destination, DestinationType, FallbackAction
 
-_EXTENSION = f"""
+
+def _extension_sql(domain: str, number: str) -> str:
+    """One extension's row (by number, else number alias), the key given as SQL text."""
+    return f"""
 SELECT e.enabled::text IS DISTINCT FROM 'false' AS enabled,
        {dnd_sql("e")} AS dnd,
        CASE WHEN e.forward_all_enabled::text = 'true'
@@ -39,10 +43,19 @@ SELECT e.enabled::text IS DISTINCT FROM 'false' AS enabled,
             WHERE f.follow_me_uuid = e.follow_me_uuid AND f.follow_me_enabled::text = 'true'
        )) AS follow_me
 FROM v_extensions AS e
-WHERE e.domain_uuid = %(domain)s AND (e.extension = %(number)s OR e.number_alias = %(number)s)
-ORDER BY (e.extension = %(number)s) DESC
+WHERE e.domain_uuid = {domain} AND (e.extension = {number} OR e.number_alias = {number})
+ORDER BY (e.extension = {number}) DESC
 LIMIT 1
-"""  # noqa: S608 - dnd_sql is fixed text
+"""  # noqa: S608 - fixed text: dnd_sql and the two key expressions below
+
+
+_EXTENSION = _extension_sql("%(domain)s", "%(number)s")
+# Several extensions in one query: the same row for each (domain, number) pair.
+_EXTENSIONS = f"""
+SELECT k.domain_uuid, k.number, s.*
+FROM unnest(%(domains)s::uuid[], %(numbers)s::text[]) AS k(domain_uuid, number)
+CROSS JOIN LATERAL ({_extension_sql("k.domain_uuid", "k.number")}) AS s
+"""  # noqa: S608 - fixed text
 
 _MAILBOX = """
 SELECT voicemail_enabled::text = 'true' AS enabled FROM v_voicemails
@@ -140,6 +153,21 @@ async def extension_state(db: Database, domain_uuid: UUID, number: str) -> Exten
         return ExtensionState(exists=False)
     return ExtensionState(True, bool(row["enabled"]), bool(row["dnd"]), row["forward_all"],
                           bool(row["follow_me"]))  # fmt: skip
+
+
+async def extension_states(
+    db: Database, keys: Collection[tuple[UUID, str]]
+) -> dict[tuple[UUID, str], ExtensionState]:
+    """``extension_state`` of each (domain, number) in ``keys``, in one round trip."""
+    ordered = list(keys)
+    rows = await db.fetch_all(_EXTENSIONS, {"domains": [d for d, _ in ordered],
+                                            "numbers": [n for _, n in ordered]})  # fmt: skip
+    states = dict.fromkeys(ordered, ExtensionState(exists=False))
+    for row in rows:
+        states[(row["domain_uuid"], row["number"])] = ExtensionState(
+            True, bool(row["enabled"]), bool(row["dnd"]), row["forward_all"],
+            bool(row["follow_me"]))  # fmt: skip
+    return states
 
 
 async def mailbox_enabled(db: Database, domain_uuid: UUID, number: str) -> bool:

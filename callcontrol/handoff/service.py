@@ -352,7 +352,7 @@ class HandoffService:
         it says DND or disabled now, or forward-all changed (then ``ring`` rings again where
         the fresh state sends the call)."""
         try:
-            fresh = await self.states.read(recheck.domain_uuid, recheck.number)
+            fresh = await self.states.reread(recheck.domain_uuid, recheck.number)
         except DatabaseUnavailable as exc:
             log.warning("handoff.recheck_unknown", error=str(exc))
             return

@@ -20,15 +20,23 @@ class HeldReads:
     def __init__(self, db: Any) -> None:
         self.db = db
         self.release = trio.Event()
+        self.began = trio.Event()
         self.started = 0
         self.finished = 0
 
-    async def fetch_one(self, query: Any, params: Any = None) -> Any:
+    async def _held(self, read: Any, query: Any, params: Any) -> Any:
         self.started += 1
+        self.began.set()
         await self.release.wait()
-        row = await self.db.fetch_one(query, params)
+        rows = await read(query, params)
         self.finished += 1
-        return row
+        return rows
+
+    async def fetch_one(self, query: Any, params: Any = None) -> Any:
+        return await self._held(self.db.fetch_one, query, params)
+
+    async def fetch_all(self, query: Any, params: Any = None) -> Any:  # the rechecks, gathered
+        return await self._held(self.db.fetch_all, query, params)
 
 
 async def warmed(pbx: Any, **destination: Any) -> HeldReads:
@@ -60,7 +68,9 @@ async def test_the_originate_does_not_wait_for_the_extension_state(pbx, autojump
     held = await warmed(pbx)
     call = pbx.call(pbx.transfer_flow("suporte"))
     await ringing(call)
-    assert held.started == 1 and held.finished == 0  # read again, and not back yet
+    assert held.finished == 0  # it rings before the state is read again
+    await held.began.wait()
+    assert held.started == 1  # read again while it rings, and not back yet
     held.release.set()
     reply = await pbx.next_reply()
     assert reply.status == "success"
@@ -178,3 +188,18 @@ async def test_forward_all_switched_off_while_it_rings_rings_the_desk_phone(pbx,
     assert [target for _, target in legs_of(call)] == [
         "user/1002@pbx.example.com &park()", f"{SUPORTE} &park()"]  # fmt: skip
     await call.hangup()
+
+
+async def test_the_rechecks_of_handoffs_ringing_at_once_are_one_read(pbx, autojump_clock):
+    held = await warmed(pbx)
+    await set_dnd(pbx)
+    pbx.sim.endpoints[SUPORTE] = Manual()
+    calls = [pbx.call(pbx.transfer_flow("suporte")) for _ in range(3)]
+    for call in calls:
+        await ringing(call)
+    await held.began.wait()
+    await trio.testing.wait_all_tasks_blocked()
+    assert held.started == 1  # one query for the three
+    held.release.set()
+    replies = [await pbx.next_reply() for _ in calls]
+    assert [r.status for r in replies] == ["dnd"] * 3

@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 import trio
 
+from callcontrol.destinations.fusionpbx import extension_state, extension_states
 from callcontrol.testing.database import (
     EVERY_PBX,
     StockPBX,
     add_destination,
+    add_domain,
     add_extension,
     add_ring_group,
     add_voicemail,
@@ -131,3 +133,20 @@ async def test_a_configured_domain_never_falls_back_to_its_ring_groups(pbx, auto
     reply = await pbx.next_reply()
     assert reply.status == "no_destination"
     assert originates(call) == []
+
+
+@pytest.mark.parametrize("fusionpbx_schema", BOTH, ids=str)
+async def test_extension_states_read_together_are_each_what_it_reads_alone(pbx):
+    domain = pbx.domain_uuid
+    await add_extension(pbx.db, domain, "1001", do_not_disturb=True)
+    await add_extension(pbx.db, domain, "1002", forward_all="1001", follow_me=True)
+    await add_extension(pbx.db, domain, "1003", enabled=False)
+    await add_extension(pbx.db, domain, "1004", dial_string="error/user_busy")
+    other = await add_domain(pbx.db, "other.example.com")
+    await add_extension(pbx.db, other, "1001")
+    keys = [(domain, n) for n in ("1001", "1002", "1003", "1004", "1999")] + [(other, "1001")]
+    together = await extension_states(pbx.db, keys)
+    alone = {key: await extension_state(pbx.db, *key) for key in keys}
+    assert together == alone
+    assert together[(domain, "1001")].dnd and not together[(other, "1001")].dnd
+    assert not together[(domain, "1999")].exists
