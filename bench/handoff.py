@@ -8,7 +8,8 @@ Two figures per call, measured inside the server process with ``time.perf_counte
   the run, so loading them is not measured), the extension's state (exists, enabled, DND,
   forward-all: the one the previous handoff read, ``ExtensionStates``; only a handoff that
   finds none younger than 30 s waits for the PostgreSQL query, and that wait is reported on
-  its own as ``db``; every other reads it again while it rings, off this path) and the hold
+  its own as ``db``; every other reads it again while it rings, off this path, the reads of
+  50 ms gathered into one query: ``ExtensionStates.reread``) and the hold
   music (``sendmsg execute playback``, written without
   waiting for its reply); ``filter Unique-ID <b>`` and the originate follow in one write.
 * **answer → bridge** (t3 − t2): t2 when the bytes holding the B-leg's CHANNEL_ANSWER come
@@ -70,6 +71,35 @@ some runs did not bridge every call), so the time the read took now shows as que
 "ours"; the goals (2 / 5 ms) are met in no run at 500, and in the best at 100 for "ours".
 The older figures (load 1-3, before these changes: ramp 5 s, N = 500 ours 7.1 / 3.4, total
 23.4 / 19.1) are not comparable to these.
+
+Then the server's CPU per call (whole call, as printed), since at 500 calls over 5 s that is
+what sets the loop's lag: a6d3e7a against 3721c77 (log fields judged secret once per name;
+the handoff runner and the caller's-leg watcher subscribed to the 5 and 4 events they act on,
+not woken by the call's other ~20; the rechecks gathered, one query per 50 ms instead of a
+worker-thread read per call), run alternately, ramp 5 s, 20 ms switch, same 2-core box shared
+with 4 other sessions (loadavg 2.7-7.6, so the p99s are noise; each cell: the three runs):
+
+| version | N | CPU ms per call | ours p99 | total p99 | bridged |
+|---|---|---|---|---|---|
+| a6d3e7a | 500 | 6.19 / 5.80 / 5.89 | 19.6 / 350 / 470 | 22.1 / 350 / 498 | 146 / 493 / 466 |
+| 3721c77 | 500 | 4.58 / 4.71 / 4.70 | 111 / 379 / 40.2 | 135 / 548 / 44.0 | 500 / 500 / 495 |
+| a6d3e7a | 100 | 6.81 / 6.79 / 8.09 | 0.93 / 13.7 / 4.01 | 3.67 / 16.0 / 5.72 | 100 |
+| 3721c77 | 100 | 6.98 / 6.94 / 6.92 | 3.17 / 5.34 / 26.2 | 3.91 / 7.53 / 26.2 | 100 |
+
+At 500 the CPU per call fell by a fifth in every pair, and every call was bridged; at 100 the
+gathering has nothing to gather (20 handoffs a second: one per query) and the change is within
+the noise. The rechecks alone, against the other two changes (six alternated runs at 500, load
+2.8-6.2): 5.07-5.53 ms per call without, 4.46-5.29 with; one of those six met the goal all but
+(ours p99 2.08, total 2.70 ms at load 6.2, the others 26-433 ms). Switching the recheck off
+took 1.1-1.9 ms per call from 7.2-7.9 (N = 300, load 3.3-6.1): it was the largest single cost;
+the voluntary context switches per call fell from ~12 to ~2 (GIL hand-offs to its thread).
+Counted with cProfile at N = 100 (deterministic where CPU time is not): 12.8k Python calls
+per call before, 10.4k after; trio task steps per call 85.8 -> 63.6. Of what is left, trio's
+own machinery is the largest part (~2.7k calls per call: a cancel scope per ESL command, two
+``recv`` per received chunk, the first failing with EAGAIN), then the garbage collector (~7-11 %
+of the samples of ``perf record``; a gen0 threshold of 10 000 made fewer, longer pauses and no
+less work). ``BENCH_HANDOFF_PROFILE=<path>`` writes each server worker's cProfile to
+``<path>.<i>of<n>``.
 
 ``--workers N`` runs every load twice, with one server process and with N sharing the port
 (``SO_REUSEPORT``, as ``serve --workers``; the kernel spreads the calls), nothing pinned, so the
@@ -497,7 +527,17 @@ def server_worker_cli(argv: list[str]) -> None:
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
     fusionpbx_module.extension_state = timed_query(fusionpbx_module.extension_state)
-    Path(args.out).write_text(json.dumps(trio.run(server_worker, args)))
+    fusionpbx_module.extension_states = timed_query(fusionpbx_module.extension_states)
+    profile_to = os.environ.get("BENCH_HANDOFF_PROFILE")
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(trio.run, server_worker, args)
+        profiler.dump_stats(f"{profile_to}.{args.server_worker.replace('/', 'of')}")
+    else:
+        result = trio.run(server_worker, args)
+    Path(args.out).write_text(json.dumps(result))
 
 
 def report(calls: int, latency: float, result: dict[str, Any]) -> dict[str, Any]:
@@ -529,7 +569,7 @@ def report(calls: int, latency: float, result: dict[str, Any]) -> dict[str, Any]
     on_path = sum(1 for t in timeline if t.t1 for _, b in t.db if b <= t.t1)
     beside = sum(len(t.db) for t in timeline) - on_path
     print(f"  extension-state reads: {on_path} before the originate (cache misses), {beside}"
-          " while it rang (rechecks)")
+          " queries while they rang (the rechecks, gathered)")
     print(
         f"  server CPU {result['cpu']:.2f} s over {result['wall']:.1f} s wall ="
         f" {result['cpu'] / max(1, len(timeline)) * 1000:.2f} ms per call (whole call:"
@@ -698,6 +738,7 @@ def cli() -> None:
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
     fusionpbx_module.extension_state = timed_query(fusionpbx_module.extension_state)
+    fusionpbx_module.extension_states = timed_query(fusionpbx_module.extension_states)
     print(machine())
     if args.workers == 1:
         print(
