@@ -225,7 +225,12 @@ class HandoffRunner:
                 state="off",
                 reason="bridge" if action.for_bridge else "attempt_over",
             )
-            await self.hold.stop(for_bridge=action.for_bridge)
+            if action.for_bridge:
+                # The machine's next action is the bridge: the break goes in its write, a
+                # round trip (and a wait for its reply) less between the answer and the bridge.
+                self._bridge_prelude = self.hold.stop_with_bridge()
+            else:
+                await self.hold.stop()
         elif isinstance(action, m.Originate):
             await self._originate(action)
         elif isinstance(action, m.StartRingGuard):
