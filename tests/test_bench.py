@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.ports import bench_first_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted(p.stem for p in (ROOT / "bench").glob("*.py") if not p.stem.startswith("_"))
@@ -94,8 +95,8 @@ def test_esl_parse_benchmark_runs() -> None:
 
 
 def test_media_benchmark_runs() -> None:
-    # Its own UDP ports, so two test runs on one machine do not collide.
-    out = _run_quick("media", "--first-port", str(random.randrange(20000, 30000, 2)))
+    # Its own UDP ports (per xdist worker), clear of the other tests' ranges.
+    out = _run_quick("media", "--first-port", str(bench_first_port(0)))
     lines = out.splitlines()
     assert any(line.split()[:1] == ["20"] for line in lines)  # the 20-call load
     # both codecs, both engines of the same run, and their ratio
@@ -121,8 +122,7 @@ def test_scanner_benchmark_runs() -> None:
 
 
 def test_media_benchmark_runs_with_workers() -> None:
-    out = _run_quick("media", "--workers", "2", "--first-port",
-                     str(random.randrange(20000, 30000, 2)))  # fmt: skip
+    out = _run_quick("media", "--workers", "2", "--first-port", str(bench_first_port(1)))
     rows = [line.split()[:2] for line in out.splitlines()]
     assert ["20", "1"] in rows and ["20", "2"] in rows  # the same load, 1 worker then 2
     assert out.splitlines()[-1].startswith("largest passing load per box: 1 worker ")

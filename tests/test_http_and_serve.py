@@ -16,6 +16,7 @@ from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.database import add_destination, add_domain, add_secretary
 from callcontrol.testing.freeswitch import open_freeswitch_sim
 from callcontrol.testing.realtime import AwaitClient, GoSilent, Say, ScriptedRealtime
+from tests.ports import unicast_ports
 
 
 def test_token_comparison():
@@ -98,7 +99,7 @@ async def test_serve_runs_the_secretary_with_database_media_and_http(db, db_url,
                 "OPENAI_API_KEY": "k",
                 "VOICE_AI_SERVICE_TOKEN": "s3cret",
                 "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-                "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47000-47099",
+                "CALLCONTROL_UNICAST_PORTS": unicast_ports(47000, 47099),
             }
         )
         app = App(settings=settings)
@@ -183,7 +184,7 @@ async def test_readyz_names_a_missing_key_and_a_database_that_stops_answering(db
     settings = load_settings(
         {
             "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47100-47199",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(47100, 47199),
         },
         database_url=proxied,  # a key=value DSN: the variable only takes URLs
     )

@@ -17,6 +17,7 @@ from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.database import add_domain, add_extension
 from callcontrol.testing.freeswitch import Manual, open_freeswitch_sim
 from tests.api.conftest import AUTH, TOKEN, add_ticket
+from tests.ports import unicast_ports
 from tests.test_http_and_serve import _free_port
 
 
@@ -218,7 +219,7 @@ def _serve_settings(db_url: str, esl_port: int, http_port: int):
     return load_settings({
         "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN,
         "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47300-47399",
+        "CALLCONTROL_UNICAST_PORTS": unicast_ports(47300, 47399),
         "CALLBACK_CHECK_INTERVAL_MS": "3600000", "CALLBACK_RETRY_DELAY_SECONDS": "45",
         "ESL_HOST": "127.0.0.1", "ESL_PORT": str(esl_port),
     })  # fmt: skip

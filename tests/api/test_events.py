@@ -23,6 +23,7 @@ from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.database import add_destination, add_domain, add_extension
 from callcontrol.testing.freeswitch import open_freeswitch_sim
 from tests.api.conftest import AUTH, TOKEN, add_ticket
+from tests.ports import unicast_ports
 from tests.test_http_and_serve import _free_port
 
 DOMAIN = "clinica.example.com"
@@ -79,7 +80,7 @@ async def test_the_notified_ticket_reaches_its_agent_and_no_other_domain(db, db_
         app = App(settings=load_settings({
             "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN, "OPENAI_API_KEY": "k",
             "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47300-47399",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(47300, 47399),
             "ESL_HOST": "127.0.0.1", "ESL_PORT": str(esl_port),
             "CALLBACK_CHECK_INTERVAL_MS": "3600000",
         }))  # fmt: skip
@@ -134,7 +135,7 @@ async def test_serve_stops_on_sigterm_with_a_console_still_listening(db, db_url)
     app = App(settings=load_settings({
         "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN, "CALLBACK_ENABLED": "false",
         "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47300-47399",
+        "CALLCONTROL_UNICAST_PORTS": unicast_ports(47300, 47399),
     }))  # fmt: skip
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

@@ -12,6 +12,7 @@ from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.database import add_domain, add_extension, set_do_not_disturb
 from callcontrol.testing.freeswitch import esl_hosts, open_freeswitch_sims
 from tests.api.conftest import AUTH, TOKEN
+from tests.ports import unicast_ports
 from tests.test_http_and_serve import _free_port
 
 
@@ -96,7 +97,7 @@ async def test_inside_serve_two_boxes_each_domain_from_its_box_and_a_box_down(db
         settings = load_settings({
             "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN,
             "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47400-47499",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(47400, 47499),
             "CALLBACK_ENABLED": "false", "ESL_HOST": esl_hosts([fs1, fs2]),
         })  # fmt: skip
         app = App(settings=settings)

@@ -15,6 +15,7 @@ from callcontrol.testing.database import add_domain, add_extension
 from callcontrol.testing.freeswitch import esl_hosts, open_freeswitch_sim, open_freeswitch_sims
 from callcontrol.testing.fusionpbx_users import add_user
 from tests.api.conftest import AUTH, TOKEN, add_ticket
+from tests.ports import unicast_ports
 from tests.test_http_and_serve import _free_port
 
 
@@ -28,7 +29,7 @@ async def test_serve_answers_status_callbacks_stats_and_openapi_over_http(db, db
         settings = load_settings({
             "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN,
             "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47200-47299",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(47200, 47299),
             "ESL_HOST": "127.0.0.1", "ESL_PORT": str(esl_port),
         })  # fmt: skip
         app = App(settings=settings)
@@ -77,7 +78,7 @@ async def test_serve_signs_people_in_over_http_with_the_secret_derived_from_the_
         settings = load_settings({
             "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN,
             "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{port}", "CALLBACK_ENABLED": "false",
-            "CALLCONTROL_UNICAST_PORTS": f"127.0.0.1:{47300 + 100 * n}-{47399 + 100 * n}",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(47300 + 100 * n, 47399 + 100 * n),
         })  # fmt: skip
         apps.append(App(settings=settings))
         await nursery.start(run_secretary_server, apps[-1], HostPort("127.0.0.1", 0))
@@ -105,7 +106,7 @@ async def test_readyz_lists_each_box_and_is_ready_while_one_answers(db_url, nurs
         settings = load_settings({
             "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN, "OPENAI_API_KEY": "k",
             "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47500-47599",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(47500, 47599),
             "CALLBACK_ENABLED": callbacks, "ESL_HOST": esl_hosts([fs1, fs2]),
         })  # fmt: skip
         one, two = (box.name for box in settings.esl_boxes)

@@ -27,6 +27,7 @@ from callcontrol.config import HostPort, load_settings
 from callcontrol.db import Database, PoolOptions, open_database
 from callcontrol.server import App, run_secretary_server, watched_boxes
 from callcontrol.testing.freeswitch import FreeSwitchSim, open_freeswitch_sim
+from tests.ports import unicast_ports
 from tests.test_http_and_serve import _free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -172,7 +173,7 @@ async def _serve(db_url: str, env: dict[str, str], ready: queue.Queue[Any]) -> N
         settings = load_settings({
             "DATABASE_URL": db_url, "VOICE_AI_SERVICE_TOKEN": TOKEN,
             "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47300-47399",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(47300, 47399),
             "ESL_HOST": "127.0.0.1", "ESL_PORT": str(esl_port), **env,
         })  # fmt: skip
         app = App(settings=settings)

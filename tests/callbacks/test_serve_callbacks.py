@@ -16,6 +16,7 @@ from callcontrol.config import HostPort, load_settings
 from callcontrol.server import App, run_secretary_server
 from callcontrol.testing.database import add_destination, add_domain, add_extension
 from callcontrol.testing.freeswitch import Answer, Manual, open_freeswitch_sim
+from tests.ports import unicast_ports
 
 DOMAIN = "clinica.example.com"
 
@@ -50,7 +51,7 @@ def _settings(db_url: str, esl_port: int, **more: str):
         "DATABASE_URL": db_url, "OPENAI_API_KEY": "k",
         "ESL_HOST": "127.0.0.1", "ESL_PORT": str(esl_port),
         "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{_free_port()}",
-        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47100-47199",
+        "CALLCONTROL_UNICAST_PORTS": unicast_ports(47100, 47199),
         "CALLBACK_CHECK_INTERVAL_MS": "3600000", **more,
     })  # fmt: skip
 

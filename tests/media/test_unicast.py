@@ -17,6 +17,7 @@ from callcontrol.media.transport import FrameQueue, MediaUnavailable
 from callcontrol.media.unicast import PortsExhausted, UnicastPorts, UnicastTransport
 from callcontrol.testing.media_peers import L16_8K, UnicastPeer, goertzel_level, tone
 from tests.media.fakeswitch import open_call
+from tests.ports import window_range
 
 _WINDOW = 40
 
@@ -32,8 +33,9 @@ def _free_window() -> int:
     that a start-up retry instead of a rare timeout.
     """
     rng = random.Random()
+    low, high = window_range()  # under xdist, this worker's slice of 20000-31999
     for _ in range(200):
-        base = rng.randrange(20000, 32000 - _WINDOW, 2)
+        base = rng.randrange(low, high - _WINDOW, 2)
         probes: list[socket.socket] = []
         try:
             for port in range(base, base + _WINDOW):

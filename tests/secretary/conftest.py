@@ -34,6 +34,7 @@ from callcontrol.testing.database import (
 )
 from callcontrol.testing.freeswitch import FreeSwitchSim, SimCall, open_freeswitch_sim
 from callcontrol.testing.realtime import ScriptedRealtime
+from tests.ports import unicast_ports
 
 DOMAIN = "pbx.example.com"
 SUPORTE = "user/1001@pbx.example.com"
@@ -48,13 +49,14 @@ class Office:
     domain_uuid: Any
     secretary_uuid: Any
     metrics: Metrics = attrs.field(factory=Metrics)
-    ports: UnicastPorts = attrs.field(factory=lambda: UnicastPorts(load_settings({}).unicast_ports))
+    ports: UnicastPorts = attrs.field(factory=lambda: UnicastPorts(load_settings(
+        {"CALLCONTROL_UNICAST_PORTS": unicast_ports(46000, 46999)}).unicast_ports))
 
     def services(self, model_url: str, **settings: Any) -> Services:
         env = {
             "REALTIME_URL": model_url,
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
-            "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:46000-46999",
+            "CALLCONTROL_UNICAST_PORTS": unicast_ports(46000, 46999),
         }
         config = load_settings(env, **settings)
         directory = Directory(self.db)

@@ -66,6 +66,7 @@ from callcontrol.testing.realtime import (
     ScriptedRealtime,
 )
 from callcontrol.trace.recorder import recording_wrapper
+from tests.ports import unicast_ports
 
 RECORDINGS = Path(__file__).parent.parent / "data" / "traces" / "replay"
 OFFICE_SEED = 12
@@ -86,7 +87,7 @@ def settings(**env: str) -> Settings:
         "VOICE_AI_SERVICE_TOKEN": "service-token-never-in-a-trace",
         "ESL_PASSWORD": "esl-password-never-in-a-trace",
         # a range no other test uses: replay binds the recorded ports again
-        "CALLCONTROL_UNICAST_PORTS": "127.0.0.1:47700-47799",
+        "CALLCONTROL_UNICAST_PORTS": unicast_ports(47700, 47799),
         **env,
     })  # fmt: skip
 
