@@ -140,11 +140,15 @@ def run_peers(base: int, n: int, seconds: float, codec: str) -> None:
     frame = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
     if codec == "PCMU":
         frame = ulaw_encode(frame)  # flags: native on a PCMU leg: 160-byte G.711 frames
+    # The server side closes our stdin once it has measured: stop then, not at ``seconds``
+    # (a margin for a slow start), so a quick run does not wait out the margin.
+    sel.register(sys.stdin, selectors.EVENT_READ)
     print("ready", flush=True)
     start = time.monotonic()
     received = late = sent = 0
     slot = 0
-    while time.monotonic() - start < seconds:
+    done = False
+    while time.monotonic() - start < seconds and not done:
         due = start + slot * FRAME / 20
         # one twentieth of the calls per millisecond: independent calls are not in phase
         for k in range(slot % 20, n, 20):
@@ -161,6 +165,10 @@ def run_peers(base: int, n: int, seconds: float, codec: str) -> None:
             if timeout <= 0:
                 break
             for key, _ in sel.select(timeout):
+                if key.fileobj is sys.stdin:
+                    done = True  # EOF: the server side is done
+                    sel.unregister(sys.stdin)
+                    continue
                 sock: Any = key.fileobj
                 try:
                     while True:
@@ -390,7 +398,7 @@ async def measure(n: int, seconds: float, base: int, codec: str,
     # Started before the measured window; blocking here costs the loop nothing that is timed.
     peer = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, __file__, "--peer", str(base), str(n), str(seconds + 4), codec],
-        stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,  # communicate() closes stdin
     )
     assert peer.stdout is not None
     assert peer.stdout.readline().strip() == "ready"
@@ -540,7 +548,7 @@ def measure_workers(n: int, workers: int, seconds: float, base: int, codec: str,
     n -= n % workers
     peer = subprocess.Popen(
         [sys.executable, __file__, "--peer", str(base), str(n), str(seconds + 8), codec],
-        stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,  # communicate() closes stdin
     )  # fmt: skip
     assert peer.stdout is not None
     assert peer.stdout.readline().strip() == "ready"
