@@ -8,6 +8,7 @@ import json
 import re
 
 import httpx
+import pytest
 import trio
 
 from callcontrol.config import load_settings
@@ -30,14 +31,21 @@ def in_order(lines: list[str], *wanted: str) -> bool:
     return all(any(line.startswith(w) for line in it) for w in wanted)
 
 
-async def test_each_call_reads_as_a_story_and_what_was_stored(database_url):
+# One test per scenario, each running only the call it reads: the scenarios play their audio in
+# real time (about 3 to 12 s each), so under xdist they run side by side.
+@pytest.mark.parametrize("scenario", ["callback", "busy", "answered", "ai-down"])
+async def test_each_call_reads_as_a_story_and_what_was_stored(database_url, scenario):
     out = io.StringIO()
     settings = load_settings({"DATABASE_URL": database_url})
-    assert await run_scenarios(settings, [], out)
+    assert await run_scenarios(settings, [scenario], out)
     text = out.getvalue()
     assert "!!" not in text and "ESL" not in text and "None" not in text
-    callback, busy, answered, ai_down = text.split("\n== ")[1:]
+    [section] = text.split("\n== ")[1:]
+    assert section.startswith(f"{scenario}: ")
+    STORIES[scenario](section)
 
+
+def _story_callback(callback: str) -> None:
     assert in_order(
         beats(callback),
         "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
@@ -72,6 +80,8 @@ async def test_each_call_reads_as_a_story_and_what_was_stored(database_url):
         "stored: history in_progress → completed by click-to-call",
     ]
 
+
+def _story_busy(busy: str) -> None:
     assert in_order(
         beats(busy),
         "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
@@ -105,6 +115,8 @@ async def test_each_call_reads_as_a_story_and_what_was_stored(database_url):
         " reason “resultado do meu exame”, status pending",
     ]
 
+
+def _story_answered(answered: str) -> None:
     assert in_order(
         beats(answered),
         "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
@@ -118,6 +130,8 @@ async def test_each_call_reads_as_a_story_and_what_was_stored(database_url):
     assert "stored: callcontrol_calls.outcome              bridged" in answered
     assert "stored: callcontrol_calls.hangup_cause         NORMAL_CLEARING" in answered
 
+
+def _story_ai_down(ai_down: str) -> None:
     assert in_order(
         beats(ai_down),
         "callcontrol answers the call from Maria Souza (+55 11 98888-7777)",
@@ -128,6 +142,10 @@ async def test_each_call_reads_as_a_story_and_what_was_stored(database_url):
     )
     assert "stored: callcontrol_calls.handoff_destination  Atendimento" in ai_down
     assert "stored: callcontrol_calls.hangup_cause         NORMAL_CLEARING" in ai_down
+
+
+STORIES = {"callback": _story_callback, "busy": _story_busy, "answered": _story_answered,
+           "ai-down": _story_ai_down}  # fmt: skip
 
 
 async def _caller_hangs_up_soon(sim: FreeSwitchSim, call: SimCall) -> None:
