@@ -35,7 +35,7 @@ pieces = st.one_of(
 values = st.lists(pieces, max_size=8).map("".join)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(values)
 @example("%C3%A9%41")
 @example("%41\udcc3")
@@ -82,7 +82,7 @@ blocks = st.one_of(
 ).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogateescape"))
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(blocks, st.booleans())
 @example(b"A:b%3A c", True)  # no ": " separator, yet one appears once decoded
 @example(b"A:b c\nD: x%3A%20y", True)
@@ -114,7 +114,7 @@ def _first_of(reference: tuple[list[str], list[str]] | None) -> dict[str, str] |
     return first
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.one_of(qp_blocks, blocks))
 @example(b"A: %g0\nB: %41")  # a '%' that starts no escape: a2b_qp would make it '='
 @example(b"A: x%\nB: %0A")  # a soft line break, made up for by a decoded line end
@@ -130,7 +130,7 @@ def test_fast_fields_agree_with_the_strict_parser(block):
         assert fields == _first_of(_reference(block, decode=True))
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(blocks)
 def test_headers_agree_with_the_strict_parser(block):
     # long enough for the fast paths, which leave blocks under 256 bytes to the strict parser
@@ -190,7 +190,7 @@ def test_envelope_agrees_with_the_strict_parser(text):
         assert fast.raw(name) == reference.raw(name)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(blocks, st.sampled_from(["Event-Name", "Unique-ID", "Job-UUID", "Application-UUID"]))
 @example(b"A: 1\n: 2", "Unique-ID")  # an empty name past the first line
 @example(b"Unique-ID:x y\nUnique-ID: z", "Unique-ID")  # the first value, however spaced
@@ -239,7 +239,7 @@ def test_real_traces_take_the_fast_paths_and_agree(path):
         assert _fast_pairs(head, decode=True) == _reference(head, decode=True)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.text(alphabet="+OK -ERR:%20\r\x00é\udcff", max_size=12),
     st.one_of(st.none(), st.text(alphabet="ab-1\r: ", max_size=8)),

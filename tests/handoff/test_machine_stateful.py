@@ -242,6 +242,6 @@ class HandoffInterleavings(RuleBasedStateMachine):
 
 
 HandoffInterleavings.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=30, deadline=None
+    max_examples=150, stateful_step_count=30, deadline=None
 )
 TestHandoffInterleavings = HandoffInterleavings.TestCase
