@@ -16,7 +16,13 @@ from callcontrol.demo import Scenario, run_scenarios
 from callcontrol.demo_console import DEMO_PASSWORD, DEMO_USER, Hold
 from callcontrol.testing.freeswitch import FreeSwitchSim, SimCall
 from callcontrol.testing.realtime import AwaitClient, CallerSpeechStarted, GoSilent, Say
+from tests.ports import unicast_ports
 from tests.test_http_and_serve import _free_port
+
+# The demo's calls bind the default 40000-40999, as a user's demo does; tests on other xdist
+# workers (or another demo on this machine) make calls at the same time, and a switch-side port
+# already bound means a call without caller audio.
+PORTS = {"CALLCONTROL_UNICAST_PORTS": unicast_ports(47800, 47899)}
 
 
 def beats(section: str) -> list[str]:
@@ -36,7 +42,7 @@ def in_order(lines: list[str], *wanted: str) -> bool:
 @pytest.mark.parametrize("scenario", ["callback", "busy", "answered", "ai-down"])
 async def test_each_call_reads_as_a_story_and_what_was_stored(database_url, scenario):
     out = io.StringIO()
-    settings = load_settings({"DATABASE_URL": database_url})
+    settings = load_settings({"DATABASE_URL": database_url, **PORTS})
     assert await run_scenarios(settings, [scenario], out)
     text = out.getvalue()
     assert "!!" not in text and "ESL" not in text and "None" not in text
@@ -164,7 +170,7 @@ async def test_an_ai_sentence_the_caller_talks_over_fails_the_demo_loudly(databa
         GoSilent(),
     ], {}, act=_caller_hangs_up_soon)  # fmt: skip
     out = io.StringIO()
-    settings = load_settings({"DATABASE_URL": database_url})
+    settings = load_settings({"DATABASE_URL": database_url, **PORTS})
     assert not await run_scenarios(settings, [], out, scenarios=[cut])
     assert re.search(r"!! the AI was cut off: item_\d+ stopped after \d+ of 1200 ms",
                      out.getvalue())  # fmt: skip
@@ -176,6 +182,7 @@ def test_the_demo_command_runs_a_chosen_scenario_and_shows_the_wire_when_verbose
     from callcontrol.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("CALLCONTROL_UNICAST_PORTS", PORTS["CALLCONTROL_UNICAST_PORTS"])
     assert main(["demo", "--scenario", "nonsense"]) == 2
     assert "unknown scenario" in capsys.readouterr().err
     assert main(["demo", "--scenario", "answered", "--verbose", "--once"]) == 0
@@ -196,7 +203,7 @@ async def test_after_its_scenarios_the_demo_keeps_serve_up_with_the_callback_to_
     """Without --once: serve (API, pages, scanner) stays up on what the scenarios stored,
     the busy scenario's ticket waiting, until Ctrl-C (here: ``hold.stop``)."""
     out = io.StringIO()
-    settings = load_settings({"DATABASE_URL": database_url,
+    settings = load_settings({"DATABASE_URL": database_url, **PORTS,
                               "CALLCONTROL_HTTP_LISTEN": f"127.0.0.1:{_free_port()}"})  # fmt: skip
     hold = Hold()
     async with trio.open_nursery() as nursery:
