@@ -109,6 +109,13 @@ break's reply behind every other call's commands at the switch is gone). Tool ->
 in the same runs, p99 ours / total: 48.6 / 62.2 and 3.83 / 4.01 before, 2.30 / 2.40 and
 19.6 / 19.9 after (noise at this load; the first "after" is the nearest to the goal yet).
 
+The hold music's ``sendmsg`` in the originate's write (``execute(defer=True)``): no schedule
+point left between the tool call and the originate (0 for 99 of 100 handoffs, was 1), against
+d037619, two alternated runs at N = 500 (load 1.7-5.0): tool -> originate ours p50 / p99
+9.09 / 276 and 2.90 / 88.9 before, 0.48 / 25.0 and 0.42 / 13.4 after, total p99 375 / 141
+before, 25.6 / 13.4 after; CPU per call 3.94 / 3.90 before, 4.65 / 4.58 after (not explained
+in two runs: to be measured again on a quiet box).
+
 ``--workers N`` runs every load twice, with one server process and with N sharing the port
 (``SO_REUSEPORT``, as ``serve --workers``; the kernel spreads the calls), nothing pinned, so the
 workers and the switch processes share the box's cores; it prints both, the p99s, CPU per

@@ -161,6 +161,9 @@ class EslConnection:
         self.log = log if log is not None else get_logger("callcontrol.esl")
         self._reader = FrameReader()
         self._send_lock = trio.Lock()
+        # Commands queued by ``execute(defer=True)``: they lead the next write; their reply
+        # slots are already in ``_replies``, in the same order.
+        self._unsent: list[bytes] = []
         self._replies: deque[_Slot] = deque()
         self._jobs: dict[str, _Slot] = {}
         self._executes: dict[str, _Slot] = {}
@@ -287,7 +290,7 @@ class EslConnection:
         async with self._sending():
             self._replies.extend(slots)
             try:
-                await self.stream.send_all(b"".join(commands_))
+                await self.stream.send_all(b"".join([*self._take_unsent(), *commands_]))
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._close(f"send failed: {exc!r}")
                 raise ConnectionClosed(self.close_reason) from None
@@ -352,12 +355,15 @@ class EslConnection:
         event_lock: bool = False,
         loops: int | None = None,
         wait_reply: bool = True,
+        defer: bool = False,
     ) -> Execution:
         """``sendmsg execute``; the returned handle completes on CHANNEL_EXECUTE_COMPLETE.
 
         ``wait_reply=False``: return once the command is written. Its reply only says the app
         was queued, and FreeSWITCH reads a socket's commands in order, so whatever is sent next
         still runs after it is queued; a refusal shows as ``Execution.refused``.
+        ``defer=True`` (implies not waiting): not even written yet, but put ahead of the next
+        command sent on this connection, in the same write; the caller must send one next.
         """
         app_uuid = generated.uuid4_text()
         slot = _Slot()
@@ -369,7 +375,9 @@ class EslConnection:
         )
         reply: _Slot | None = None
         try:
-            if wait_reply:
+            if defer:
+                reply = self._defer(data)
+            elif wait_reply:
                 await self.send_ok(data)
             else:
                 reply = await self._write(data)
@@ -378,6 +386,19 @@ class EslConnection:
             self._execute_started.pop(app_uuid, None)
             raise
         return Execution(app, app_uuid, slot, started, reply)
+
+    def _take_unsent(self) -> list[bytes]:
+        unsent, self._unsent = self._unsent, []
+        return unsent
+
+    def _defer(self, data: bytes) -> _Slot:
+        """Queue one command for the next write (``execute(defer=True)``)."""
+        if self.closed.is_set():
+            raise ConnectionClosed(self.close_reason)
+        slot = _Slot()
+        self._replies.append(slot)
+        self._unsent.append(data)
+        return slot
 
     async def _write(self, data: bytes) -> _Slot:
         """Write one command without waiting: its reply lands in the returned slot, in FIFO
@@ -388,7 +409,7 @@ class EslConnection:
         async with self._sending():
             self._replies.append(slot)
             try:
-                await self.stream.send_all(data)
+                await self.stream.send_all(b"".join([*self._take_unsent(), data]))
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._close(f"send failed: {exc!r}")
                 raise ConnectionClosed(self.close_reason) from None

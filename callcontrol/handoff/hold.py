@@ -32,7 +32,9 @@ START_SECONDS = 1.0
 
 
 class HoldMusic(Protocol):
-    async def start(self) -> None: ...
+    async def start(self, *, with_next: bool = False) -> None:
+        """``with_next``: the music's command may wait to go in the next command's write."""
+        ...
 
     async def stop(self, *, for_bridge: bool = False) -> None: ...
 
@@ -49,11 +51,14 @@ class BreakHold:
         self.music = music
         self.playing: Execution | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, with_next: bool = False) -> None:
         # Not waiting for the reply takes a round trip off the way to ``bgapi originate``: the
         # switch reads this socket's commands in order, so the music is queued on A before the
         # originate after it is even read, and still starts before the agent's phone rings.
-        self.playing = await self.call.conn.execute("playback", self.music, wait_reply=False)
+        # With the originate next, the music goes in its write: no schedule point (a wait
+        # behind every other call's runnable task, under load) between the two.
+        self.playing = await self.call.conn.execute("playback", self.music, wait_reply=False,
+                                                    defer=with_next)  # fmt: skip
 
     def stop_with_bridge(self) -> list[bytes]:
         # The bridge queued right behind the break ends the park anyway: no need to wait for
@@ -112,7 +117,7 @@ class ReparkHold(BreakHold):
 class NoHold:
     """For flows that keep the caller in silence (or tests of the machine's own timing)."""
 
-    async def start(self) -> None:
+    async def start(self, *, with_next: bool = False) -> None:
         return None
 
     async def stop(self, *, for_bridge: bool = False) -> None:

@@ -207,10 +207,10 @@ class HandoffRunner:
     # -- actions -------------------------------------------------------------------------
 
     async def _perform(self, actions: list[m.Action]) -> None:
-        for action in actions:
-            await self._do(action)
+        for i, action in enumerate(actions):
+            await self._do(action, actions[i + 1] if i + 1 < len(actions) else None)
 
-    async def _do(self, action: m.Action) -> None:
+    async def _do(self, action: m.Action, following: m.Action | None = None) -> None:
         if self.machine.caller_gone and not isinstance(action, m.KillLeg | m.Finish):
             # The machine never asks for more than cleanup once the caller left; this guard
             # only keeps a bug there from reaching FreeSWITCH.
@@ -218,7 +218,9 @@ class HandoffRunner:
             return
         if isinstance(action, m.StartHold):
             self.log.info("handoff.hold", state="on")
-            await self.hold.start()
+            # Before the originate (the machine's start: music, then ring), the music's
+            # command goes in the originate's write, which always follows.
+            await self.hold.start(with_next=isinstance(following, m.Originate))
         elif isinstance(action, m.StopHold):
             self.log.info(
                 "handoff.hold",
