@@ -345,7 +345,6 @@ def plain_event(
     Content-Length (a body after all: the slow path looks again). Reading the buffer, not a
     copy, lets that pass see the event's first line after a line end like every other line,
     and the event keeps ``data`` itself (the frame's body, no second copy of its head).
-    ``Event._shaped`` is inlined too: this runs for most frames of every connection.
     """
     if data.endswith(b"\n\n"):
         shape = translate(data, None, _NOT_SHAPE)
@@ -362,30 +361,7 @@ def plain_event(
             if len(keys) != len(found):  # a key twice: its first value is the header's
                 keys = dict(found[::-1])
             if b":" not in keys and b"Content-Length:" not in keys:
-                event = _new(Event)
-                event._data = data
-                event._end = len(data) - 2
-                event._headers = None
-                event._shape = (size // 3, percents)
-                event.body = None
-                more = len(keys)
-                raw = keys.get(b"Event-Name:")
-                if raw is None:
-                    event.name = ""
-                else:
-                    more -= 1
-                    name = raw.decode("ascii")
-                    event.name = url_decode(name) if "%" in name else name
-                raw = keys.get(b"Unique-ID:")
-                if raw is None:
-                    event.unique_id = None
-                else:
-                    more -= 1
-                    uid = raw.decode("ascii")
-                    event.unique_id = url_decode(uid) if "%" in uid else uid
-                event.job_uuid = _value(keys, b"Job-UUID:") if more else None
-                event.application_uuid = _value(keys, b"Application-UUID:") if more else None
-                return event
+                return Event._shaped(data, len(data) - 2, (size // 3, percents), keys, None)
     return Event._checked(data)
 
 
