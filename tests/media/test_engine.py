@@ -224,17 +224,23 @@ async def test_audio_to_play_wakes_an_engine_waiting_on_a_silent_line(nursery, a
         await heard(peer, 3)  # sent although no datagram ever came to wake the engine
 
 
+async def play_on_all_at_once(calls, frames):
+    """Every call heard from, its switch side gone quiet, then ``frames`` to play on all of
+    them in the same instant (so they all start sending together)."""
+    for peer, media in calls:
+        await take(media, 1)
+        peer.playing = True
+    await trio.sleep(0.5)
+    for _peer, media in calls:
+        await media.play(b"\xff" * 160 * frames, "item")
+
+
 async def test_calls_that_start_sending_together_are_spread_over_phases(nursery, autojump_clock):
     n = 2 * engine_module.JOIN_PHASES
     p = ports(n)
     async with AsyncExitStack() as stack:
         calls = await open_calls(nursery, stack, [PCMU] * n, p, PassRecording)
-        for peer, media in calls:
-            await take(media, 1)
-            peer.playing = True
-        await trio.sleep(0.5)
-        for _peer, media in calls:  # all in the same instant
-            await media.play(b"\xff" * 160 * 5, "item")
+        await play_on_all_at_once(calls, 5)
         for peer, _media in calls:
             await heard(peer, 5)
         first_sent = sorted({peer.heard[0][0] for peer, _media in calls})
@@ -252,12 +258,7 @@ async def test_a_bunch_of_calls_sending_together_spreads_out_over_every_phase(nu
     p = ports(n)
     async with AsyncExitStack() as stack:
         calls = await open_calls(nursery, stack, [PCMU] * n, p, PassRecording)
-        for peer, media in calls:
-            await take(media, 1)
-            peer.playing = True
-        await trio.sleep(0.5)
-        for _peer, media in calls:  # all in the same instant: 6 calls in each of 5 phases
-            await media.play(b"\xff" * 160 * frames, "item")
+        await play_on_all_at_once(calls, frames)  # 6 calls in each of 5 phases
         for peer, _media in calls:
             await heard(peer, frames)
         sent = [[t for t, _f in peer.heard] for peer, _media in calls]
