@@ -36,7 +36,7 @@ class HoldMusic(Protocol):
         """``with_next``: the music's command may wait to go in the next command's write."""
         ...
 
-    async def stop(self, *, for_bridge: bool = False) -> None: ...
+    async def stop(self) -> None: ...
 
     def stop_with_bridge(self) -> list[bytes]:
         """Commands that stop the music, to be written together with the bridge."""
@@ -68,7 +68,7 @@ class BreakHold:
         self.playing = None
         return [commands.api("uuid_break", self.call.uuid, "all")]
 
-    async def stop(self, *, for_bridge: bool = False) -> None:
+    async def stop(self) -> None:
         playing, self.playing = self.playing, None
         if playing is None:
             return
@@ -76,10 +76,8 @@ class BreakHold:
             return  # never queued: nothing to stop
         started = await playing.wait_started(START_SECONDS)
         await self.call.api("uuid_break", self.call.uuid, "all")
-        if for_bridge or not started:
-            # The bridge that follows is queued behind the break on this socket; waiting for
-            # the playback to report its end would only delay the caller meeting the agent.
-            return
+        if not started:
+            return  # it never played: no end of it will be reported
         with trio.move_on_after(STOP_SECONDS):
             await playing.completed()
 
@@ -96,9 +94,8 @@ class ReparkHold(BreakHold):
         super().__init__(call, music)
         self.on_reparked = on_reparked
 
-    async def stop(self, *, for_bridge: bool = False) -> None:
-        if for_bridge or self.playing is None:
-            await super().stop(for_bridge=for_bridge)
+    async def stop(self) -> None:
+        if self.playing is None:
             return
         playing, self.playing = self.playing, None
         # A transfer while the music is still queued would leave it to start in the new park.
@@ -120,7 +117,7 @@ class NoHold:
     async def start(self, *, with_next: bool = False) -> None:
         return None
 
-    async def stop(self, *, for_bridge: bool = False) -> None:
+    async def stop(self) -> None:
         return None
 
     def stop_with_bridge(self) -> list[bytes]:
