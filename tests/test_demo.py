@@ -220,8 +220,12 @@ async def test_after_its_scenarios_the_demo_keeps_serve_up_with_the_callback_to_
         async with httpx.AsyncClient(base_url=hold.url, timeout=10,
                                      headers={"Authorization": f"Bearer {hold.token}"}) as api:
             listed = (await api.get("/api/callbacks", params={"domain_uuid": domain})).json()
-            assert [(t["status"], t["caller_name"], t["reason"]) for t in listed["items"]] == [
-                ("pending", "Maria Souza", "resultado do meu exame")]
+            # Suporte's phone is registered and free here, so the scanner's first pass (at
+            # serve's start) notifies it: this read sees the ticket before or after that pass
+            [(status, *left)] = [(t["status"], t["caller_name"], t["reason"])
+                                 for t in listed["items"]]  # fmt: skip
+            assert status in ("pending", "notified")
+            assert left == ["Maria Souza", "resultado do meu exame"]
             ticket = listed["items"][0]["id"]
             # the admin signs in as the printed user and is Suporte's agent
             async with httpx.AsyncClient(base_url=hold.url, timeout=None) as agent:
