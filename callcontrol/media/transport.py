@@ -148,14 +148,18 @@ def silence(fmt: AudioFormat, nbytes: int) -> bytes:
 class FrameQueue:
     """Caller frames waiting for the model: bounded, dropping the oldest; one consumer.
 
-    ``put`` runs once per 20 ms frame per call, so the consumer waits in a ``ParkingLot``
-    (one reschedule per wakeup) rather than on a fresh ``trio.Event`` per frame.
+    ``put`` runs once per 20 ms frame per call, and the consumer's wake-up is the one task
+    switch per frame the media path keeps, so it is as cheap as trio allows: the waiting task
+    is rescheduled directly (no ``ParkingLot``, no fresh ``trio.Event`` per frame), and the
+    queue is its own async iterator (``frames()``), with no async generator frame in between.
+    A frame already queued is handed over without a checkpoint, as a channel's
+    ``receive_nowait`` would.
     """
 
     def __init__(self, max_frames: int) -> None:
         self._frames: deque[bytes] = deque()
         self._max = max_frames
-        self._lot = trio.lowlevel.ParkingLot()
+        self._waiter: trio.lowlevel.Task | None = None
         self.closed = False
         self.dropped = 0
 
@@ -166,26 +170,53 @@ class FrameQueue:
             self._frames.popleft()
             self.dropped += 1
         self._frames.append(frame)
-        if self._lot:
-            self._lot.unpark()
+        self._wake()
 
     def clear(self) -> None:
         self._frames.clear()
 
     def close(self) -> None:
         self.closed = True
-        self._lot.unpark_all()
+        self._wake()
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
+    async def _wait(self) -> None:
+        if self._waiter is not None:
+            raise trio.BusyResourceError("another task is already reading these frames")
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def get(self) -> bytes:
         """The oldest frame; ``trio.EndOfChannel`` once closed and empty."""
         while not self._frames:
             if self.closed:
                 raise trio.EndOfChannel
-            await self._lot.park()
+            await self._wait()
         return self._frames.popleft()
+
+    def __aiter__(self) -> FrameQueue:
+        return self
+
+    async def __anext__(self) -> bytes:
+        frames = self._frames
+        while not frames:
+            if self.closed:
+                raise StopAsyncIteration
+            await self._wait()
+        return frames.popleft()
 
 
 class Framer:
@@ -392,12 +423,8 @@ class TransportBase:
         self._caller.put(frame)
         self.stats.caller_frames_dropped = self._caller.dropped
 
-    async def frames(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                yield await self._caller.get()
-            except trio.EndOfChannel:
-                return
+    def frames(self) -> AsyncIterator[bytes]:
+        return self._caller
 
     def _note_received(self) -> None:
         self._last_rx = trio.current_time()

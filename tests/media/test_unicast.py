@@ -294,3 +294,23 @@ async def test_model_format_default_is_24k(nursery):
     _peer, call, _switch = await setup(nursery)
     media = UnicastTransport(call, ports())
     assert media.model_format == PCM24K and media.line_format == L16_8K
+
+
+async def test_the_caller_queue_has_one_reader_and_survives_a_cancelled_wait(nursery):
+    q = FrameQueue(3)
+    with trio.move_on_after(0.01):  # a reader that gives up leaves the queue usable
+        await q.get()
+    got: list[bytes] = []
+
+    async def read_all() -> None:
+        got.extend([frame async for frame in q])
+
+    nursery.start_soon(read_all)
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(trio.BusyResourceError):  # frames go to one consumer, never split
+        await q.get()
+    q.put(b"a")
+    q.put(b"b")
+    q.close()
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == [b"a", b"b"]
