@@ -250,17 +250,12 @@ class MeasuredTransport(UnicastTransport):
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         return pair, sock
 
-    def _read_datagram(self, sock: socket.socket) -> tuple[bytes, Any]:
-        data, ancdata, _flags, addr = sock.recvmsg(4096, 64)
-        self._kernel_stamp(ancdata)
-        return data, addr
-
-    def _read_into(self, sock: socket.socket, buf: memoryview) -> tuple[int, Any]:
-        nbytes, ancdata, _flags, addr = sock.recvmsg_into([buf], 64)
+    def _read_into(self, sock: socket.socket, buf: memoryview) -> int:
+        nbytes, ancdata, _flags, _addr = sock.recvmsg_into([buf], 64)
         self._kernel_stamp(ancdata)
         engine = self._engine
         self._pass_ns = engine.pass_at_ns if isinstance(engine, MeasuredEngine) else self._stamp
-        return nbytes, addr
+        return nbytes
 
     def _kernel_stamp(self, ancdata: list[tuple[int, int, bytes]]) -> None:
         self._stamp = time.time_ns()
@@ -269,11 +264,11 @@ class MeasuredTransport(UnicastTransport):
                 sec, nsec = struct.unpack("qq", payload[:16])
                 self._stamp = sec * 1_000_000_000 + nsec
 
-    def _read_datagram(self, sock: socket.socket) -> tuple[bytes, Any]:
-        data, ancdata, _flags, addr = sock.recvmsg(4096, 64)
+    def _read_datagram(self, sock: socket.socket) -> bytes:
+        data, ancdata, _flags, _addr = sock.recvmsg(4096, 64)
         self._kernel_stamp(ancdata)
         self._pass_ns = time.time_ns()
-        return data, addr
+        return data
 
     def _deliver(self, frame: bytes) -> None:
         # drops oldest in step with the caller queue

@@ -25,7 +25,7 @@ How it stays equal to the per-call path
   the history+frame buffer: one BLAS call, about 2-4 µs per frame instead of 30-60.
 * **No per-frame allocation.** Input staging, history, float work buffer and output are
   preallocated and grown by doubling; frames are read straight into staging rows
-  (``recvfrom_into``) and sent straight from output rows (``sendto`` of a memoryview). Staging
+  (``recv_into``) and sent straight from output rows (``send`` of a memoryview). Staging
   rows are 2 bytes longer than a frame so an oversized datagram is seen as such, not
   truncated into a valid-looking frame.
 * **L16 is host order.** FreeSWITCH's unicast L16 is little-endian (media.md §1.2); on a
@@ -172,7 +172,7 @@ class BatchConverter:
         self.commit(row, owner)
 
     def output_view(self, i: int) -> memoryview:
-        """Frame ``i`` of the last ``finish()``, as bytes (for ``sendto``)."""
+        """Frame ``i`` of the last ``finish()``, as bytes (for ``send``)."""
         return self._out_views[i]
 
     def finish(self) -> npt.NDArray[np.uint8]:

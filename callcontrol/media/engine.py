@@ -19,7 +19,7 @@ whole tick for every call at once:
   microseconds of the deadline), and on ``trio.sleep_until`` under a ``MockClock``.
 * **Receiving.** Every armed leg's socket is in one epoll set. A pass drains it with
   ``epoll.poll(0)`` and reads **one** datagram from each ready socket straight into a staging
-  row of its format pair's ``BatchConverter`` (``recvfrom_into``, no allocation); every format
+  row of its format pair's ``BatchConverter`` (``recv_into``, no allocation); every format
   pair converts its frames in one numpy pass and each call gets its frame. That is a round;
   a pass runs up to ``RECEIVE_ROUNDS`` rounds while sockets are still readable, so a backlog
   left by a stall (two or more frames queued on every socket) is gone in one pass instead of
@@ -37,7 +37,7 @@ whole tick for every call at once:
   has fewer; a moved call's next frame leaves 21 ms after its last, once per move (a moved
   call is not sent again, nor moved again, before a frame has passed). When a phase fires,
   every call in it hands over its next frame in the model's format; each format pair converts
-  them in one pass and the frames go out with plain non-blocking ``sendto`` from the output
+  them in one pass and the frames go out with plain non-blocking ``send`` from the output
   rows. A full socket buffer (EAGAIN) drops that frame
   and counts it (``stats.send_dropped``): waiting would delay every other call. A wake-up up
   to half a frame late fires the phases that are due; later than that (a stall), every phase

@@ -49,8 +49,13 @@ FreeSWITCH 1.10.12 did (media.md §1, callflow.md §2) shapes everything here:
   hosts without epoll.
 * **Ports.** ``UnicastPorts`` hands out pairs (even port for FreeSWITCH, the next one for us)
   from ``CALLCONTROL_UNICAST_PORTS``, never the same pair to two arms, least recently used first,
-  and each arm takes a fresh pair (the switch only frees its port at teardown). Datagrams are
-  accepted only from the switch's own address of the pair.
+  and each arm takes a fresh pair (the switch only frees its port at teardown). Our socket is
+  *connected* to the switch's address of the pair (FreeSWITCH sends from the port it binds, the
+  one we name in ``unicast``): the kernel drops datagrams from anywhere else, and neither
+  direction parses or allocates an address per frame (a connected send skips the route lookup
+  too; measured on loopback, a send and a receive cost 3.8 µs against 5.1 unconnected). A
+  datagram that arrives while the switch's port is closed makes the kernel report
+  ``ECONNREFUSED`` on the next call; both directions count it as a lost frame and go on.
 """
 
 from __future__ import annotations
@@ -203,7 +208,7 @@ class _Hub:
       and then reads one datagram from each ready socket, without any per-datagram await. A
       socket with more queued stays ready and is served on the next pass.
     * **One pacing ticker.** A single ``sleep_until`` loop fires every ``_SLOT_SECONDS`` and
-      sends the due frame of every call in that slot with plain non-blocking ``sendto``. A call
+      sends the due frame of every call in that slot with plain non-blocking ``send``. A call
       joins the next slot when it has something to send (so its first frame leaves within one
       slot) and leaves its slot when it has nothing; while it sends it stays in the same slot,
       so its frames are exactly 20 ms apart. When the ticker falls behind by more than half a
@@ -505,8 +510,15 @@ class UnicastTransport(TransportBase):
 
     async def _arm(self) -> None:
         pair, sock = self._bind_fresh_pair()
+        fs_addr = (self.fs_ip, pair.fs_port)
+        try:
+            sock.connect(fs_addr)  # numeric: no resolver, nothing to await
+        except OSError as exc:
+            sock.close()
+            self.ports.release(pair)
+            raise MediaUnavailable(f"cannot connect the unicast socket: {exc}") from exc
         self._drop_leg("replaced")
-        leg = _Leg(pair, sock, (self.fs_ip, pair.fs_port), self.channel_state.park_generation)
+        leg = _Leg(pair, sock, fs_addr, self.channel_state.park_generation)
         self._leg = leg
         self._armed_generation = leg.park_generation
         if self._engine is not None:
@@ -599,13 +611,12 @@ class UnicastTransport(TransportBase):
     def _receive(self, leg: _Leg, now: float) -> None:
         """One datagram from ``leg``'s ready socket (called by the hub's receive loop)."""
         try:
-            data, addr = self._read_datagram(leg.sock)
-        except OSError:  # BlockingIOError included: nothing there after all
+            data = self._read_datagram(leg.sock)
+        except OSError:  # nothing there after all (BlockingIOError), or ECONNREFUSED
             return
         if not leg.alive:
             return
-        fs_ip, fs_port = leg.fs_addr
-        if addr[0] != fs_ip or addr[1] != fs_port or len(data) != self._frame_size:
+        if len(data) != self._frame_size:
             self.stats.bad_datagrams += 1
             return
         self._last_rx = now
@@ -615,26 +626,25 @@ class UnicastTransport(TransportBase):
     def _receive_into(self, leg: _Leg, conv: BatchConverter, now: float) -> None:
         """The engine's pass: one datagram of ``leg`` into the batch's next staging row."""
         try:
-            nbytes, addr = self._read_into(leg.sock, conv.staging_view(conv.pending))
-        except OSError:  # BlockingIOError included: nothing there after all
+            nbytes = self._read_into(leg.sock, conv.staging_view(conv.pending))
+        except OSError:  # nothing there after all (BlockingIOError), or ECONNREFUSED
             return
         if not leg.alive:
             return
-        fs_ip, fs_port = leg.fs_addr
-        if addr[0] != fs_ip or addr[1] != fs_port or nbytes != self._frame_size:
+        if nbytes != self._frame_size:  # the socket is connected: only the switch's datagrams
             self.stats.bad_datagrams += 1
             return
         self._last_rx = now
         if not self._suspended:  # _deliver checks the rest after the batch is converted
             conv.commit(self._in_row, self)
 
-    def _read_into(self, sock: socket.socket, buf: memoryview) -> tuple[int, Any]:
+    def _read_into(self, sock: socket.socket, buf: memoryview) -> int:
         """Hook for measurements (bench): read one datagram into ``buf``."""
-        return sock.recvfrom_into(buf)
+        return sock.recv_into(buf)
 
-    def _read_datagram(self, sock: socket.socket) -> tuple[bytes, Any]:
-        """Hook for measurements (bench): read one datagram and its source address."""
-        return sock.recvfrom(_MAX_DATAGRAM)
+    def _read_datagram(self, sock: socket.socket) -> bytes:
+        """Hook for measurements (bench): read one datagram."""
+        return sock.recv(_MAX_DATAGRAM)
 
     def _loss_watch_paused(self) -> bool:
         cs = self.channel_state
@@ -664,10 +674,10 @@ class UnicastTransport(TransportBase):
         if leg is None or not leg.alive or self._finished:
             return  # it left between taking the frame and now
         try:
-            leg.sock.sendto(frame, leg.fs_addr)
+            leg.sock.send(frame)
         except BlockingIOError:  # the socket buffer is full: drop this frame, never wait
             self.stats.send_dropped += 1
-        except OSError:  # a vanished route: this frame is lost
+        except OSError:  # a vanished route, or ECONNREFUSED: this frame is lost
             self.stats.send_dropped += 1
         else:
             self._sent(trio.current_time() - tick)
@@ -712,8 +722,8 @@ class UnicastTransport(TransportBase):
         if frame is None:
             return False
         try:
-            leg.sock.sendto(frame, leg.fs_addr)
-        except OSError:  # a full socket buffer or a vanished route: this frame is lost
+            leg.sock.send(frame)
+        except OSError:  # a full buffer, a vanished route, ECONNREFUSED: this frame is lost
             self.stats.send_dropped += 1
         else:
             self._sent(trio.current_time() - slot_at)

@@ -122,7 +122,7 @@ class LeavingMidPass(UnicastTransport):
     victim_frames_at_close = -1
     left: trio.Event
 
-    def _read_into(self, sock: Any, buf: memoryview) -> tuple[int, Any]:
+    def _read_into(self, sock: Any, buf: memoryview) -> int:
         if self.on_read:
             self._leave()
         return super()._read_into(sock, buf)
@@ -372,3 +372,41 @@ def test_engine_choice_is_a_setting() -> None:
     assert load_settings({"CALLCONTROL_MEDIA_ENGINE": "percall"}).media_engine == "percall"
     with pytest.raises(Exception, match="CALLCONTROL_MEDIA_ENGINE"):
         load_settings({"CALLCONTROL_MEDIA_ENGINE": "fast"})
+
+
+async def test_datagrams_from_any_other_port_never_reach_the_model(nursery, autojump_clock):
+    p = ports(1)
+    async with AsyncExitStack() as stack:
+        [(peer, media)] = await open_calls(nursery, stack, [PCMU], p)
+        await take(media, 2)
+        arm = peer._arm
+        assert arm is not None
+        stranger = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        with stranger:
+            await stranger.bind(("127.0.0.1", 0))
+            for j in range(3):  # well-formed frames, from the right host but not the switch's port
+                await stranger.sendto(struct.pack("<I", 10**6 + j) + bytes(156), arm.remote)
+            frames = await take(media, 10)
+        ks = [struct.unpack("<I", f[:4])[0] for f in frames]
+        assert ks == list(range(ks[0], ks[0] + 10))  # only the switch's, in order, none lost
+
+
+async def test_a_switch_port_that_vanishes_mid_call_disturbs_no_other_call(nursery, autojump_clock):
+    # Our sockets are connected to the switch's port: once it is gone the kernel answers the
+    # next datagram with ECONNREFUSED, reported on that call's socket; the engine goes on.
+    p = ports(2)
+    async with AsyncExitStack() as stack:
+        [(gone, media), (peer, other)] = await open_calls(nursery, stack, [PCMU, PCMU], p)
+        await take(media, 2)
+        await take(other, 2)
+        gone._stop()  # the switch's unicast socket closes without a teardown event
+        speech = b"".join(numbered(PCMU)(k) for k in range(10))
+        await media.play(speech, "item")
+        await other.play(speech, "item")
+        await media.drained()
+        await other.drained()
+        frames = await take(other, 10)
+        ks = [struct.unpack("<I", f[:4])[0] for f in frames]
+        assert ks == list(range(ks[0], ks[0] + 10))
+        await heard(peer, 10)
+        assert [frame for _t, frame in peer.heard[-10:]] == [numbered(PCMU)(k) for k in range(10)]
