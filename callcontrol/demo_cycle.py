@@ -16,6 +16,7 @@ import hmac
 import json
 import secrets
 import socket
+import time
 from typing import Any, TextIO
 
 import attrs
@@ -179,7 +180,10 @@ async def _cycle(app: App, sim: Any, db: Database, ticket: str, helpdesk: Helpde
     sim.register("1001", DOMAIN)
     while await _status(db, ticket) != "notified":
         await scanner.scanned.wait()
-    after.say("the scanner sees ramal 1001 free and notifies Suporte: ticket notified")
+    # At the moment the scanner's transaction moved it, not when this loop saw it: the helpdesk
+    # webhook is written in that same transaction and may arrive before this loop looks again.
+    after.at(await _moved_at(db, ticket, "notified"),
+             "the scanner sees ramal 1001 free and notifies Suporte: ticket notified")
     while not any(body.get("event") == "callback.notified" for _, body, _ in helpdesk.received):
         await helpdesk.got.wait()
         helpdesk.got = trio.Event()
@@ -211,6 +215,15 @@ async def _customer_talks_then_hangs_up(sim: Any, after: _After) -> None:
     await trio.sleep(TALK_SECONDS)
     after.say("Maria hangs up")
     await customer.hangup()
+
+
+async def _moved_at(db: Database, ticket: str, status: str) -> float:
+    """When the ticket moved to ``status``, on the trio clock: its history row's ``changed_at``
+    (``now()`` of the transaction that moved it). The database's clock is this machine's wall
+    clock (the embedded PostgreSQL, or a server on this host)."""
+    changed = next(row["changed_at"] for row in await history(db, ticket)
+                   if row.get("to_status") == status)  # fmt: skip
+    return float(changed.timestamp()) - (time.time() - trio.current_time())
 
 
 async def _ticket_lines(db: Database, ticket: str) -> list[str]:
