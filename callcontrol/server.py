@@ -38,6 +38,7 @@ from callcontrol.config import (
     unknown_variables,
 )
 from callcontrol.esl import ConnectionClosed, ProtocolError
+from callcontrol.esl._stream import EslSocketStream
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
 from callcontrol.logs import configure_logging, get_logger
@@ -191,8 +192,9 @@ async def serve(
         async def accept(listener: trio.SocketListener) -> None:
             async with listener:
                 while True:
-                    stream = await listener.accept()
-                    calls.start_soon(handle_call, stream, app)
+                    accepted = await listener.accept()
+                    # the same socket, read and written with fewer steps (esl/_stream.py)
+                    calls.start_soon(handle_call, EslSocketStream(accepted), app)
 
         async with trio.open_nursery() as acceptors:
             for listener in listeners:
