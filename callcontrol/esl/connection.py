@@ -26,7 +26,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -52,31 +52,57 @@ class SubscriberOverflow(Exception):
 
 
 class _Slot:
-    """A one-shot result: a reply, a job result or an execute completion."""
+    """A one-shot result: a reply, a job result or an execute completion.
 
-    __slots__ = ("_done", "error", "value")
+    The waiting tasks are parked on the slot itself (``wait_task_rescheduled``), without a
+    ``trio.Event`` and its parking lot: a call makes a few dozen slots, most of them waited
+    on by one task, once."""
+
+    __slots__ = ("_done", "_waiters", "error", "value")
 
     def __init__(self) -> None:
-        self._done = trio.Event()
+        self._done = False
+        self._waiters: list[trio.lowlevel.Task] | None = None
         self.value: Any = None
         self.error: BaseException | None = None
 
     def set(self, value: Any) -> None:
-        if not self._done.is_set():
+        if not self._done:
             self.value = value
-            self._done.set()
+            self._finish()
 
     def fail(self, error: BaseException) -> None:
-        if not self._done.is_set():
+        if not self._done:
             self.error = error
-            self._done.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        waiters, self._waiters = self._waiters, None
+        if waiters:
+            for task in waiters:
+                trio.lowlevel.reschedule(task)
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     async def wait(self) -> Any:
-        await self._done.wait()
+        if self._done:
+            await trio.lowlevel.checkpoint()  # a checkpoint either way, as Event.wait
+        else:
+            task = trio.lowlevel.current_task()
+            if self._waiters is None:
+                self._waiters = [task]
+            else:
+                self._waiters.append(task)
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                if self._waiters is not None:
+                    self._waiters.remove(task)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
         if self.error is not None:
             raise self.error
         return self.value
@@ -274,8 +300,11 @@ class EslConnection:
 
     async def send(self, data: bytes) -> Frame:
         """Send one command and wait for its reply frame (command/reply or api/response)."""
-        (frame,) = await self.send_many(data)
-        return frame
+        slot = await self._write(data)
+        with trio.move_on_after(self._reply_timeout):
+            frame: Frame = await slot.wait()
+            return frame
+        await self._timed_out(data)
 
     async def send_many(self, *commands_: bytes) -> list[Frame]:
         """Pipeline: write several commands in one go, then wait for all their replies.
@@ -287,23 +316,19 @@ class EslConnection:
         if self.closed.is_set():
             raise ConnectionClosed(self.close_reason)
         slots = [_Slot() for _ in commands_]
-        async with self._sending():
-            self._replies.extend(slots)
-            try:
-                await self.stream.send_all(b"".join([*self._take_unsent(), *commands_]))
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._close(f"send failed: {exc!r}")
-                raise ConnectionClosed(self.close_reason) from None
+        await self._send_bytes(slots, commands_)
         frames: list[Frame] = []
-        with trio.move_on_after(self._reply_timeout) as scope:
+        with trio.move_on_after(self._reply_timeout):
             for slot in slots:
                 frames.append(await slot.wait())
             return frames
-        if scope.cancelled_caught:
-            # The FIFO is now out of step with the wire: the connection cannot be trusted.
-            self.log.error("esl.reply_timeout", command=commands_[0].split(b"\n", 1)[0][:80])
-            self._close("reply timeout")
-            await trio.aclose_forcefully(self.stream)
+        await self._timed_out(commands_[0])
+
+    async def _timed_out(self, first: bytes) -> NoReturn:
+        # The FIFO is now out of step with the wire: the connection cannot be trusted.
+        self.log.error("esl.reply_timeout", command=first.split(b"\n", 1)[0][:80])
+        self._close("reply timeout")
+        await trio.aclose_forcefully(self.stream)
         raise ConnectionClosed("reply timeout")
 
     async def send_ok(self, data: bytes) -> Frame:
@@ -387,10 +412,6 @@ class EslConnection:
             raise
         return Execution(app, app_uuid, slot, started, reply)
 
-    def _take_unsent(self) -> list[bytes]:
-        unsent, self._unsent = self._unsent, []
-        return unsent
-
     def _defer(self, data: bytes) -> _Slot:
         """Queue one command for the next write (``execute(defer=True)``)."""
         if self.closed.is_set():
@@ -406,28 +427,34 @@ class EslConnection:
         if self.closed.is_set():
             raise ConnectionClosed(self.close_reason)
         slot = _Slot()
-        async with self._sending():
-            self._replies.append(slot)
+        await self._send_bytes((slot,), (data,))
+        return slot
+
+    async def _send_bytes(self, slots: Sequence[_Slot], commands_: Sequence[bytes]) -> None:
+        """Append the reply slots and write the commands (after any deferred ones) under the
+        send lock, so the slot order is the wire order. Uncontended (one task per call writes,
+        nearly always) the lock is taken without a schedule point of its own: under load each
+        schedule point is a wait behind every other call's runnable task."""
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            self._replies.extend(slots)
+            unsent = self._unsent
+            if unsent:
+                self._unsent = []
+                data = b"".join([*unsent, *commands_])
+            else:
+                data = commands_[0] if len(commands_) == 1 else b"".join(commands_)
             try:
-                await self.stream.send_all(b"".join([*self._take_unsent(), data]))
+                await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._close(f"send failed: {exc!r}")
                 raise ConnectionClosed(self.close_reason) from None
-        return slot
-
-    @asynccontextmanager
-    async def _sending(self) -> AsyncIterator[None]:
-        """The send lock. Uncontended (one task per call writes, nearly always) it is taken
-        without a schedule point of its own: the write inside is one already, and under load
-        each schedule point is a wait behind every other call's runnable task."""
-        try:
-            self._send_lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._send_lock.acquire()
-        try:
-            yield
         finally:
-            self._send_lock.release()
+            lock.release()
 
     # -- subscribing -------------------------------------------------------------------------
 
