@@ -49,6 +49,9 @@ CUSTOM_SUBCLASSES: tuple[str, ...] = (
     "mod_audio_stream::play",
 )
 
+# The subscription line for the default lists, built (and checked) once: every call sends it.
+_DEFAULT_SUBSCRIPTION = commands.event("plain", [*CALL_EVENTS, "CUSTOM", *CUSTOM_SUBCLASSES])
+
 
 class OutboundCall:
     """The controlled channel (the A-leg) of one outbound socket connection."""
@@ -82,13 +85,17 @@ class OutboundCall:
         if not reply.has_event():
             raise ProtocolError("connect reply carries no channel data")
         call = cls(conn, reply.event)
-        names = [*events, "CUSTOM", *custom] if custom else list(events)
+        if events is CALL_EVENTS and custom is CUSTOM_SUBCLASSES:
+            subscription = _DEFAULT_SUBSCRIPTION
+        else:
+            names = [*events, "CUSTOM", *custom] if custom else list(events)
+            subscription = commands.event("plain", names)
         # Filters first: subscribed before them, the socket would get every channel's events
         # until they land. All in one round trip; FreeSWITCH applies them in order.
         setup = [
             commands.filter_add("Unique-ID", call.uuid),
             commands.filter_add("Job-Owner-UUID", call.uuid),
-            commands.event("plain", names),
+            subscription,
         ]
         if linger:
             setup.append(commands.linger())
