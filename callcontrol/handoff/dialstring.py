@@ -24,6 +24,7 @@ the same way, or through ``sofia/gateway/<gateway>/<number>`` when the destinati
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import uuid
@@ -91,6 +92,9 @@ def endpoint(
     return f"loopback/{group_number}/{_checked('context', context or domain)}"
 
 
+# A pure function, asked twice per handoff (the check before ringing, then the originate) with
+# the caller's name, one Unicode category lookup per character each time.
+@functools.lru_cache(maxsize=1024)
 def safe_caller_id_name(name: str | None) -> str | None:
     """``name`` made safe for a ``{...}`` value (dropping what is unsafe), or None if nothing
     is left. Accents stay: FreeSWITCH passes UTF-8 through."""
