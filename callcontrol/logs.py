@@ -8,6 +8,7 @@ Secrets never reach the log: a processor masks any field whose name says it is o
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import sys
@@ -20,19 +21,31 @@ _SECRET_WORDS = ("password", "token", "secret", "api_key", "authorization")
 _SECRET_NAME = re.compile("|".join(_SECRET_WORDS), re.IGNORECASE)
 
 
-# Field names are the code's own (a few dozen), so each is judged once: every log line of
-# every call asked it again, about 1000 Python calls per call for nine lines.
+# Field names are the code's own (a few dozen), and each log call passes one of a few hundred
+# sets of them: the secret ones of each set are found once (every log line of every call asked
+# each name again, about 1000 Python calls per call for nine lines).
 @functools.lru_cache(maxsize=4096)
-def _is_secret(key: str) -> bool:
-    return _SECRET_NAME.search(key) is not None
+def _secret_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(key for key in keys if _SECRET_NAME.search(key) is not None)
 
 
 def _mask_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key in [key for key in event_dict if _is_secret(key)]:
+    for key in _secret_keys(tuple(event_dict)):
         event_dict[key] = "<hidden>"
     return event_dict
+
+
+@functools.lru_cache(maxsize=8)
+def _encoder(default: Any) -> json.JSONEncoder:
+    return json.JSONEncoder(default=default)
+
+
+def _dumps(obj: Any, *, default: Any = None) -> str:
+    """``json.dumps(obj, default=default)``, with the encoder made once instead of per line
+    (the same text: json.dumps builds this very encoder when given ``default``)."""
+    return _encoder(default).encode(obj)
 
 
 def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:
@@ -42,7 +55,7 @@ def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:
     renderer: Any = (
         # colours only for a terminal: CALLCONTROL_LOG_FORMAT=console into a file stays text
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()) if fmt == "console"
-        else structlog.processors.JSONRenderer()
+        else structlog.processors.JSONRenderer(serializer=_dumps)
     )
     structlog.configure(
         processors=[
