@@ -139,6 +139,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import gc
 import json
 import os
 import platform
@@ -190,6 +191,15 @@ GOAL_OURS_MS = 2.0  # issue 10: p99 of "ours" tool -> originate at 500 concurren
 GOAL_TOTAL_MS = 5.0  # and of the total
 
 _current: contextvars.ContextVar[CallTimes] = contextvars.ContextVar("bench_call")
+_gc_ns = [0, 0]  # the server process's time in the cyclic collector so far; the running one's start
+
+
+def _count_gc(phase: str, _info: dict[str, Any]) -> None:
+    """``gc.callbacks``: adds up the collector's pauses (each with perf_counter_ns)."""
+    if phase == "start":
+        _gc_ns[1] = time.perf_counter_ns()
+    else:
+        _gc_ns[0] += time.perf_counter_ns() - _gc_ns[1]
 
 
 def now_ns() -> int:
@@ -207,6 +217,12 @@ class CallTimes:
         self.received = 0  # bytes
         self.t0: int | None = None
         self.t1: int | None = None
+        # the server thread's CPU time (time.thread_time_ns) at t0 and t1: what of "ours" was
+        # this call's own work, the rest being other threads (GIL), the kernel or other processes
+        self.cpu0: int | None = None
+        self.cpu1: int | None = None
+        self.gc0: int | None = None  # the collector's total (_gc_ns) at t0 and t1
+        self.gc1: int | None = None
         self.t2: int | None = None
         self.t3: int | None = None
         self.b_uuid: str | None = None
@@ -240,6 +256,8 @@ class CallTimes:
         self.pending.append(record)
         if label == "bgapi originate" and self.t1 is None:
             self.t1 = at
+            self.cpu1 = time.thread_time_ns()
+            self.gc1 = _gc_ns[0]
             tail = line.split("origination_uuid=", 1)[1]
             self.b_uuid = tail.split(",", 1)[0].split("}", 1)[0]
         elif label == "api uuid_bridge" and self.t3 is None:
@@ -317,6 +335,8 @@ def transfer_flow(service: HandoffService) -> Callable[[Any], Any]:
         ctx.call.conn.frame_observers.append(times.observe)
         _current.set(times)
         await ctx.call.answer()
+        times.cpu0 = time.thread_time_ns()
+        times.gc0 = _gc_ns[0]
         times.t0 = now_ns()
         reply = await service.transfer(ctx, "quero falar com o suporte", "bench",
                                        hold=BreakHold(ctx.call, MOH))  # fmt: skip
@@ -343,7 +363,7 @@ def waits(times: CallTimes, start: int, end: int) -> list[tuple[str, int, int, i
     return out
 
 
-def breakdown(times: CallTimes, switch: dict[str, Any], path: str) -> dict[str, float] | None:
+def breakdown(times: CallTimes, switch: dict[str, Any], path: str) -> dict[str, Any] | None:
     if path == "originate":
         start, end = times.t0, times.t1
     else:
@@ -377,7 +397,14 @@ def breakdown(times: CallTimes, switch: dict[str, Any], path: str) -> dict[str, 
         # Only a read the originate waited for (a cache miss); the recheck runs beside it.
         db = sum(b - a for a, b in times.db if b <= end)
     total = end - start
+    cpu = gc_ms = None
+    if path == "originate" and times.cpu0 is not None and times.cpu1 is not None:
+        cpu = (times.cpu1 - times.cpu0) / 1e6
+    if path == "originate" and times.gc0 is not None and times.gc1 is not None:
+        gc_ms = (times.gc1 - times.gc0) / 1e6
     return {
+        "cpu": cpu,
+        "gc": gc_ms,
         "total": total / 1e6,
         "ours": (total - waited - db) / 1e6,
         "db": db / 1e6,
@@ -538,6 +565,7 @@ def server_worker_cli(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
+    gc.callbacks.append(_count_gc)
     configure_logging("json")
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
@@ -608,15 +636,21 @@ def report(calls: int, latency: float, result: dict[str, Any]) -> dict[str, Any]
             summary["cpu_ms"] = result["cpu"] / max(1, len(timeline)) * 1000
         print(f"  {title}, n={len(parts)}, ms:")
         print(f"    {'':8}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
-        for key in ("total", "ours", "db", "switch", "flight"):
-            if path == "bridge" and key == "db":
+        for key in ("total", "ours", "cpu", "gc", "db", "switch", "flight"):
+            if path == "bridge" and key in ("db", "cpu", "gc"):
                 continue
-            values = [p[key] for p in parts]
+            values = [p[key] for p in parts if p[key] is not None]
+            if not values:
+                continue
             print(
                 f"    {key:8}"
                 + "".join(f"{pct(values, q):9.3f}" for q in (50, 95, 99))
                 + f"{max(values):9.3f}"
             )
+    paused = [t for t in ok if t.gc0 is not None and t.gc1 is not None and t.gc1 > t.gc0]
+    if ok and ok[0].gc0 is not None:
+        print(f"  tool -> originate paths with a cyclic-GC pause inside: {len(paused)} of {len(ok)}"
+              " ('cpu': the server thread's CPU time over the path, the pause included)")
     lags = []
     for t in ok:
         sent = switch["calls"].get(t.uuid, {}).get("answer")
