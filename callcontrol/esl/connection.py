@@ -110,7 +110,12 @@ class _Slot:
 
 class Subscription:
     """Events for one channel UUID (or all events), with a bounded buffer; only the event
-    names in ``names`` when given."""
+    names in ``names`` when given.
+
+    A buffer and the parked receivers of its own, as trio's memory channel does it (an event
+    goes straight to a waiting receiver, else into the buffer of ``size``; buffered events are
+    still received after the end) without the channel's three objects per subscription and
+    their bookkeeping per event: every event of a call goes through one of these."""
 
     def __init__(
         self, conn: EslConnection, key: str | None, size: int,
@@ -119,31 +124,58 @@ class Subscription:
         self._conn = conn
         self.key = key
         self.names = names
-        self._send, self._receive = trio.open_memory_channel[Event](size)
+        self._size = size
+        self._buffer: deque[Event] = deque()
+        self._waiting: deque[trio.lowlevel.Task] = deque()  # receivers parked, oldest first
+        self._handed: dict[trio.lowlevel.Task, Event] = {}  # woken with this event
+        self._ended = False
         self.overflowed = False
 
     def _push(self, event: Event) -> None:
-        if self.overflowed:
+        if self._ended:
             return
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
+        if self._waiting:
+            task = self._waiting.popleft()
+            self._handed[task] = event
+            trio.lowlevel.reschedule(task)
+        elif len(self._buffer) < self._size:
+            self._buffer.append(event)
+        else:
             self.overflowed = True
-            self._send.close()
+            self._close()
             self._conn.log.error("esl.subscriber_overflow", key=self.key)
-        except trio.ClosedResourceError:
-            pass
 
     def _close(self) -> None:
-        self._send.close()
+        self._ended = True
+        waiting, self._waiting = self._waiting, deque()
+        for task in waiting:
+            trio.lowlevel.reschedule(task)  # nothing handed: the end
+
+    def _end(self) -> NoReturn:
+        if self.overflowed:
+            raise SubscriberOverflow(f"subscriber for {self.key} overflowed")
+        raise ConnectionClosed("connection closed")
 
     async def receive(self) -> Event:
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            if self.overflowed:
-                raise SubscriberOverflow(f"subscriber for {self.key} overflowed") from None
-            raise ConnectionClosed("connection closed") from None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._buffer:
+            event = self._buffer.popleft()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return event
+        if self._ended:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            self._end()
+        task = trio.lowlevel.current_task()
+        self._waiting.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._waiting.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if task not in self._handed:
+            self._end()
+        return self._handed.pop(task)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()

@@ -9,7 +9,7 @@ import trio.testing
 from callcontrol.esl import CommandError, ConnectionClosed, ProtocolError, commands, serialize
 from callcontrol.esl.connection import EslConnection
 from callcontrol.esl.outbound import OutboundCall
-from tests.esl.test_connection import Peer
+from tests.esl.test_connection import Peer, event
 
 
 @pytest.fixture
@@ -149,3 +149,42 @@ def test_remaining_writers():
     assert commands.myevents("json") == b"myevents json\n\n"
     error = CommandError("api x", "-ERR no")
     assert str(error) == "api x: -ERR no" and error.reply == "-ERR no"
+
+
+async def test_events_read_before_the_end_are_still_received(pair):
+    conn, peer = pair
+    async with conn.subscribe("a") as events:
+        await peer.send(event("CHANNEL_ANSWER", "a"), event("CHANNEL_HANGUP", "a"),
+                        serialize.disconnect_notice("a"))  # fmt: skip
+        await conn.closed.wait()
+        assert [e.name async for e in events] == ["CHANNEL_ANSWER", "CHANNEL_HANGUP"]
+        with pytest.raises(ConnectionClosed):
+            await events.receive()
+
+
+async def test_an_event_for_a_waiting_subscriber_does_not_fill_its_buffer(pair, nursery):
+    conn, peer = pair
+    got = []
+    async with conn.subscribe("a", size=1) as events:
+
+        async def first():
+            got.append(await events.receive())
+
+        nursery.start_soon(first)
+        await trio.testing.wait_all_tasks_blocked()
+        await peer.send(event("CHANNEL_ANSWER", "a"), event("DTMF", "a"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert [e.name for e in got] == ["CHANNEL_ANSWER"]
+        assert (await events.receive()).name == "DTMF"  # buffered, not an overflow
+
+
+async def test_a_cancelled_receive_loses_no_event(pair):
+    conn, peer = pair
+    async with conn.subscribe("a") as events:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await events.receive()
+        with trio.move_on_after(0):  # parked, then cancelled
+            await events.receive()
+        await peer.send(event("CHANNEL_ANSWER", "a"))
+        assert (await events.receive()).name == "CHANNEL_ANSWER"
