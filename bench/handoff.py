@@ -116,6 +116,19 @@ d037619, two alternated runs at N = 500 (load 1.7-5.0): tool -> originate ours p
 before, 25.6 / 13.4 after; CPU per call 3.94 / 3.90 before, 4.65 / 4.58 after (not explained
 in two runs: to be measured again on a quiet box).
 
+The ESL connection's own costs (branch handoffcpu: the socket read after a wait instead of a
+failing recv first and the write without a yield, esl/_stream.py; reply slots and
+subscriptions without trio.Event / memory channels; the handshake's event line built once;
+matching, caller-name and log-field caches, one JSON encoder), against ea5b0be, four alternated
+runs at N = 500 (ramp 5 s, 20 ms switch; the fourth pair with the subscription change):
+CPU per call 5.35 / 5.84 / 5.74 / 4.58 ms before, 5.25 / 4.74 / 4.95 / 4.62 after (loadavg
+2.6-5.7 for the first three pairs, 1.2-2.1 for the fourth, where the two are equal); ours p99
+39.0 / 51.5 / 27.1 / 20.9 before, 24.8 / 20.8 / 27.5 / 25.0 after, noise at that load, no run
+meets the goal. Python calls per call under cProfile (N = 100) 8.9k -> 7.7k. The new rows:
+the server thread's CPU over the tool -> originate path is p50 0.47-0.53 ms, p99 2.2-4.0 ms,
+and 40-47 of 500 paths had a cyclic-GC pause inside (gc p99 0.4-2.7 ms): the collector, not
+queueing (there is no schedule point on the path), makes the tail of "ours" here.
+
 ``--workers N`` runs every load twice, with one server process and with N sharing the port
 (``SO_REUSEPORT``, as ``serve --workers``; the kernel spreads the calls), nothing pinned, so the
 workers and the switch processes share the box's cores; it prints both, the p99s, CPU per
