@@ -244,6 +244,8 @@ class FrameReader:
         if bare is not None:
             end, digits = bare.end(), bare[2]
             length = 0 if digits is None else int(digits)
+            if length > MAX_BODY:  # eight digits: up to 99999999
+                raise ProtocolError(f"Content-Length {length} exceeds {MAX_BODY}")
             return buf[pos : end - 2], _KNOWN_TYPES[bare[1]], end, length, None
         blank = _BLANK_LINE.search(buf, pos)
         end = -1 if blank is None else blank.start()
