@@ -107,11 +107,13 @@ class FrameReader:
             raise
 
     def __iter__(self) -> Iterator[Frame]:
-        # next_frame() inlined, and a whole plain event in FreeSWITCH's envelope read right
-        # here: this loop is the hot path of every connection, and most frames are events.
+        # next_frame() inlined, and the frames FreeSWITCH writes in its own fixed forms (a
+        # plain event in its envelope, a command reply, a frame written type first) read
+        # right here: this loop is the hot path of every connection.
         match = _EVENT_ENVELOPE.match
         reply_match = COMMAND_REPLY_BLOCK.match
-        type_first = _TYPE_FIRST.match
+        typed_match = _TYPED_BLOCK.match
+        keep_raw = self._keep_raw
         try:
             while True:
                 if not self._want:
@@ -119,17 +121,15 @@ class FrameReader:
                     pos = self._pos
                     envelope = match(buf, pos)
                     if envelope is not None:
-                        start = envelope.end()
-                        length = int(envelope[1])
+                        start, length = envelope.end(), int(envelope[1])
                         stop = start + length
                         if stop <= len(buf) and length <= MAX_BODY:
                             self._pos = stop
-                            if self._keep_raw:
+                            if keep_raw:
                                 self.last_raw = buf[pos:stop]
                             body = buf[start:stop]
                             frame = _new(Frame)
-                            frame._headers = None
-                            frame._block = None
+                            frame._headers = frame._block = None
                             frame.body = body
                             frame.content_type = EVENT_PLAIN
                             frame._event = plain_event(buf, start, stop, body)
@@ -140,13 +140,18 @@ class FrameReader:
                         stop = reply.end()
                         self._pos = stop
                         raw = buf[pos:stop]
-                        if self._keep_raw:
+                        if keep_raw:
                             self.last_raw = raw
                         # its headers are made from the block when asked (reply_text)
-                        yield Frame.of_envelope(raw, b"", COMMAND_REPLY)
+                        frame = _new(Frame)
+                        frame._headers = frame._event = None
+                        frame._block = raw
+                        frame.body = b""
+                        frame.content_type = COMMAND_REPLY
+                        yield frame
                         continue
-                    bare = type_first(buf, pos)
-                    if bare is not None and (framed := self._bare(buf, pos, bare)) is not None:
+                    typed = typed_match(buf, pos)
+                    if typed is not None and (framed := self._typed(buf, pos, typed)) is not None:
                         yield framed
                         continue
                 # the envelope was looked for already, unless a frame waits for its bytes
@@ -158,20 +163,25 @@ class FrameReader:
             self.broken = True
             raise
 
-    def _bare(self, buf: bytes, pos: int, bare: re.Match[bytes]) -> Frame | None:
-        """The frame of a ``_TYPE_FIRST`` envelope at ``pos``, if its body is here."""
-        start = bare.end()
-        digits = bare[2]
-        stop = start if digits is None else start + int(digits)
+    def _typed(self, buf: bytes, pos: int, typed: re.Match[bytes]) -> Frame | None:
+        """The frame at ``pos`` that ``_TYPED_BLOCK`` matched, if its body is here."""
+        start = typed.end()
+        last = typed.lastindex or 1  # 2 or 4: the group of its length (1 always matches)
+        stop = start if last in {1, 3} else start + int(typed[last])
         if stop > len(buf) or stop - start > MAX_BODY:
             return None
         self._pos = stop
         if self._keep_raw:
             self.last_raw = buf[pos:stop]
-        content_type = _KNOWN_TYPES[bare[1]]
-        frame = Frame.of_envelope(buf[pos : start - 2], buf[start:stop], content_type)
+        content_type = _KNOWN_TYPES[typed[1]]
+        block = buf[pos : start - 2]
+        body = buf[start:stop]
+        if last <= 2:  # its type and its length: an envelope
+            frame = Frame.of_envelope(block, body, content_type)
+        else:  # its other lines are split when read: none of them frames or routes it
+            frame = Frame(Headers(block), body, content_type)
         if content_type == EVENT_PLAIN:
-            frame._event = plain_event(buf, start, stop, frame.body)
+            frame._event = plain_event(buf, start, stop, body)
         return frame
 
     def _next(self) -> Frame | None:
@@ -240,13 +250,15 @@ class FrameReader:
         reply = COMMAND_REPLY_BLOCK.match(buf, pos)
         if reply is not None:
             return buf[pos : reply.end()], COMMAND_REPLY, reply.end(), 0, None
-        bare = _TYPE_FIRST.match(buf, pos)
-        if bare is not None:
-            end, digits = bare.end(), bare[2]
-            length = 0 if digits is None else int(digits)
+        typed = _TYPED_BLOCK.match(buf, pos)
+        if typed is not None:
+            start, last = typed.end(), typed.lastindex or 1
+            length = 0 if last in {1, 3} else int(typed[last])
             if length > MAX_BODY:  # eight digits: up to 99999999
                 raise ProtocolError(f"Content-Length {length} exceeds {MAX_BODY}")
-            return buf[pos : end - 2], _KNOWN_TYPES[bare[1]], end, length, None
+            block = buf[pos : start - 2]
+            lines = block if last <= 2 else Headers(block)
+            return lines, _KNOWN_TYPES[typed[1]], start, length, None
         blank = _BLANK_LINE.search(buf, pos)
         end = -1 if blank is None else blank.start()
         # A CRLF blank line counts only if it comes first. Look for it within this block
@@ -287,13 +299,24 @@ _KNOWN_TYPES = {
         DISCONNECT_NOTICE, RUDE_REJECTION, LOG_DATA,
     )
 }
-# FreeSWITCH's envelope of an api response, a disconnect notice or the auth request (type
-# first, then the length if there is a body), matched in one go like the event's.
-_TYPE_FIRST = re.compile(
+# A frame FreeSWITCH writes type first: an api response, the auth request, a disconnect
+# notice, a rude rejection, matched in one go like the event's envelope. Its Content-Type,
+# then its Content-Length if it has a body (groups 1, 2); or the type, then other lines (the
+# outbound disconnect and linger notices', group 3), then the length (group 4). Those lines
+# are as the strict parser reads them (a name without whitespace or colon, then ": ") and
+# none is another Content-Type or Content-Length (the last of each would count).
+_LENGTH_LINE = rb"Content-Length: ([1-9][0-9]{0,7}|0)\n"
+_TYPED_BLOCK = re.compile(
     rb"Content-Type: (" + b"|".join(re.escape(t) for t in _KNOWN_TYPES) + rb")\n"
-    rb"(?:Content-Length: ([1-9][0-9]{0,7}|0)\n)?\n"
+    rb"(?:(?:" + _LENGTH_LINE + rb")?\n"
+    rb"|((?:(?!Content-(?:Type|Length):)[^\s:]+: [^\r\n]*\n)+)(?:" + _LENGTH_LINE + rb")?\n)"
 )
+
+
 _LENGTH = b"Content-Length: "
+# Longer than any envelope but one with leading zeros in its Content-Length, which the line
+# parser reads as well (to the same frame).
+_ENVELOPE_MAX = 128
 _TYPE = b"Content-Type: "
 
 
@@ -305,6 +328,8 @@ def _envelope(block: bytes) -> tuple[str, int] | None:
     T`` alone, T from a short list. Those need neither the line parser nor a new str per
     content type. Anything else (other headers or spacing, a CR, an unknown type) gives None.
     """
+    if len(block) > _ENVELOPE_MAX:  # (a connect reply's block is ~4 KiB: not copied below)
+        return None
     first, newline, second = block.partition(b"\n")
     if first.startswith(_LENGTH):
         type_line, length_line = second, first

@@ -262,3 +262,85 @@ def test_command_replies_read_in_one_go_agree_with_the_strict_parser(text, job):
     assert dict(frame.headers.items()) == dict(reference.items())
     assert frame.reply_text == reference.get("Reply-Text", "")
     assert ("Job-UUID" in frame.headers) == (job is not None)
+
+
+# lines after a type-first Content-Type: FreeSWITCH's own (the outbound disconnect notice and
+# linger notice), and what the strict parser reads otherwise or refuses
+typed_lines = st.sampled_from(
+    [
+        "Controlled-Session-UUID: 78ad8728-6fcc-4f14-a86a-9aa211d2aa25",
+        "Content-Disposition: linger",
+        "Channel-Name: sofia/internal/1000%40example.com",
+        "Linger-Time: -1",
+        "Event-Name: CHANNEL_DATA",
+        "Content-Length: 3",
+        "Content-Length: 0",
+        "Content-Length:3",
+        "content-length: 2",
+        "Content-Type: api/response",
+        "Content-Type:auth/request",
+        "Content-Typed: x",
+        "A: b: c",
+        "A:  b",
+        "A: b\r",
+        "A:\tb",
+        "A :b",
+        " A: b",
+        "A\t: b",
+        ": b",
+        "no colon",
+        "A: é%C3%A9",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["api/response", "auth/request", "command/reply", "text/disconnect-notice",
+                     "text/rude-rejection", "log/data"]),
+    st.lists(typed_lines, max_size=5),
+    st.one_of(st.none(), st.integers(0, 3)),
+    st.booleans(),
+)
+@example("text/disconnect-notice", ["Controlled-Session-UUID: u-1", "Content-Disposition: linger",
+                                    "Channel-Name: loopback/9000-b", "Linger-Time: -1"], 0, False)
+@example("text/disconnect-notice", ["Controlled-Session-UUID: u-1",
+                                    "Content-Disposition: disconnect"], 3, True)
+def test_frames_written_type_first_read_as_the_strict_parser_reads_them(
+    content_type, lines, length, byte_by_byte
+):
+    """Read in one go or not, a type-first frame is the one its lines make, or refused."""
+    head = [f"Content-Type: {content_type}", *lines]
+    if length is not None:
+        head.append(f"Content-Length: {length}")
+    block = "\n".join(head).encode("utf-8", "surrogateescape")
+    try:
+        pairs = parse_header_lines(block)
+        last = dict(pairs)
+        size = int(last.get("Content-Length", "0"))
+    except (ProtocolError, ValueError):
+        pairs = None
+    stream = block + b"\n\n" + b"xyz"[: 0 if pairs is None else size]
+    reader = FrameReader()
+    frames = []
+    try:
+        for chunk in ([stream[i : i + 1] for i in range(len(stream))] if byte_by_byte
+                      else [stream]):
+            reader.feed(chunk)
+            frames.extend(reader)
+    except ProtocolError:
+        assert pairs is None or not last["Content-Length"].isdigit()
+        return
+    assert pairs is not None
+    [frame] = frames
+    assert reader.buffered == 0
+    assert frame.content_type == last["Content-Type"]
+    assert frame.body == b"xyz"[:size]
+    reference = Headers(block)
+    assert frame.headers.raw_items() == pairs
+    assert dict(frame.headers.items()) == dict(reference.items())
+    # only a command reply carries an event in its block (the outbound connect reply's)
+    carries = last["Content-Type"] == "command/reply" and "Event-Name" in reference
+    assert frame.has_event() == carries
+    if carries:
+        assert frame.event.name == reference["Event-Name"]
