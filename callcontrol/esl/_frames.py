@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from callcontrol.esl._errors import ProtocolError
-from callcontrol.esl._headers import _NOT_SHAPE, _SHAPES, Headers, _text, block_shape
+from callcontrol.esl._headers import _NOT_SHAPE, _SHAPES_END, Headers, _text, block_shape
 from callcontrol.esl._urlcode import url_decode
 
 AUTH_REQUEST = "auth/request"
@@ -115,23 +115,28 @@ class Frame:
     @property
     def event(self) -> Event:
         """The event this frame carries (the channel data, for an outbound ``connect`` reply)."""
-        if self._event is None:
-            ct = self.content_type
-            if ct == EVENT_PLAIN:
-                self._event = Event.from_plain(self.body)
-            elif ct == EVENT_JSON:
-                self._event = Event.from_json(self.body)
-            elif ct == EVENT_XML:
-                self._event = Event.from_xml(self.body)
-            elif self.has_event():
-                self._event = Event(self.headers, None)
-            else:
-                raise ProtocolError(f"a {ct} frame carries no event")
-        return self._event
+        event = self._event
+        if event is not None:  # every plain event's: made when it was read
+            return event
+        ct = self.content_type
+        if ct == EVENT_PLAIN:
+            event = Event.from_plain(self.body)
+        elif ct == EVENT_JSON:
+            event = Event.from_json(self.body)
+        elif ct == EVENT_XML:
+            event = Event.from_xml(self.body)
+        elif self.has_event():
+            event = Event(self.headers, None)
+        else:
+            raise ProtocolError(f"a {ct} frame carries no event")
+        self._event = event
+        return event
 
     def has_event(self) -> bool:
+        if self._event is not None:
+            return True
         content_type = self.content_type
-        if content_type in EVENT_TYPES or self._event is not None:
+        if content_type in EVENT_TYPES:
             return True
         # a block the reader matched whole (an envelope, a plain reply) has no Event-Name
         if content_type != COMMAND_REPLY or (self._headers is None and self._block):
@@ -159,7 +164,7 @@ def _value(keys: dict[bytes, bytes], key: bytes) -> str | None:
     raw = keys.get(key)
     if raw is None:
         return None
-    value = raw.decode("ascii")
+    value = raw.decode()
     return url_decode(value) if "%" in value else value
 
 
@@ -183,7 +188,7 @@ class Event:
         # a plain event's bytes and where its head ends in them (read when headers are asked)
         self._data = b""
         self._end = 0
-        self._shape = (0, 0)
+        self._shape: tuple[int, int] | bytes = (0, 0)
         self.body = body
         self.name: str = headers.get("Event-Name") or ""
         self.unique_id: str | None = headers.get("Unique-ID")
@@ -199,7 +204,7 @@ class Event:
         cls,
         data: bytes,
         end: int,
-        shape: tuple[int, int],
+        shape: tuple[int, int] | bytes,
         keys: dict[bytes, bytes],
         body: bytes | None,
     ) -> Event:
@@ -217,14 +222,14 @@ class Event:
             event.name = ""
         else:
             more -= 1
-            name = raw.decode("ascii")
+            name = raw.decode()  # a shaped head is ASCII: decode()'s own fast path
             event.name = url_decode(name) if "%" in name else name
         raw = keys.get(b"Unique-ID:")
         if raw is None:
             event.unique_id = None
         else:
             more -= 1
-            uid = raw.decode("ascii")
+            uid = raw.decode()
             event.unique_id = url_decode(uid) if "%" in uid else uid
         event.job_uuid = _value(keys, b"Job-UUID:") if more else None
         event.application_uuid = _value(keys, b"Application-UUID:") if more else None
@@ -290,8 +295,12 @@ class Event:
     @property
     def headers(self) -> Headers:
         if self._headers is None:
-            data, end = self._data, self._end
-            self._headers = Headers.shaped(data if end == len(data) else data[:end], self._shape)
+            data, end, shape = self._data, self._end, self._shape
+            block = data if end == len(data) else data[:end]
+            if isinstance(shape, bytes):
+                self._headers = Headers.of_plain_shape(block, shape)
+            else:
+                self._headers = Headers.shaped(block, shape)
         return self._headers
 
     @property
@@ -326,8 +335,6 @@ def _body_bytes(body: object) -> bytes | None:
 
 
 _new = object.__new__
-# in a shape, a '%' just before a colon is a name's (sre finds it ~2x faster than `in`)
-_NAME_PERCENT = re.compile(b"%:")
 
 def plain_event(
     buf: bytes,
@@ -336,6 +343,7 @@ def plain_event(
     data: bytes,
     translate: Any = bytes.translate,
     findall: Any = _KEY_LINES.findall,
+    shapes_end: Any = _SHAPES_END.endswith,
 ) -> Event:
     """The plain event ``data``, which is ``buf[start:stop]``; ``buf[start - 1]`` is a line end.
 
@@ -349,19 +357,16 @@ def plain_event(
     if data.endswith(b"\n\n"):
         shape = translate(data, None, _NOT_SHAPE)
         # the shape of a head of N lines and its blank line: ": \n" N times, then "\n",
-        # once the values' '%' are left out; a '%' just before a colon is a name's
+        # once the '%' are left out (compared in place, as the end of _SHAPES_END)
         bare = shape.replace(b"%", b"")  # the same object if there is none
-        percents = len(shape) - len(bare)
-        if percents and _NAME_PERCENT.search(shape):
-            bare = b""
-        size = len(bare)
-        if size % 3 == 1 and _SHAPES.startswith(bare[:-1]):
+        if len(bare) % 3 == 1 and shapes_end(bare):
             found = findall(buf, start - 1, stop - 2)
             keys = dict(found)
             if len(keys) != len(found):  # a key twice: its first value is the header's
                 keys = dict(found[::-1])
             if b":" not in keys and b"Content-Length:" not in keys:
-                return Event._shaped(data, len(data) - 2, (size // 3, percents), keys, None)
+                # the shape's '%' are counted (and a name's looked for) when it is decoded
+                return Event._shaped(data, len(data) - 2, shape, keys, None)
     return Event._checked(data)
 
 
