@@ -20,11 +20,16 @@ against both of ours. Run: ``python bench/esl_parse.py [--mb 4] [--repeat 5] [--
 
 Times are CPU seconds of the benchmark's own process (best of ``--repeat`` runs).
 
-Last measured (2026-12-07 15:40 UTC, a 2-core AMD EPYC VM shared with 4 other sessions, load
-average 6.9-7.3, Python 3.11.7; the corpus of that day, 42 connections, 3.0 MB, 1414 frames,
-885 of them plain events; greenswitch is the fastest peer): four alternating rounds of this
-checkout and of a6d3e7a (before the slices of that afternoon): routed 4.25-4.46x greenswitch
-(a6d3e7a: 3.22-3.36x; goal 5x), fully decoded 1.15-1.26x (a6d3e7a: 1.09-1.23x; goal 2x).
+Last measured (2026-12-07 23:17 UTC, same VM, load average 0.2, Python 3.11.7, same corpus):
+three alternating rounds of ``--repeat 5`` against ea5b0be: routed 4.67-4.84x greenswitch
+(ea5b0be: 3.71-4.58x), decoded 1.13-1.22x (1.07-1.25x). In-process alternating rounds
+(best of 60, load 1.5): routed 8.91 -> 8.22 ms (5.23x that run), plain event 8.42 -> 7.81
+us, outbound disconnect/linger notice 6.0 -> 3.0 us, command reply 0.95 -> 0.82 us. What
+moved it: the shape check without its slice and without the name-'%' search (both now
+when the head is decoded), the disconnect notices in one regex, the reply frame made in
+the loop. Still over 5x only in some runs: the floor per plain event is ~5.7 us of C
+(envelope match, body slice, translate, findall, in the loop's cache) plus ~2 us of
+interpreter work; the 26 connect replies cost ~14.5 us each (0.38 ms).
 
 Where the time goes (CPU per body-less plain event, ~3.3 KB and ~88 lines, best of 30 loops
 over the corpus's 840 such events, same load): greenswitch 49.1 us; ours routed 8.1 us. The
