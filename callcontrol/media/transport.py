@@ -201,11 +201,10 @@ class FrameQueue:
 
     async def get(self) -> bytes:
         """The oldest frame; ``trio.EndOfChannel`` once closed and empty."""
-        while not self._frames:
-            if self.closed:
-                raise trio.EndOfChannel
-            await self._wait()
-        return self._frames.popleft()
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise trio.EndOfChannel from None
 
     def __aiter__(self) -> FrameQueue:
         return self
