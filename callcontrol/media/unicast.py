@@ -187,11 +187,10 @@ def _ip_literal(value: str, what: str) -> str:
 
 @attrs.define(eq=False)
 class _Leg:
-    """One armed unicast: our socket, the switch's address, the park it belongs to."""
+    """One armed unicast: our socket (connected to the switch's port), the park it belongs to."""
 
     pair: PortPair
     sock: socket.socket
-    fs_addr: tuple[str, int]
     park_generation: int
     fs_busy: bool = False  # FreeSWITCH is playing something inside the park loop
     alive: bool = True
@@ -518,7 +517,7 @@ class UnicastTransport(TransportBase):
             self.ports.release(pair)
             raise MediaUnavailable(f"cannot connect the unicast socket: {exc}") from exc
         self._drop_leg("replaced")
-        leg = _Leg(pair, sock, fs_addr, self.channel_state.park_generation)
+        leg = _Leg(pair, sock, self.channel_state.park_generation)
         self._leg = leg
         self._armed_generation = leg.park_generation
         if self._engine is not None:
