@@ -119,6 +119,7 @@ from callcontrol.media.codecs import model_format_for_line, ulaw_encode
 from callcontrol.media.engine import MediaEngine
 from callcontrol.media.transport import CALLER_BUFFER_MS, FRAME_MS
 from callcontrol.media.unicast import UnicastPorts, UnicastTransport, line_format_for
+from callcontrol.server import settle_collector
 from callcontrol.workers import WorkerRole, split_ports
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -414,7 +415,7 @@ async def measure(n: int, seconds: float, base: int, codec: str,
     ports = UnicastPorts(PortRange(HOST, base, base + 2 * n - 1))
     calls: list[UnicastTransport] = []
     ready = trio.Event()
-    gc.freeze()  # as serve does once it listens (callcontrol/server.py)
+    settle_collector()  # as serve does once it listens
     rss0 = rss_kib()
     async with trio.open_nursery() as nursery:
         for k in range(n):

@@ -71,3 +71,20 @@ async def test_shutdown_hands_calls_back_to_the_dialplan_after_the_grace(nursery
         except OSError:
             return
         assert await stream.receive_some(100) == b""
+
+
+async def test_once_listening_start_up_objects_are_frozen_and_young_collections_are_rarer(nursery):
+    import gc
+
+    from callcontrol.server import COLLECT_YOUNG_AFTER
+
+    before = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        app = App(settings=load_settings({}), flow=answer_and_wait)
+        await _start(nursery, app)
+        assert gc.get_threshold() == (COLLECT_YOUNG_AFTER, *before[1:])
+        assert gc.get_freeze_count() > 0
+        app.shutting_down.set()
+    finally:
+        gc.set_threshold(*before)
