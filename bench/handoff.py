@@ -132,7 +132,9 @@ now collects the young generation after 10 000 new objects instead of 700 (serve
 settle_collector): three alternated pairs at N = 500 on the quiet VM (load 0.3-1.8), 700 then
 10 000: server-thread CPU p99 2.16 / 1.57 / 1.88 -> 0.94 / 1.20 / 1.07 ms, ours p99
 3.61 / 2.25 / 1.34 -> 1.12 / 1.73 / 2.07 ms, gc p99 0.39-0.55 -> 0.00 ms (a pause is left
-in the worst path, 2.1-3.0 ms), CPU per call 6.47-8.05 -> 6.19-7.67 ms.
+in the worst path, 2.1-3.0 ms), CPU per call 6.47-8.05 -> 6.19-7.67 ms. Three more runs
+with 10 000 (load 0.8-2.9): ours p99 3.57 / 1.93 / 2.04 ms, total 5.00 / 2.05 / 3.56, 1-3 of
+500 paths with a pause; but the longest is then a full collection of 47-62 ms in two of them.
 
 ``--workers N`` runs every load twice, with one server process and with N sharing the port
 (``SO_REUSEPORT``, as ``serve --workers``; the kernel spreads the calls), nothing pinned, so the

@@ -76,6 +76,25 @@ shows, at 200-300 calls in the calmer runs (runq <= 36 %):
   (each L16 conversion has a fixed numpy cost). That fixed cost is what a 2 ms tick would halve,
   at 1 ms more wait for a caller frame; not measured here (needs a quiet box).
 
+Measured 2026-12-08 00:50-01:17 on the quiet box (load 0.3-1.8, nothing else running):
+* ``--tick-ms 1`` against ``2``, alternating, three sweeps each at 200,300 calls: largest
+  passing L16 load 200 / 200 / 0 (1 ms) against 300 / 0 / 200 (2 ms), PCMU 300 / 300 / 300
+  against 300 / 200 / 200. No win for 2 ms, so 1 ms stays.
+* Those failing runs were mostly the bench: the longest gap between passes ended 0.03-0.06 s
+  after the measured window, when every call is cancelled at once, and the frames held up in
+  that teardown were being counted. Now cut off at the window's end. After that,
+  ``--calls 200,300 --repeat 3``: **300 calls pass for both codecs in all three sweeps**
+  (L16 in p99 4.01 / 4.00 / 1.97 ms at 74-82 % CPU; PCMU 1.79 / 1.76 / 2.71 ms at 60-73 %),
+  CPU per frame L16 26.9 us, PCMU 22.0 us. A second ``--calls 300,400 --repeat 3`` right
+  after: L16 300 passed 3 of 3 (in p99 4.38 / 3.70 / 3.27 ms), PCMU 1 of 3 (5.27 / 2.57 /
+  10.37 ms), 400 failed for both (in p99 6.3-38.6 ms at 80-96 % CPU). So 300 holds for L16
+  (6 of 6) and mostly for PCMU (4 of 6); the ceiling is between 300 and 400.
+* ``--workers 2`` (L16; the FreeSWITCH-side process shares the two cores): 300 calls pass with
+  1 and with 2 workers (ratio 1.00 at the loads tried); at 350 neither passes, in p99 16.5 ms
+  with 1 worker against 6.6 ms with 2, at 400 102 against 26 ms, at 500 174 against 15 ms. On
+  this box the simulator's own process is the third user of two cores; a box where the switch
+  is elsewhere is where the second worker adds calls.
+
 Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--codec L16,PCMU]
      [--engine both|batched|percall] [--repeat 3] [--workers 2] [--tick-ms 1|2] [--quick]
 """
