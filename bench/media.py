@@ -342,24 +342,13 @@ async def answer_ok(stream: trio.abc.Stream) -> None:
             await stream.send_all(serialize.command_reply("+OK"))
 
 
-async def one_call(
-    k: int,
-    ports: UnicastPorts,
-    calls: list[UnicastTransport],
-    ready: trio.Event,
-    n: int,
-    codec: str,
-    batched: bool = True,
-) -> None:
+async def one_call(k: int, ports: UnicastPorts, calls: list[UnicastTransport],
+                   ready: trio.Event, n: int, codec: str, batched: bool = True) -> None:
     ours, theirs = trio.testing.memory_stream_pair()
     conn = EslConnection(ours)
     uuid = f"bench-{k:05d}"
-    pairs = [
-        ("Event-Name", "CHANNEL_DATA"),
-        ("Unique-ID", uuid),
-        ("Channel-Read-Codec-Name", codec),
-        ("Channel-Read-Codec-Rate", "8000"),
-    ]
+    pairs = [("Event-Name", "CHANNEL_DATA"), ("Unique-ID", uuid),
+             ("Channel-Read-Codec-Name", codec), ("Channel-Read-Codec-Rate", "8000")]
     call = OutboundCall(conn, Event.from_plain(serialize.event_plain_text(pairs)))
     async with trio.open_nursery() as nursery:
         await nursery.start(conn.run)
@@ -368,9 +357,8 @@ async def one_call(
         # L16 line is resampled to and from the model's 24 kHz.
         line, _native = line_format_for(call.channel)
         kind = MeasuredTransport if k % MEASURE_EVERY == 0 else UnicastTransport
-        media = kind(
-            call, ports, model_format=model_format_for_line(line), lost_after=30.0, batched=batched
-        )
+        media = kind(call, ports, model_format=model_format_for_line(line), lost_after=30.0,
+                     batched=batched)
         assert media.batched == batched
         async with media:
             await media.start()
@@ -436,13 +424,12 @@ def rss_kib() -> int:
     return 0
 
 
-async def measure(n: int, seconds: float, base: int, codec: str, batched: bool) -> dict[str, Any]:
+async def measure(n: int, seconds: float, base: int, codec: str,
+                  batched: bool) -> dict[str, Any]:
     # Started before the measured window; blocking here costs the loop nothing that is timed.
     peer = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, __file__, "--peer", str(base), str(n), str(seconds + 4), codec],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,  # communicate() closes stdin
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,  # communicate() closes stdin
     )
     assert peer.stdout is not None
     assert peer.stdout.readline().strip() == "ready"
@@ -667,14 +654,10 @@ def passing(r: dict[str, Any]) -> bool:
 
 def main_workers(counts: list[int], workers: int, seconds: float, codec: str, engine: str,
                  first_port: int) -> None:  # fmt: skip
-    print(
-        f"calls per box ({codec}, {engine}): each load with 1 server process, then {workers}"
-        " (nothing pinned)"
-    )
-    print(
-        f"{'calls':>6} {'workers':>7} {'in p50':>7} {'in p99':>7} {'out p50':>8} "
-        f"{'out p99':>8} {'frames':>7} {'cpu':>6}  ok"
-    )
+    print(f"calls per box ({codec}, {engine}): each load with 1 server process, then {workers}"
+          " (nothing pinned)")
+    print(f"{'calls':>6} {'workers':>7} {'in p50':>7} {'in p99':>7} {'out p50':>8} "
+          f"{'out p99':>8} {'frames':>7} {'cpu':>6}  ok")
     best = {1: 0, workers: 0}
     with tempfile.TemporaryDirectory() as tmp:
         for i, n in enumerate(counts):
@@ -683,33 +666,25 @@ def main_workers(counts: list[int], workers: int, seconds: float, codec: str, en
                                     engine, Path(tmp))  # fmt: skip
                 ok = passing(r)
                 best[count] = r["n"] if ok else best[count]
-                print(
-                    f"{r['n']:>6} {count:>7} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms "
-                    f"{r['out_p50']:>7.2f}ms {r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} "
-                    f"{r['cpu']:>6.1%}  {'yes' if ok else 'NO'}   [{r['peer']}]",
-                    flush=True,
-                )
+                print(f"{r['n']:>6} {count:>7} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms "
+                      f"{r['out_p50']:>7.2f}ms {r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} "
+                      f"{r['cpu']:>6.1%}  {'yes' if ok else 'NO'}   [{r['peer']}]", flush=True)
     ratio = f"{best[workers] / best[1]:.2f}" if best[1] else "n/a (1 worker passes no load)"
-    print(
-        f"largest passing load per box: 1 worker {best[1]} calls, {workers} workers"
-        f" {best[workers]} calls; ratio {ratio}"
-    )
+    print(f"largest passing load per box: 1 worker {best[1]} calls, {workers} workers"
+          f" {best[workers]} calls; ratio {ratio}")
 
 
 costs: dict[tuple[str, str], list[float]] = {}
 top_cost: dict[tuple[str, str], float] = {}  # this sweep's cost at its largest kept-up load
 
 
-async def run_loads(
-    counts: list[int], seconds: float, codec: str, engine: str, first_port: int
-) -> int:
+async def run_loads(counts: list[int], seconds: float, codec: str, engine: str,
+                    first_port: int) -> int:
     """One sweep of loads; the largest passing load (0 when none passes)."""
     print(f"-- codec={codec} engine={engine}  loadavg {loadavg()}")
-    print(
-        f"{'calls':>6} {'in p50':>7} {'in p99':>7} {'out p50':>8} {'out p99':>8} "
-        f"{'frames':>7} {'sent':>6} {'cpu':>6} {'cpu/frame':>9} {'runq':>6} {'RSS/call':>9} "
-        f"{'gc max':>8}  ok"
-    )
+    print(f"{'calls':>6} {'in p50':>7} {'in p99':>7} {'out p50':>8} {'out p99':>8} "
+          f"{'frames':>7} {'sent':>6} {'cpu':>6} {'cpu/frame':>9} {'runq':>6} {'RSS/call':>9} "
+          f"{'gc max':>8}  ok")
     best = 0
     for i, n in enumerate(counts):
         r = await measure(n, seconds, first_port + (i % 4) * 5000, codec, engine == "batched")
@@ -717,28 +692,20 @@ async def run_loads(
             top_cost[(codec, engine)] = r["us_per_frame"]
         ok = passing(r)
         best = n if ok else best
-        print(
-            f"{n:>6} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms {r['out_p50']:>7.2f}ms "
-            f"{r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} {r['sent']:>6.1%} {r['cpu']:>6.1%} "
-            f"{r['us_per_frame']:>7.1f}us {r['runq']:>6.1%} {r['rss_kib_per_call']:>6.0f}KiB "
-            f"{r['gc_max_ms']:>6.2f}ms  "
-            f"{'yes' if ok else 'NO'}   [{r['peer']}; send drops {r['send_dropped']}]",
-            flush=True,
-        )
+        print(f"{n:>6} {r['in_p50']:>6.2f}ms {r['in_p99']:>6.2f}ms {r['out_p50']:>7.2f}ms "
+              f"{r['out_p99']:>7.2f}ms {r['delivered']:>6.1%} {r['sent']:>6.1%} {r['cpu']:>6.1%} "
+              f"{r['us_per_frame']:>7.1f}us {r['runq']:>6.1%} {r['rss_kib_per_call']:>6.0f}KiB "
+              f"{r['gc_max_ms']:>6.2f}ms  "
+              f"{'yes' if ok else 'NO'}   [{r['peer']}; send drops {r['send_dropped']}]",
+              flush=True)
         if r["breakdown"]:
             print(r["breakdown"], flush=True)
     print(f"largest passing load on one core ({codec}, {engine}): {best} calls", flush=True)
     return best
 
 
-async def main_async(
-    counts: list[int],
-    seconds: float,
-    codecs: list[str],
-    engines: list[str],
-    repeat: int,
-    first_port: int,
-) -> None:
+async def main_async(counts: list[int], seconds: float, codecs: list[str], engines: list[str],
+                     repeat: int, first_port: int) -> None:
     best: dict[tuple[str, str], list[int]] = {}
     for _ in range(repeat):
         for codec in codecs:
@@ -747,26 +714,19 @@ async def main_async(
                 best.setdefault((codec, engine), []).append(passing_load)
                 if (codec, engine) in top_cost:
                     costs.setdefault((codec, engine), []).append(top_cost.pop((codec, engine)))
-    print(
-        f"\nlargest passing load per core, median of {repeat} run(s) "
-        f"(p99 in/out <= 5 ms, >= 99 % frames); loadavg {loadavg()}"
-    )
+    print(f"\nlargest passing load per core, median of {repeat} run(s) "
+          f"(p99 in/out <= 5 ms, >= 99 % frames); loadavg {loadavg()}")
     for codec in codecs:
         row = {e: statistics.median(best[(codec, e)]) for e in engines}
         cells = "  ".join(f"{e}: {row[e]:g} {best[(codec, e)]}" for e in engines)
         ratio = ""
         if "batched" in row and "percall" in row:
-            ratio = (
-                f"  ratio {row['batched'] / row['percall']:.1f}x"
-                if row["percall"]
-                else "  ratio: percall passes no load"
-            )
+            ratio = (f"  ratio {row['batched'] / row['percall']:.1f}x" if row["percall"]
+                     else "  ratio: percall passes no load")
         print(f"  {codec:>5}: {cells}{ratio}   (goal >= 300)")
-    print(
-        "CPU per frame moved (in + out) at the largest load that kept up (>= 99 % of frames "
-        "both ways), median over runs, and the calls one core could carry at 100 % CPU at "
-        "that cost (50 frames/s each way per call; an estimate, not a latency pass):"
-    )
+    print("CPU per frame moved (in + out) at the largest load that kept up (>= 99 % of frames "
+          "both ways), median over runs, and the calls one core could carry at 100 % CPU at "
+          "that cost (50 frames/s each way per call; an estimate, not a latency pass):")
     for codec in codecs:
         cells = []
         for e in engines:
@@ -789,54 +749,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", default="100,200,300,400,500,600")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--codec",
-        default="L16,PCMU",
-        help="line codecs, comma-separated: L16 (8 kHz, resampled to 24 kHz) "
-        "and/or PCMU (pass-through)",
-    )
-    parser.add_argument(
-        "--engine",
-        choices=("both", "batched", "percall"),
-        default="both",
-        help="media engine(s) to measure in this run",
-    )
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="sweeps per codec and engine (the summary takes the median)",
-    )
-    parser.add_argument(
-        "--first-port",
-        type=int,
-        default=20000,
-        help="UDP ports used: from this one to 20000 above it (default 20000)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="N > 1: each load with 1 server process and with N; calls per box",
-    )
-    parser.add_argument(
-        "--measure-every",
-        type=int,
-        default=None,
-        help="time every k-th call's frames (default 4; 1 = all calls, at "
-        "about 4 us a frame of instrument cost on the CPU figures)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="one small load (20 calls, 1 s) to check it works"
-    )
-    parser.add_argument(
-        "--tick-ms",
-        type=int,
-        choices=(1, 2),
-        default=1,
-        help="the batched engine's tick (1 = as shipped; 2 = half the wake-ups "
-        "and send batches, up to 2 ms wait for a caller frame), to compare",
-    )
+    parser.add_argument("--codec", default="L16,PCMU",
+                        help="line codecs, comma-separated: L16 (8 kHz, resampled to 24 kHz) "
+                             "and/or PCMU (pass-through)")
+    parser.add_argument("--engine", choices=("both", "batched", "percall"), default="both",
+                        help="media engine(s) to measure in this run")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="sweeps per codec and engine (the summary takes the median)")
+    parser.add_argument("--first-port", type=int, default=20000,
+                        help="UDP ports used: from this one to 20000 above it (default 20000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="N > 1: each load with 1 server process and with N; calls per box")
+    parser.add_argument("--measure-every", type=int, default=None,
+                        help="time every k-th call's frames (default 4; 1 = all calls, at "
+                             "about 4 us a frame of instrument cost on the CPU figures)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one small load (20 calls, 1 s) to check it works")
+    parser.add_argument("--tick-ms", type=int, choices=(1, 2), default=1,
+                        help="the batched engine's tick (1 = as shipped; 2 = half the wake-ups "
+                             "and send batches, up to 2 ms wait for a caller frame), to compare")
     args = parser.parse_args()
     global MEASURE_EVERY  # one run, one setting; read by one_call
     if args.measure_every is not None:
@@ -854,23 +785,15 @@ def main() -> None:
     if not set(codecs) <= {"L16", "PCMU"}:
         parser.error("--codec takes L16 and/or PCMU")
     engines = ["batched", "percall"] if args.engine == "both" else [args.engine]
-    print(
-        f"cpus={os.cpu_count()} python={sys.version.split()[0]} codecs={codecs} engines={engines}"
-    )
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} codecs={codecs} "
+          f"engines={engines}")
     if args.workers > 1:
         print(f"load average (/proc/loadavg): {Path('/proc/loadavg').read_text().strip()}")
         main_workers([int(x) for x in args.calls.split(",")], args.workers, args.seconds,
                      codecs[0], engines[0], args.first_port)  # fmt: skip
         return
-    trio.run(
-        main_async,
-        [int(x) for x in args.calls.split(",")],
-        args.seconds,
-        codecs,
-        engines,
-        args.repeat,
-        args.first_port,
-    )
+    trio.run(main_async, [int(x) for x in args.calls.split(",")], args.seconds, codecs,
+             engines, args.repeat, args.first_port)
 
 
 if __name__ == "__main__":
