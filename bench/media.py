@@ -454,9 +454,8 @@ async def measure(n: int, seconds: float, base: int, codec: str,
         for c in calls:
             c.stats.caller_frames = 0
         engine = MediaEngine.current() if batched else None
-        if isinstance(engine, MeasuredEngine):
-            for samples in engine_samples(engine):
-                samples.clear()
+        for samples in engine_samples(engine):
+            samples.clear()
         pauses = GcPauses()
         cpu0, wall0, waited0 = time.process_time(), time.monotonic(), runqueue_wait()
         await trio.sleep(seconds)
@@ -468,20 +467,14 @@ async def measure(n: int, seconds: float, base: int, codec: str,
         # counted: the longest gap between passes ended 0.03-0.06 s after the window, and
         # that single stall alone pushed the in p99 of a 200-call L16 run to 15 ms. A relay
         # whose calls all hang up in the same millisecond is the bench's, not a PBX's, so
-        # what is recorded after this point is cut off below.
-        recorded = [*engine_samples(engine), *(
-            lst for c in measured for lst in (c.lateness, c.in_latency, c.in_split, c.out_split)
-        )]  # fmt: skip
-        ends = [len(lst) for lst in recorded]
+        # the figures are taken before it (nothing runs meanwhile: no await).
+        lat_in = np.concatenate([np.asarray(c.in_latency) for c in measured])
+        lat_out = np.concatenate([np.asarray(c.lateness) for c in measured]) * 1000
+        breakdown = split_report(measured, engine)
         frames = sum(c.stats.caller_frames for c in calls)
         send_dropped = sum(c.stats.send_dropped for c in calls)
         nursery.cancel_scope.cancel()
-    for lst, end in zip(recorded, ends, strict=True):
-        del lst[end:]
     out, _ = peer.communicate(timeout=30)
-    lat_in = np.concatenate([np.asarray(c.in_latency) for c in measured])
-    lat_out = np.concatenate([np.asarray(c.lateness) for c in measured]) * 1000
-    breakdown = split_report(measured, engine)
     return {
         "breakdown": breakdown,
         "n": n,
@@ -588,14 +581,16 @@ async def server_side(n: int, seconds: float, base: int, codec: str,
         cpu0, wall0 = time.process_time(), time.monotonic()
         await trio.sleep(seconds)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        # before the teardown, as in measure()
+        result = {
+            "in": np.concatenate([np.asarray(c.in_latency) for c in measured]),
+            "out": np.concatenate([np.asarray(c.lateness) for c in measured]) * 1000,
+            "frames": sum(c.stats.caller_frames for c in calls),
+            "cpu": cpu,
+            "wall": wall,
+        }
         nursery.cancel_scope.cancel()
-    return {
-        "in": np.concatenate([np.asarray(c.in_latency) for c in measured]),
-        "out": np.concatenate([np.asarray(c.lateness) for c in measured]) * 1000,
-        "frames": sum(c.stats.caller_frames for c in calls),
-        "cpu": cpu,
-        "wall": wall,
-    }
+    return result
 
 
 def run_server_worker(base: int, n: int, seconds: float, codec: str, engine: str,
