@@ -89,11 +89,13 @@ Measured 2026-12-08 00:50-01:17 on the quiet box (load 0.3-1.8, nothing else run
   after: L16 300 passed 3 of 3 (in p99 4.38 / 3.70 / 3.27 ms), PCMU 1 of 3 (5.27 / 2.57 /
   10.37 ms), 400 failed for both (in p99 6.3-38.6 ms at 80-96 % CPU). So 300 holds for L16
   (6 of 6) and mostly for PCMU (4 of 6); the ceiling is between 300 and 400.
-* ``--workers 2`` (L16; the FreeSWITCH-side process shares the two cores): 300 calls pass with
-  1 and with 2 workers (ratio 1.00 at the loads tried); at 350 neither passes, in p99 16.5 ms
-  with 1 worker against 6.6 ms with 2, at 400 102 against 26 ms, at 500 174 against 15 ms. On
-  this box the simulator's own process is the third user of two cores; a box where the switch
-  is elsewhere is where the second worker adds calls.
+* ``--workers 2`` (L16; the FreeSWITCH-side process shares the two cores), after the same
+  window cut in the workers' side: ``--calls 300,350,400``: 1 worker passed none (in p99 6.3 /
+  13.7 / 19.2 ms), 2 workers passed all three (4.2 / 4.7 / 4.6 ms); ``--calls
+  200,300,400,500``: both passed 300 (ratio 1.00), neither 400 (12.1 against 7.4 ms), at 500
+  86 against 16 ms. Before that cut the same runs gave 16.5 against 6.6 ms at 350. So a second
+  worker adds up to 100 calls on this box, where the simulator's own process is the third user
+  of two cores; a box whose switch is elsewhere has more to gain.
 
 Run: .venv/bin/python bench/media.py [--calls 100,200,300] [--seconds 5] [--codec L16,PCMU]
      [--engine both|batched|percall] [--repeat 3] [--workers 2] [--tick-ms 1|2] [--quick]
